@@ -1,0 +1,30 @@
+"""pipeline_magics: YAML pipelines on Spark and Delta Lake from a ``%%pipeline`` cell.
+
+``%load_ext pipeline_magics`` registers the magics; the Python API
+(``Pipeline``, ``PipelineResult``, the errors) works without IPython.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import (CredentialError, DataFrameResolutionError, ExpectationError, PipelineCancelledError,
+                     PipelineError, PipelineExecutionError, RetryableError, SpecError, StreamingQueryError)
+from .pipeline import Pipeline, PipelineResult
+
+__version__ = "0.1.0"
+__all__ = [
+    "Pipeline", "PipelineResult", "PipelineError", "SpecError", "PipelineExecutionError",
+    "DataFrameResolutionError", "ExpectationError", "CredentialError", "StreamingQueryError",
+    "RetryableError", "PipelineCancelledError", "load_ipython_extension", "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Registers ``%%pipeline`` and ``%pipeline``; starts nothing."""
+    from .magic import PipelineMagics
+
+    ipython.register_magics(PipelineMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo beyond IPython's own magic table."""

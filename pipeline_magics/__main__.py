@@ -1,0 +1,77 @@
+"""Headless runs: ``python -m pipeline_magics run SPEC.yaml [--var K=V] [--dry-run] [--metrics KIND[:PATH]]``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from typing import Any, Sequence
+
+from .errors import PipelineError
+
+
+def parse_vars(items: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` to ``{"a": "1", "b": "x"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--var needs KEY=VALUE, got '{item}'")
+        out[key.strip()] = value
+    return out
+
+
+def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metrics: Sequence[str] = (),
+        name: str | None = None, mode: str | None = None, out: Any = sys.stdout) -> int:
+    """Runs one spec file; prints the step table and a preview; returns the exit code."""
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline.from_file(spec_path, variables, name=name, mode=mode)
+    if dry_run:
+        print(pipeline.explain(), file=out)
+        return 0
+    previous = signal.signal(signal.SIGTERM, lambda *_: pipeline.cancel())
+    try:
+        result = pipeline.run(metrics=list(metrics),
+                              emit=lambda kind, frame: print(frame.to_string(index=False), file=out))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(result.metrics.to_text(), file=out)
+    last = result.last_frame
+    if last is not None and not last.isStreaming:
+        print(last.limit(20).toPandas().to_string(index=False), file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline_magics", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run a spec file")
+    p_run.add_argument("spec")
+    p_run.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    p_run.add_argument("--name")
+    p_run.add_argument("--mode", choices=["batch", "streaming"])
+    p_run.add_argument("--dry-run", action="store_true")
+    p_run.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
+    sub.add_parser("schema", help="print the spec's JSON Schema")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "schema":
+        from .schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    try:
+        return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode)
+    except PipelineError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2 if exc.code.startswith(("SPEC", "YAML", "UNKNOWN", "INVALID")) else 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

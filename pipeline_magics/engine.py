@@ -1,0 +1,253 @@
+"""Runs a plan on a SparkSession, step by step, recording metrics and wrapping failures."""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .credentials import Resolver, SecurityPolicy
+from .errors import PipelineCancelledError, PipelineError, PipelineExecutionError, RetryableError
+from .methods import StepContext
+from .metrics import PipelineMetrics, StepMetrics
+from .plan import Plan, PlannedStep
+from .redaction import mask_text
+
+log = logging.getLogger("pipeline_magics")
+
+_TRANSIENT = re.compile(
+    r"Connection refused|Connection reset|connection attempt failed|timed out|Timeout|"
+    r"temporarily unavailable|the database system is (starting|shutting) up|Broken pipe|"
+    r"NOT_ENOUGH_REPLICAS|LEADER_NOT_AVAILABLE|UnknownHostException", re.I)
+
+
+def root_cause(exc: BaseException) -> tuple[str, str]:
+    """One readable line for ``exc`` (the deepest JVM cause where there is one) and the full detail."""
+    detail = "".join(traceback.format_exception(exc))
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            cause = java
+            while cause.getCause() is not None and cause.getCause() != cause:
+                cause = cause.getCause()
+            name = cause.getClass().getSimpleName()
+            return f"{name}: {cause.getMessage()}", detail
+        except Exception:  # noqa: BLE001 - fall back to the Python text
+            pass
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0]
+    if len(first) > 400:
+        first = first[:400] + "…"
+    if not hasattr(exc, "getCondition") and not isinstance(exc, (ValueError, KeyError)):
+        first = f"{type(exc).__name__}: {first}"
+    return first, detail
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying (connections refused, timeouts), never for bad SQL or data."""
+    if isinstance(exc, PipelineError):
+        return False
+    text = str(exc)
+    if "AnalysisException" in type(exc).__name__ or "[UNRESOLVED" in text or "PARSE_SYNTAX" in text:
+        return False
+    return bool(_TRANSIENT.search(text))
+
+
+@dataclass
+class Run:
+    """The state of one run: the flag Cancel sets, the metrics, the frames made so far."""
+
+    plan: Plan
+    spark: Any
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    frames: dict[str, Any] = field(default_factory=dict)
+    displays: list[tuple[str, Any]] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+    cached: list[Any] = field(default_factory=list)
+    metrics: PipelineMetrics = field(init=False)
+    on_update: Callable[["Run"], None] = lambda run: None
+    emit: Callable[[str, Any], None] | None = None
+    policy: SecurityPolicy = field(default_factory=SecurityPolicy.from_env)
+    resolver: Resolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        spec = self.plan.spec
+        self.metrics = PipelineMetrics(spec.name, self.run_id, spec.mode, steps=[
+            StepMetrics(p.index, p.label, p.step.type, p.step.method) for p in self.plan.steps])
+        self.resolver = Resolver(self.policy, spec.name)
+
+    @property
+    def tag(self) -> str:
+        return f"pipeline_magics-{self.plan.spec.name}-{self.run_id}"
+
+    def cancel(self) -> None:
+        """Sets the flag and interrupts this run's running Spark jobs."""
+        self.cancelled.set()
+        try:
+            self.spark.interruptTag(self.tag)
+        except Exception:  # noqa: BLE001 - nothing running, or an older Spark
+            pass
+
+    def mask(self, text: str) -> str:
+        return mask_text(text, self.resolver.secrets)
+
+
+def execute(run: Run) -> None:
+    """Runs every step of ``run.plan``; raises a ``PipelineError`` on failure (metrics say where)."""
+    spec, spark, m = run.plan.spec, run.spark, run.metrics
+    m.status, m.start = "running", time.time()
+    previous_confs = {k: _conf_get(spark, k) for k in spec.spark}
+    for key, value in spec.spark.items():
+        spark.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
+    _add_tag(spark, run.tag)
+    try:
+        for planned in run.plan.steps:
+            if run.cancelled.is_set():
+                raise PipelineCancelledError("the run was cancelled", pipeline=spec.name,
+                                             step_index=planned.index, step_name=planned.step.name,
+                                             step_type=planned.step.type, method=planned.step.method)
+            _run_step(run, planned)
+        m.status = "done"
+    except PipelineError as exc:
+        if run.cancelled.is_set() and not isinstance(exc, PipelineCancelledError):
+            exc = PipelineCancelledError("the run was cancelled", pipeline=spec.name, step_index=exc.step_index,
+                                         step_name=exc.step_name, step_type=exc.step_type, method=exc.method)
+        m.status = "cancelled" if isinstance(exc, PipelineCancelledError) else "failed"
+        m.error = str(exc)
+        for s in m.steps:
+            if s.status in ("pending", "running"):
+                s.status = "cancelled" if m.status == "cancelled" else s.status
+        raise exc from None
+    finally:
+        m.end = time.time()
+        _remove_tag(spark, run.tag)
+        for key, value in previous_confs.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+        run.on_update(run)
+
+
+def _run_step(run: Run, planned: PlannedStep) -> None:
+    spec, step = run.plan.spec, planned.step
+    sm = run.metrics.steps[planned.index]
+    sm.status, sm.start = "running", time.time()
+    run.on_update(run)
+    context = dict(pipeline=spec.name, step_index=planned.index, step_name=step.name, step_type=step.type,
+                   method=step.method, config=step.config)
+    line, column = spec.line_of("steps", planned.index)
+    attempts = step.retry.attempts if step.retry else 1
+    backoff = step.retry.backoffSeconds if step.retry else 0.0
+    try:
+        config = planned.config(run.resolver.resolve(step.config, planned.label))
+        for attempt in range(1, attempts + 1):
+            sm.attempts = attempt
+            ctx = StepContext(
+                spark=run.spark, pipeline=spec.name, run_id=run.run_id, step=step, index=planned.index,
+                mode=spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
+                emit=lambda kind, payload: _emit(run, planned, kind, payload),
+            )
+            try:
+                out = planned.method.func(ctx, config)
+                break
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if run.cancelled.is_set() or attempt == attempts or not is_transient(exc):
+                    if attempt > 1 and is_transient(exc):
+                        cause, detail = root_cause(exc)
+                        raise RetryableError(f"failed after {attempt} attempts: {run.mask(cause)}",
+                                             detail=run.mask(detail), params={"attempts": attempt},
+                                             line=line, column=column) from exc
+                    raise
+                delay = backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                log.warning("%s step %s: attempt %d failed (%s); retrying in %.1fs", spec.name, planned.label,
+                            attempt, run.mask(root_cause(exc)[0]), delay)
+                if run.cancelled.wait(delay):
+                    raise PipelineCancelledError("the run was cancelled") from None
+        for read in ctx.after:
+            read()
+        if out is not None:
+            if step.cache:
+                from pyspark import StorageLevel
+
+                out = out.persist(getattr(StorageLevel, step.cacheStorageLevel or "MEMORY_AND_DISK"))
+                run.cached.append(out)
+            run.frames[planned.output] = out
+            if step.name and not out.isStreaming:
+                out.createOrReplaceTempView(step.name)
+                run.views.append(step.name)
+        _fill_rows(run, planned, sm, ctx.record)
+        sm.status = "done"
+    except PipelineError as exc:
+        sm.status, sm.error = ("cancelled" if run.cancelled.is_set() else "failed"), str(exc)
+        exc.with_context(**context, line=line, column=column)
+        exc.message = run.mask(exc.message)
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a PipelineExecutionError
+        cause, detail = root_cause(exc)
+        sm.status = "cancelled" if run.cancelled.is_set() else "failed"
+        sm.error = run.mask(cause)
+        raise PipelineExecutionError(run.mask(cause), detail=run.mask(detail), line=line, column=column,
+                                     **context) from None
+    finally:
+        sm.end = time.time()
+        run.on_update(run)
+
+
+def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str, Any]) -> None:
+    for key in ("rows_in", "rows_out", "bytes_written", "failed_rows"):
+        if record.get(key) is not None:
+            setattr(sm, key, int(record[key]))
+    sm.extra.update({k: v for k, v in record.items() if k not in ("rows_in", "rows_out", "bytes_written",
+                                                                  "failed_rows")})
+    if sm.rows_in is None and planned.inputs:
+        upstream = [s for s in run.metrics.steps if s.step in planned.inputs or
+                    f"step{s.index + 1}" in planned.inputs]
+        if len(upstream) == 1 and upstream[0].rows_out is not None:
+            sm.rows_in = upstream[0].rows_out
+
+
+def _emit(run: Run, planned: PlannedStep, kind: str, payload: Any) -> None:
+    run.displays.append((planned.label, payload))
+    if run.emit is not None:
+        run.emit(kind, payload)
+
+
+def release(run: Run) -> None:
+    """Drops the run's temp views and caches (its frames stay usable; they recompute)."""
+    for name in run.views:
+        try:
+            run.spark.catalog.dropTempView(name)
+        except Exception:  # noqa: BLE001
+            pass
+    for df in run.cached:
+        try:
+            df.unpersist()
+        except Exception:  # noqa: BLE001
+            pass
+    run.views.clear()
+    run.cached.clear()
+
+
+def _conf_get(spark: Any, key: str) -> str | None:
+    try:
+        return spark.conf.get(key, None)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _add_tag(spark: Any, tag: str) -> None:
+    try:
+        spark.addTag(tag)
+    except Exception:  # noqa: BLE001 - sessions without job tags cannot be interrupted by tag
+        pass
+
+
+def _remove_tag(spark: Any, tag: str) -> None:
+    try:
+        spark.removeTag(tag)
+    except Exception:  # noqa: BLE001
+        pass

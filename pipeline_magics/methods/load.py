@@ -1,0 +1,221 @@
+"""Load methods: each writes its input DataFrame to a sink (or shows it)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .jdbc import PostgresConnection
+from .registry import Config, StepContext, register
+
+WriteMode = Literal["append", "overwrite", "error", "errorifexists", "ignore"]
+
+
+def count_rows_written(ctx: StepContext, df: Any) -> Any:
+    """Wraps ``df`` so the write itself counts its rows (no second pass)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    from ..metrics import observed
+
+    obs = Observation(f"load_{ctx.run_id}_{ctx.index}")
+
+    def read() -> None:
+        figures = observed(obs)
+        if figures and "rows" in figures:
+            ctx.record.setdefault("rows_out", figures["rows"])
+            ctx.record.setdefault("rows_in", figures["rows"])
+
+    ctx.after.append(read)
+    return df.observe(obs, F.count(F.lit(1)).alias("rows"))
+
+
+class DeltaSink(Config):
+    path: str | None = Field(None, description="the table's folder")
+    table: str | None = Field(None, description="a catalog table name (instead of path)")
+    mode: Literal["append", "overwrite", "merge", "error", "errorifexists", "ignore"] = "append"
+    mergeKeys: list[str] | None = Field(None, description="merge: the columns that identify a row")
+    partitionBy: list[str] | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="more Delta writer options, e.g. mergeSchema")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeltaSink":
+        if bool(self.path) == bool(self.table):
+            raise ValueError("set exactly one of 'path' or 'table'")
+        if self.mode == "merge" and not self.mergeKeys:
+            raise ValueError("mode: merge needs 'mergeKeys' (the columns that identify a row)")
+        if self.mergeKeys and self.mode != "merge":
+            raise ValueError("'mergeKeys' is only used with mode: merge")
+        return self
+
+
+def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None:
+    """Rows and bytes from the Delta commit this step made (its ``userMetadata`` is ``marker``)."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forName(ctx.spark, cfg.table) if cfg.table else DeltaTable.forPath(ctx.spark, cfg.path)
+    for row in table.history(10).select("userMetadata", "operationMetrics", "version").collect():
+        if row["userMetadata"] == marker:
+            m = row["operationMetrics"] or {}
+            rows = m.get("numOutputRows") or m.get("numTargetRowsInserted")
+            if rows is not None:
+                ctx.record["rows_out"] = int(rows)
+            if m.get("numOutputBytes") is not None:
+                ctx.record["bytes_written"] = int(m["numOutputBytes"])
+            for key in ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"):
+                if m.get(key) is not None:
+                    ctx.record[key] = int(m[key])
+            ctx.record["delta_version"] = row["version"]
+            return
+
+
+def _delta_exists(ctx: StepContext, cfg: DeltaSink) -> bool:
+    from delta.tables import DeltaTable
+
+    if cfg.table:
+        return bool(ctx.spark.catalog.tableExists(cfg.table))
+    return DeltaTable.isDeltaTable(ctx.spark, cfg.path)
+
+
+@register("load", "toDelta", DeltaSink,
+          example="config: {path: /tmp/lake/orders, mode: merge, mergeKeys: [order_id]}")
+def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
+    """Writes a Delta table: append, overwrite, or merge (upsert) on keys."""
+    from ..session import require_delta
+
+    require_delta(ctx.spark)
+    marker = f"pipeline_magics:{ctx.pipeline}:{ctx.run_id}:{ctx.index}"
+    df = ctx.input
+    if cfg.mode == "merge" and _delta_exists(ctx, cfg):
+        from delta.tables import DeltaTable
+
+        target = DeltaTable.forName(ctx.spark, cfg.table) if cfg.table else DeltaTable.forPath(ctx.spark, cfg.path)
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in cfg.mergeKeys or [])
+        key = "spark.databricks.delta.commitInfo.userMetadata"
+        previous = ctx.spark.conf.get(key, None)
+        ctx.spark.conf.set(key, marker)
+        try:
+            (target.alias("t").merge(df.alias("s"), on)
+             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+        finally:
+            if previous is None:
+                ctx.spark.conf.unset(key)
+            else:
+                ctx.spark.conf.set(key, previous)
+    else:
+        mode = "append" if cfg.mode == "merge" else cfg.mode
+        writer = df.write.format("delta").mode(mode).option("userMetadata", marker).options(**cfg.options)
+        if cfg.partitionBy:
+            writer = writer.partitionBy(*cfg.partitionBy)
+        writer.saveAsTable(cfg.table) if cfg.table else writer.save(cfg.path)
+    _delta_commit_metrics(ctx, cfg, marker)
+
+
+class FileSink(Config):
+    path: str = Field(description="the output folder")
+    mode: WriteMode = Field("error", description="error (default: never overwrite by accident), append, overwrite, ignore")
+    partitionBy: list[str] | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="more Spark writer options")
+
+
+def _write_files(ctx: StepContext, fmt: str, cfg: FileSink, **options: Any) -> None:
+    writer = count_rows_written(ctx, ctx.input).write.format(fmt).mode(cfg.mode).options(**options, **cfg.options)
+    if cfg.partitionBy:
+        writer = writer.partitionBy(*cfg.partitionBy)
+    writer.save(cfg.path)
+
+
+@register("load", "toParquet", FileSink, example="config: {path: /tmp/out/orders.parquet, mode: overwrite}")
+def to_parquet(ctx: StepContext, cfg: FileSink) -> None:
+    """Writes Parquet files."""
+    _write_files(ctx, "parquet", cfg)
+
+
+class CsvSink(FileSink):
+    header: bool = True
+
+
+@register("load", "toCsv", CsvSink, example="config: {path: /tmp/out/orders_csv, mode: overwrite}")
+def to_csv(ctx: StepContext, cfg: CsvSink) -> None:
+    """Writes CSV files (with a header line by default)."""
+    _write_files(ctx, "csv", cfg, header=str(cfg.header).lower())
+
+
+@register("load", "toJson", FileSink, example="config: {path: /tmp/out/orders_json, mode: overwrite}")
+def to_json(ctx: StepContext, cfg: FileSink) -> None:
+    """Writes JSON lines files."""
+    _write_files(ctx, "json", cfg)
+
+
+class PostgresSink(PostgresConnection):
+    table: str = Field(description="the target table (created if missing)")
+    mode: WriteMode = "error"
+    batchSize: int | None = Field(None, ge=1, description="rows per INSERT batch")
+    truncate: bool = Field(False, description="overwrite by TRUNCATE (keeps the table's definition)")
+
+
+@register("load", "toPostgres", PostgresSink, modes=("batch",),
+          example="config: {url: 'jdbc:postgresql://localhost:5432/shop', table: public.daily,\n"
+                  "         user: analyst, password: {env: PGPASSWORD}, mode: overwrite}")
+def to_postgres(ctx: StepContext, cfg: PostgresSink) -> None:
+    """Writes a PostgreSQL table over JDBC."""
+    opts = cfg.jdbc_options()
+    opts["dbtable"] = cfg.table
+    if cfg.batchSize:
+        opts["batchsize"] = str(cfg.batchSize)
+    if cfg.truncate:
+        opts["truncate"] = "true"
+    count_rows_written(ctx, ctx.input).write.format("jdbc").mode(cfg.mode).options(**opts).save()
+
+
+class KafkaSink(Config):
+    bootstrapServers: str = Field(description="host:port[,host:port]")
+    topic: str
+    key: str | None = Field(None, description="the column used as message key")
+    value: str | None = Field(None, description="the column used as value (default: the whole row as JSON)")
+    options: dict[str, Any] = Field(default_factory=dict, description="more Kafka sink options (kafka.*)")
+
+
+def kafka_frame(df: Any, cfg: KafkaSink) -> Any:
+    """The input shaped as Kafka's key/value columns."""
+    from pyspark.sql import functions as F
+
+    value = F.col(cfg.value).cast("string") if cfg.value else F.to_json(F.struct(*[F.col(c) for c in df.columns]))
+    cols = [value.alias("value")]
+    if cfg.key:
+        cols.insert(0, F.col(cfg.key).cast("string").alias("key"))
+    return df.select(*cols)
+
+
+@register("load", "toKafka", KafkaSink, example="config: {bootstrapServers: localhost:9092, topic: alerts, key: id}")
+def to_kafka(ctx: StepContext, cfg: KafkaSink) -> None:
+    """Writes rows to a Kafka topic (each row as JSON unless 'value' names a column)."""
+    (count_rows_written(ctx, kafka_frame(ctx.input, cfg)).write.format("kafka")
+     .option("kafka.bootstrap.servers", cfg.bootstrapServers).option("topic", cfg.topic)
+     .options(**cfg.options).save())
+
+
+class MemorySink(Config):
+    queryName: str | None = Field(None, description="the table's name (default: the step's name)")
+
+
+@register("load", "toMemory", MemorySink, example="config: {queryName: preview}")
+def to_memory(ctx: StepContext, cfg: MemorySink) -> None:
+    """Keeps the rows in memory as a temp view you can query with spark.sql."""
+    name = cfg.queryName or ctx.step.name or f"{ctx.pipeline}_{ctx.step_name}".replace("-", "_")
+    df = ctx.input.persist()
+    ctx.record["rows_out"] = df.count()  # the one action: it also fills the cache
+    df.createOrReplaceTempView(name)
+    ctx.record["table"] = name
+
+
+class Display(Config):
+    n: int = Field(20, ge=1, le=10_000, description="how many rows to show")
+
+
+@register("load", "display", Display, example="config: {n: 10}")
+def display(ctx: StepContext, cfg: Display) -> None:
+    """Shows the first rows in the notebook."""
+    preview = ctx.input.limit(cfg.n).toPandas()
+    ctx.record["rows_out"] = len(preview)
+    ctx.emit("display", preview)

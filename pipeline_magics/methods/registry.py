@@ -1,0 +1,101 @@
+"""The method registry: one function per method, registered by type and name with its config model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ..spec import Step
+
+
+class Config(BaseModel):
+    """Base of every method's settings: strict, immutable, documented fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class StepContext:
+    """What a method gets besides its settings: the session, its inputs, and where to report."""
+
+    spark: "SparkSession"
+    pipeline: str
+    run_id: str
+    step: "Step"
+    index: int
+    mode: str
+    inputs: list["DataFrame"]
+    frames: Mapping[str, "DataFrame"]
+    checkpoint_root: str = ""
+    #: figures the method knows (rows_out, bytes_written, failed_rows, …) for the metrics
+    record: dict[str, Any] = field(default_factory=dict)
+    #: called with (kind, payload) for output meant for the notebook, e.g. ("display", pandas frame)
+    emit: Callable[[str, Any], None] = lambda kind, payload: None
+    #: post-run callbacks (e.g. reading an Observation once the action has run)
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def input(self) -> "DataFrame":
+        return self.inputs[0]
+
+    @property
+    def step_name(self) -> str:
+        return self.step.name or f"step{self.index + 1}"
+
+    def frame(self, name: str) -> "DataFrame":
+        return self.frames[name]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its function, settings model and where it may be used."""
+
+    type: str
+    name: str
+    func: Callable[[StepContext, Any], Any]
+    config: type[Config]
+    modes: frozenset[str] = frozenset({"batch", "streaming"})
+    #: settings whose values name other DataFrames of the pipeline (checked at planning)
+    frame_settings: tuple[str, ...] = ()
+    #: how many inputs the method takes: 0 (extract), 1, or "many" (inputs: [...])
+    arity: int | str = 1
+    example: str = ""
+
+    @property
+    def summary(self) -> str:
+        doc = (self.func.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+METHODS: dict[tuple[str, str], Method] = {}
+
+
+def register(
+    type: str,
+    name: str,
+    config: type[Config],
+    *,
+    modes: tuple[str, ...] = ("batch", "streaming"),
+    frame_settings: tuple[str, ...] = (),
+    arity: int | str | None = None,
+    example: str = "",
+) -> Callable[[Callable[[StepContext, Any], Any]], Callable[[StepContext, Any], Any]]:
+    """Registers a method function under ``type`` and ``name``."""
+
+    def decorate(func: Callable[[StepContext, Any], Any]) -> Callable[[StepContext, Any], Any]:
+        METHODS[(type, name)] = Method(
+            type, name, func, config, frozenset(modes), frame_settings,
+            arity if arity is not None else (0 if type == "extract" else 1), example,
+        )
+        return func
+
+    return decorate
+
+
+def methods_of(type: str) -> list[str]:
+    """The method names of one step type, sorted."""
+    return sorted(name for t, name in METHODS if t == type)

@@ -1,0 +1,242 @@
+"""Transform methods: each turns its input DataFrame(s) into a new one."""
+from __future__ import annotations
+
+import logging
+from functools import reduce
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .registry import Config, StepContext, register
+
+log = logging.getLogger("pipeline_magics")
+
+
+class SqlConfig(Config):
+    query: str = Field(description="Spark SQL; earlier named steps are temp views")
+
+
+@register("transform", "sql", SqlConfig, arity="many",
+          example="inputs: [orders, customers]\nconfig: {query: 'SELECT * FROM orders JOIN customers USING (id)'}")
+def sql(ctx: StepContext, cfg: SqlConfig) -> Any:
+    """Runs a Spark SQL query over the pipeline's named DataFrames."""
+    return ctx.spark.sql(cfg.query)
+
+
+class Condition(Config):
+    condition: str = Field(description="a SQL boolean expression, e.g. amount > 10")
+
+
+@register("transform", "filterRows", Condition, example="config: {condition: 'amount > 10'}")
+def filter_rows(ctx: StepContext, cfg: Condition) -> Any:
+    """Keeps the rows for which the condition is true."""
+    return ctx.input.filter(cfg.condition)
+
+
+class Columns(Config):
+    columns: list[str] = Field(min_length=1, description="column names or SQL expressions ('amount * 2 AS double')")
+
+
+@register("transform", "selectColumns", Columns, example="config: {columns: [id, 'amount * 1.2 AS gross']}")
+def select_columns(ctx: StepContext, cfg: Columns) -> Any:
+    """Keeps (or computes) the listed columns."""
+    return ctx.input.selectExpr(*cfg.columns)
+
+
+class WithColumn(Config):
+    column: str = Field(description="the new (or replaced) column")
+    expr: str = Field(description="a SQL expression")
+
+
+@register("transform", "withColumn", WithColumn, example="config: {column: gross, expr: 'amount * 1.2'}")
+def with_column(ctx: StepContext, cfg: WithColumn) -> Any:
+    """Adds or replaces one column from a SQL expression."""
+    from pyspark.sql import functions as F
+
+    return ctx.input.withColumn(cfg.column, F.expr(cfg.expr))
+
+
+class Rename(Config):
+    mapping: dict[str, str] = Field(min_length=1, description="old name: new name")
+
+
+@register("transform", "renameColumns", Rename, example="config: {mapping: {amt: amount}}")
+def rename_columns(ctx: StepContext, cfg: Rename) -> Any:
+    """Renames columns."""
+    missing = [c for c in cfg.mapping if c not in ctx.input.columns]
+    if missing:
+        raise ValueError(f"no column {missing} to rename; columns are {ctx.input.columns}")
+    return ctx.input.withColumnsRenamed(cfg.mapping)
+
+
+@register("transform", "dropColumns", Columns, example="config: {columns: [internal_id]}")
+def drop_columns(ctx: StepContext, cfg: Columns) -> Any:
+    """Drops columns."""
+    return ctx.input.drop(*cfg.columns)
+
+
+class Dedup(Config):
+    columns: list[str] | None = Field(None, description="the key columns (default: all)")
+
+
+@register("transform", "dropDuplicates", Dedup, example="config: {columns: [order_id]}")
+def drop_duplicates(ctx: StepContext, cfg: Dedup) -> Any:
+    """Keeps one row per key (within the watermark on streams)."""
+    return ctx.input.dropDuplicates(cfg.columns) if cfg.columns else ctx.input.dropDuplicates()
+
+
+class Join(Config):
+    right: str = Field(description="the name of the right-hand DataFrame")
+    on: str | list[str] = Field(description="column name(s), or a condition using left.x and right.y")
+    how: Literal["inner", "left", "right", "full", "left_semi", "left_anti", "cross",
+                 "outer", "left_outer", "right_outer", "full_outer", "semi", "anti"] = "inner"
+
+
+@register("transform", "join", Join, frame_settings=("right",),
+          example="config: {right: customers, on: customer_id, how: left}")
+def join(ctx: StepContext, cfg: Join) -> Any:
+    """Joins the input with another named DataFrame."""
+    from pyspark.sql import functions as F
+
+    right = ctx.frame(cfg.right)
+    if isinstance(cfg.on, list) or cfg.on.isidentifier():
+        return ctx.input.join(right, cfg.on, cfg.how)
+    return ctx.input.alias("left").join(right.alias("right"), F.expr(cfg.on), cfg.how)
+
+
+class Union(Config):
+    byName: bool = Field(True, description="match columns by name (not position)")
+    allowMissingColumns: bool = Field(False, description="fill columns missing on one side with nulls")
+
+
+@register("transform", "union", Union, arity="many", example="inputs: [orders_2024, orders_2025]")
+def union(ctx: StepContext, cfg: Union) -> Any:
+    """Stacks the rows of all inputs."""
+    if cfg.byName:
+        return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=cfg.allowMissingColumns), ctx.inputs)
+    return reduce(lambda a, b: a.union(b), ctx.inputs)
+
+
+class Aggregate(Config):
+    groupBy: list[str] = Field(default_factory=list, description="grouping columns (none: one total row)")
+    aggregations: dict[str, str] = Field(min_length=1, description="alias: SQL aggregate, e.g. total: sum(amount)")
+
+
+def _agg_columns(aggregations: dict[str, str]) -> list[Any]:
+    from pyspark.sql import functions as F
+
+    return [F.expr(expr).alias(alias) for alias, expr in aggregations.items()]
+
+
+@register("transform", "aggregate", Aggregate,
+          example="config: {groupBy: [country], aggregations: {orders: count(*), revenue: sum(amount)}}")
+def aggregate(ctx: StepContext, cfg: Aggregate) -> Any:
+    """Groups rows and computes aggregates."""
+    return ctx.input.groupBy(*cfg.groupBy).agg(*_agg_columns(cfg.aggregations))
+
+
+class Watermark(Config):
+    column: str = Field(description="the event-time column")
+    delay: str = Field(description="how late data may arrive, e.g. '10 minutes'")
+
+
+@register("transform", "withWatermark", Watermark, example="config: {column: event_time, delay: 10 minutes}")
+def with_watermark(ctx: StepContext, cfg: Watermark) -> Any:
+    """Declares how late events may arrive (bounds streaming state)."""
+    return ctx.input.withWatermark(cfg.column, cfg.delay)
+
+
+class Window(Config):
+    timeColumn: str = Field(description="the event-time column")
+    duration: str = Field(description="window length, e.g. '5 minutes'")
+    slide: str | None = Field(None, description="slide interval (default: tumbling windows)")
+    groupBy: list[str] = Field(default_factory=list, description="more grouping columns")
+    aggregations: dict[str, str] = Field(min_length=1, description="alias: SQL aggregate")
+
+
+@register("transform", "window", Window,
+          example="config: {timeColumn: event_time, duration: 5 minutes, aggregations: {events: count(*)}}")
+def window(ctx: StepContext, cfg: Window) -> Any:
+    """Aggregates over time windows; the result has window_start and window_end."""
+    from pyspark.sql import functions as F
+
+    w = F.window(cfg.timeColumn, cfg.duration, cfg.slide) if cfg.slide else F.window(cfg.timeColumn, cfg.duration)
+    grouped = ctx.input.groupBy(w.alias("window"), *cfg.groupBy).agg(*_agg_columns(cfg.aggregations))
+    rest = [c for c in grouped.columns if c != "window"]
+    return grouped.select(F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"), *rest)
+
+
+class Repartition(Config):
+    numPartitions: int | None = Field(None, ge=1)
+    columns: list[str] | None = Field(None, description="hash-partition by these columns")
+
+    @model_validator(mode="after")
+    def _something(self) -> "Repartition":
+        if self.numPartitions is None and not self.columns:
+            raise ValueError("set 'numPartitions', 'columns' or both")
+        return self
+
+
+@register("transform", "repartition", Repartition, example="config: {numPartitions: 8, columns: [country]}")
+def repartition(ctx: StepContext, cfg: Repartition) -> Any:
+    """Redistributes rows into partitions (a shuffle)."""
+    if cfg.numPartitions is not None:
+        return ctx.input.repartition(cfg.numPartitions, *(cfg.columns or []))
+    return ctx.input.repartition(*(cfg.columns or []))
+
+
+class Coalesce(Config):
+    numPartitions: int = Field(ge=1)
+
+
+@register("transform", "coalesce", Coalesce, example="config: {numPartitions: 1}")
+def coalesce(ctx: StepContext, cfg: Coalesce) -> Any:
+    """Reduces the number of partitions without a shuffle."""
+    return ctx.input.coalesce(cfg.numPartitions)
+
+
+class Expect(Config):
+    condition: str = Field(description="what every row must satisfy (NULL counts as failing)")
+    onFail: Literal["fail", "drop", "warn"] = Field("fail", description="fail the run, drop failing rows, or warn")
+    name: str | None = Field(None, description="a label for the rule in metrics and messages")
+
+
+@register("transform", "expect", Expect, example="config: {condition: 'amount >= 0', onFail: drop}")
+def expect(ctx: StepContext, cfg: Expect) -> Any:
+    """A data-quality rule; failing rows are counted in the metrics."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    from ..errors import ExpectationError
+    from ..metrics import observed
+
+    ok = F.coalesce(F.expr(cfg.condition), F.lit(False))
+    label = cfg.name or cfg.condition
+    ctx.record["expectation"] = label
+    if cfg.onFail == "fail" and not ctx.input.isStreaming:
+        # The rule gates everything after it, so it is checked now, before any sink
+        # runs: one aggregate over the input (cache the step to avoid reading twice).
+        row = ctx.input.agg(F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad")).first()
+        ctx.record.update(rows_in=row["n"], rows_out=row["n"], failed_rows=row["bad"])
+        if row["bad"]:
+            raise ExpectationError(
+                f"expectation '{label}' failed for {row['bad']} of {row['n']} rows; nothing after this step ran",
+                params={"failed": row["bad"], "total": row["n"]},
+                hint="fix the data, or set onFail: drop (remove those rows) or warn (keep them)")
+        return ctx.input
+    # drop / warn: counted while the pipeline's own action runs, with no extra pass.
+    obs = Observation(f"expect_{ctx.run_id}_{ctx.index}")
+    counted = ctx.input.observe(obs, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
+
+    def read() -> None:
+        figures = observed(obs)
+        if figures:
+            bad = figures.get("bad") or 0
+            ctx.record.update(rows_in=figures.get("n"), failed_rows=bad,
+                              rows_out=(figures.get("n") or 0) - bad if cfg.onFail == "drop" else figures.get("n"))
+            if bad and cfg.onFail == "warn":
+                log.warning("pipeline %s, step %s: expectation '%s' failed for %s rows (kept)",
+                            ctx.pipeline, ctx.step_name, label, bad)
+
+    ctx.after.append(read)
+    return counted.filter(ok) if cfg.onFail == "drop" else counted

@@ -1,0 +1,148 @@
+"""The Python API: ``Pipeline.from_yaml(...).run(spark) -> PipelineResult``."""
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .credentials import SecurityPolicy
+from .engine import Run, execute, release
+from .errors import PipelineError
+from .metrics import PipelineMetrics, export, fmt_count, fmt_seconds
+from .plan import Plan, build_plan
+from .spec import PipelineSpec, parse_spec
+
+
+@dataclass
+class PipelineResult:
+    """What a run produced: status, metrics, the named DataFrames, streaming queries."""
+
+    name: str
+    status: str
+    metrics: PipelineMetrics
+    frames: dict[str, Any] = field(default_factory=dict)
+    queries: list[Any] = field(default_factory=list)
+    error: PipelineError | None = None
+    displays: list[tuple[str, Any]] = field(default_factory=list)
+    preview_rows: int = 10
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+    def to_pandas(self, name: str | None = None, limit: int | None = 1000) -> Any:
+        """A named frame (default: the last) as pandas, at most ``limit`` rows."""
+        df = self.frames[name] if name else self.last_frame
+        if df is None:
+            raise KeyError("this run produced no DataFrame")
+        return (df.limit(limit) if limit else df).toPandas()
+
+    @property
+    def last_frame(self) -> Any:
+        return next(reversed(self.frames.values()), None) if self.frames else None
+
+    def __repr__(self) -> str:
+        return f"<PipelineResult {self.name}: {self.status}, {len(self.metrics.steps)} steps, " \
+               f"{fmt_count(self.metrics.rows_written)} rows written>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.metrics.to_text())
+
+    def _repr_html_(self) -> str:
+        return render_html(self)
+
+
+STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0",
+                  "pending": "#757575"}
+
+
+def render_html(result: PipelineResult, preview: bool = True) -> str:
+    """A compact step table, then a preview of the last frame (batch only)."""
+    m = result.metrics
+    colour = STATUS_COLOURS.get(m.status, "#000")
+    rows = "".join(
+        f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}</td><td>{s.type}.{s.method}</td>"
+        f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
+        f"<td style='text-align:right'>{fmt_count(s.rows_in)}</td>"
+        f"<td style='text-align:right'>{fmt_count(s.rows_out)}</td>"
+        f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>"
+        for s in m.steps)
+    out = (f"<div class='pipeline-result'><b>pipeline {html.escape(m.pipeline)}</b>: "
+           f"<span style='color:{colour}'>{m.status}</span> in {fmt_seconds(m.duration)}"
+           "<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
+           f"<th>rows out</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+    if m.error:
+        out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
+    last = result.last_frame
+    if preview and result.ok and last is not None and not last.isStreaming:
+        name = next(reversed(result.frames))
+        try:
+            table = last.limit(result.preview_rows).toPandas().to_html(index=False, max_cols=30)
+            out += f"<details open><summary>{html.escape(name)} (first {result.preview_rows} rows)</summary>{table}</details>"
+        except Exception:  # noqa: BLE001 - a preview never hides the result
+            pass
+    return out + "</div>"
+
+
+class Pipeline:
+    """A validated pipeline spec, ready to run on a SparkSession."""
+
+    def __init__(self, spec: PipelineSpec, policy: SecurityPolicy | None = None) -> None:
+        self.spec = spec
+        self.policy = policy or SecurityPolicy.from_env()
+        self.plan: Plan = build_plan(spec, self.policy)
+        self._run: Run | None = None
+
+    @classmethod
+    def from_yaml(cls, text: str, vars: Mapping[str, Any] | None = None, *, defaults: Mapping[str, Any] | None = None,
+                  name: str | None = None, mode: str | None = None) -> "Pipeline":
+        """Parses and checks a YAML spec; raises ``SpecError`` before anything runs."""
+        return cls(parse_spec(text, vars, defaults, {"name": name, "mode": mode}))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], vars: Mapping[str, Any] | None = None, **kw: Any) -> "Pipeline":
+        """Reads a YAML spec file."""
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_yaml(fh.read(), vars, **kw)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def explain(self) -> str:
+        """The plan as text; nothing runs."""
+        return self.plan.text()
+
+    def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
+            on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
+            raise_on_error: bool = True) -> PipelineResult:
+        """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``)."""
+        from .session import get_session
+
+        run = Run(self.plan, get_session(spark), policy=self.policy, emit=emit)
+        if on_update is not None:
+            run.on_update = on_update
+        self._run = run
+        error: PipelineError | None = None
+        try:
+            execute(run)
+        except PipelineError as exc:
+            error = exc
+        finally:
+            release(run)
+        result = PipelineResult(self.name, run.metrics.status, run.metrics, dict(run.frames), [], error,
+                                run.displays)
+        if collect_metrics:
+            for target in metrics:
+                export(run.metrics, target)
+        if error is not None:
+            error.result = result  # type: ignore[attr-defined]
+            if raise_on_error:
+                raise error
+        return result
+
+    def cancel(self) -> None:
+        """Cancels the current run: running Spark jobs are interrupted."""
+        if self._run is not None:
+            self._run.cancel()

@@ -1,0 +1,90 @@
+"""Finding or creating the SparkSession, and the jars a local session loads."""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from typing import Any
+
+from .errors import PipelineExecutionError
+
+#: One consistent set: pyspark 4.0.0, Scala 2.13 (see jars/pom.xml).
+SPARK_VERSION = "4.0.0"
+PACKAGES = (
+    "io.delta:delta-spark_2.13:4.0.0",
+    "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0",
+    "org.postgresql:postgresql:42.7.8",
+)
+DELTA_CONFS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def jars_dir() -> str:
+    """Where ``make jars`` puts the jars: ``$PIPELINE_JARS_DIR``, else inside the Python environment."""
+    return os.environ.get("PIPELINE_JARS_DIR") or os.path.join(sys.prefix, "share", "pipeline_magics", "jars")
+
+
+def local_jars() -> list[str]:
+    """The fetched jars, or ``[]`` when none were fetched."""
+    return sorted(glob.glob(os.path.join(jars_dir(), "*.jar")))
+
+
+def builder_confs() -> dict[str, str]:
+    """Spark confs for a session that pipeline_magics creates itself."""
+    confs = {
+        **DELTA_CONFS,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": os.environ.get("PIPELINE_TIMEZONE", "UTC"),
+    }
+    jars = local_jars()
+    if jars:
+        confs["spark.jars"] = ",".join(jars)
+    else:
+        # Resolved by Spark from ~/.m2 (or Maven Central) on first start.
+        confs["spark.jars.packages"] = ",".join(PACKAGES)
+    if os.environ.get("SPARK_LOCAL_IP"):
+        confs["spark.driver.host"] = os.environ["SPARK_LOCAL_IP"]
+        confs["spark.driver.bindAddress"] = os.environ["SPARK_LOCAL_IP"]
+    return confs
+
+
+def get_session(spark: Any = None) -> Any:
+    """``spark`` if given, else the active session, else a new local session with Delta Lake."""
+    if spark is not None:
+        return spark
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName("pipeline_magics").master(
+        os.environ.get("PIPELINE_SPARK_MASTER", "local[*]"))
+    for key, value in builder_confs().items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def is_connect(spark: Any) -> bool:
+    """True for a Spark Connect session."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def require_delta(spark: Any) -> None:
+    """Raises a clear error when the session has no Delta Lake configured."""
+    try:
+        extensions = spark.conf.get("spark.sql.extensions", "") or ""
+        catalog = spark.conf.get("spark.sql.catalog.spark_catalog", "") or ""
+    except Exception:  # noqa: BLE001 - a session that hides its confs is trusted
+        return
+    if "DeltaSparkSessionExtension" in extensions or "DeltaCatalog" in catalog:
+        return
+    lines = "\n".join(f"      .config({k!r}, {v!r})" for k, v in DELTA_CONFS.items())
+    raise PipelineExecutionError(
+        "this SparkSession has no Delta Lake configured",
+        code="DELTA_NOT_CONFIGURED",
+        hint=("create it with the Delta jar and these confs:\n"
+              f"    SparkSession.builder\n      .config('spark.jars.packages', {PACKAGES[0]!r})\n{lines}\n"
+              "  or stop it and let pipeline_magics create a local session with Delta"),
+    )
