@@ -63,7 +63,10 @@ def get_session(spark: Any = None) -> Any:
         os.environ.get("PIPELINE_SPARK_MASTER", "local[*]"))
     for key, value in builder_confs().items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    # JVM warnings go to the kernel's terminal, not the notebook; keep them to errors.
+    session.sparkContext.setLogLevel(os.environ.get("PIPELINE_SPARK_LOG_LEVEL", "ERROR"))
+    return session
 
 
 def is_connect(spark: Any) -> bool:

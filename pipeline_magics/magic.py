@@ -1,0 +1,245 @@
+"""IPython glue: ``%%pipeline`` and ``%pipeline``. Parse the line, parse the spec, run, render."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+from traitlets import Bool, Int
+
+from .__main__ import parse_vars
+from .errors import PipelineCancelledError, PipelineError
+from .pipeline import Pipeline, PipelineResult
+
+SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help")
+SIMPLE_TYPES = (str, int, float, bool)
+
+
+class PlanView:
+    """The plan of a dry run, shown as text."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def __repr__(self) -> str:
+        return self.pipeline.explain()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(self.pipeline.explain())}</pre><i>dry run: nothing was executed</i>"
+
+
+@magics_class
+class PipelineMagics(Magics):
+    """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic."""
+
+    widgets = Bool(True, help="Show live widgets where a widget frontend exists.").tag(config=True)
+    preview_rows = Int(10, help="Rows of the last DataFrame shown under the result.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.pipelines: dict[str, Pipeline] = {}
+        self.results: dict[str, PipelineResult] = {}
+        self.last_error: PipelineError | None = None
+        self._explain_next = False
+
+    # ------------------------------------------------------------------ cell
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="the pipeline's name (overrides the spec's 'name')")
+    @argument("--mode", choices=["batch", "streaming"], help="overrides the spec's mode")
+    @argument("--var", action="append", default=[], metavar="KEY=VALUE", help="sets ${KEY}; beats vars: in the spec")
+    @argument("--dry-run", action="store_true", help="parse, validate and show the plan; nothing runs")
+    @argument("--no-widgets", action="store_true", help="plain HTML output instead of live widgets")
+    @argument("--metrics", action="append", default=[], metavar="KIND[:PATH]",
+              help="export metrics: prometheus:PATH, json:PATH or log (repeatable)")
+    @argument("--export", action="store_true", help="bind every named DataFrame as a notebook variable")
+    @argument("--timeout", type=float, help="streaming: block until the queries end or SECONDS pass")
+    @argument("--spark", metavar="EXPR", help="the notebook variable holding the SparkSession")
+    @line_cell_magic
+    def pipeline(self, line: str, cell: str | None = None) -> Any:
+        """Runs a YAML pipeline spec (cell magic), or a subcommand (line magic).
+
+        Cell:  %%pipeline [NAME] [--var K=V] [--dry-run] [--export] [--metrics KIND[:PATH]] ...
+        Line:  %pipeline run FILE.yaml [options] | list | status [NAME] | stop NAME|--all |
+               metrics NAME [--format prometheus|json|text] | explain [FILE.yaml] | schema | last-error
+        """
+        if cell is None:
+            return self._line(line)
+        try:
+            args = parse_argstring(self.pipeline, line)
+        except UsageError:
+            raise
+        except SystemExit as exc:  # argparse's exit on bad options
+            raise UsageError(f"bad %%pipeline options: {line!r}") from exc
+        dry = args.dry_run or self._explain_next
+        self._explain_next = False
+        return self._guard(lambda: self.run_text(cell, args, dry))
+
+    def run_text(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
+        """Parses, checks and runs one spec with the cell's options."""
+        try:
+            variables = parse_vars(args.var)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        pipeline = Pipeline.from_yaml(text, variables, defaults=self._notebook_vars(), name=args.name,
+                                      mode=args.mode)
+        if dry_run:
+            return PlanView(pipeline)
+        spark = self._spark(args.spark)
+        self.pipelines[pipeline.name] = pipeline
+        try:
+            result = pipeline.run(spark, metrics=args.metrics, emit=self._emit, raise_on_error=False)
+        except KeyboardInterrupt:
+            pipeline.cancel()
+            raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
+        result.preview_rows = self.preview_rows
+        self.results[pipeline.name] = result
+        if args.export:
+            self.shell.user_ns.update({k: v for k, v in result.frames.items() if not k.startswith("step")})
+        if result.error is not None:
+            display(HTML(result._repr_html_()))
+            raise result.error
+        return result
+
+    # ------------------------------------------------------------------ line
+
+    def _line(self, line: str) -> Any:
+        parts = shlex.split(line)
+        if not parts:
+            raise UsageError("usage: %pipeline " + "|".join(SUBCOMMANDS) + "  (or %%pipeline for a cell)")
+        command, rest = parts[0], parts[1:]
+        handler = getattr(self, "_cmd_" + command.replace("-", "_"), None)
+        if command not in SUBCOMMANDS or handler is None:
+            from .spec import suggest
+
+            close = suggest(command, SUBCOMMANDS)
+            raise UsageError(f"unknown subcommand '{command}'" + (f" — did you mean '{close}'?" if close else "")
+                             + "; subcommands: " + ", ".join(SUBCOMMANDS))
+        return self._guard(lambda: handler(rest))
+
+    def _cmd_run(self, rest: list[str]) -> Any:
+        if not rest:
+            raise UsageError("usage: %pipeline run FILE.yaml [--var K=V] [--dry-run] [--metrics ...]")
+        path, options = rest[0], " ".join(shlex.quote(r) for r in rest[1:])
+        args = parse_argstring(self.pipeline, options)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        return self.run_text(text, args, args.dry_run)
+
+    def _cmd_explain(self, rest: list[str]) -> Any:
+        if rest:
+            return self._cmd_run([rest[0], "--dry-run", *rest[1:]])
+        self._explain_next = True
+        print("the next %%pipeline cell will be explained, not run")
+        return None
+
+    def _cmd_schema(self, rest: list[str]) -> None:
+        from .schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+
+    def _cmd_list(self, rest: list[str]) -> None:
+        if not self.pipelines:
+            print("no pipelines have run in this kernel")
+        for name in self.pipelines:
+            result = self.results.get(name)
+            print(f"{name}: {result.status if result else 'running'}")
+
+    def _cmd_status(self, rest: list[str]) -> Any:
+        names = rest or list(self.results)
+        for name in names:
+            if name not in self.results:
+                raise UsageError(f"no pipeline '{name}'; known: {', '.join(self.results) or 'none'}")
+            print(self.results[name].metrics.to_text())
+
+    def _cmd_stop(self, rest: list[str]) -> None:
+        names = list(self.pipelines) if rest == ["--all"] else rest
+        if not names:
+            raise UsageError("usage: %pipeline stop NAME|--all")
+        for name in names:
+            if name not in self.pipelines:
+                raise UsageError(f"no pipeline '{name}'; known: {', '.join(self.pipelines) or 'none'}")
+            self.pipelines[name].cancel()
+            print(f"stopped {name}")
+
+    def _cmd_metrics(self, rest: list[str]) -> None:
+        parser = argparse.ArgumentParser(prog="%pipeline metrics", add_help=False)
+        parser.add_argument("name")
+        parser.add_argument("--format", choices=["prometheus", "json", "text"], default="text")
+        try:
+            args = parser.parse_args(rest)
+        except SystemExit:
+            raise UsageError("usage: %pipeline metrics NAME [--format prometheus|json|text]") from None
+        if args.name not in self.results:
+            raise UsageError(f"no metrics for '{args.name}'; known: {', '.join(self.results) or 'none'}")
+        m = self.results[args.name].metrics
+        from .metrics import to_prometheus
+
+        print({"json": m.to_json, "prometheus": lambda: to_prometheus(m), "text": m.to_text}[args.format]())
+
+    def _cmd_last_error(self, rest: list[str]) -> None:
+        exc = self.last_error
+        if exc is None:
+            print("no pipeline has failed in this kernel")
+            return
+        print(f"{type(exc).__name__} [{exc.code}]: {exc}")
+        if exc.config is not None:
+            print("config:", json.dumps(exc.config, default=str))
+        if exc.params:
+            print("params:", json.dumps(exc.params, default=str))
+        if exc.detail:
+            print(exc.detail)
+
+    def _cmd_help(self, rest: list[str]) -> None:
+        from .methods import METHODS, methods_of
+
+        if rest:
+            matches = [m for (t, n), m in METHODS.items() if n == rest[0]]
+            if not matches:
+                raise UsageError(f"no method '{rest[0]}'")
+            m = matches[0]
+            print(f"{m.type}.{m.name}: {m.summary}")
+            for key, field in m.config.model_fields.items():
+                req = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+                print(f"  {field.alias or key}: {field.description or ''} ({req})")
+            if m.example:
+                print("example:\n  " + m.example.replace("\n", "\n  "))
+            return
+        for type_ in ("extract", "transform", "load"):
+            print(f"{type_}: {', '.join(methods_of(type_))}")
+
+    # -------------------------------------------------------------- helpers
+
+    def _guard(self, action: Any) -> Any:
+        try:
+            return action()
+        except PipelineError as exc:
+            self.last_error = exc
+            raise
+
+    def _notebook_vars(self) -> dict[str, Any]:
+        ns = self.shell.user_ns if self.shell is not None else {}
+        return {k: v for k, v in ns.items() if not k.startswith("_") and isinstance(v, SIMPLE_TYPES)}
+
+    def _spark(self, expr: str | None) -> Any:
+        from .session import get_session
+
+        if not expr:
+            return get_session()
+        if expr not in self.shell.user_ns:
+            raise UsageError(f"--spark {expr}: no notebook variable '{expr}'")
+        return self.shell.user_ns[expr]
+
+    def _emit(self, kind: str, payload: Any) -> None:
+        if kind == "display":
+            display(payload)
