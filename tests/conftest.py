@@ -35,3 +35,15 @@ def lake(tmp_path):
 def data_dir():
     """The small CSVs shipped with the examples."""
     return os.path.join(os.path.dirname(__file__), os.pardir, "examples", "data")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL for the run (Testcontainers where Docker exists, else local binaries)."""
+    try:
+        from services import postgres_service
+    except ImportError:  # tests/ imported as a package
+        from tests.services import postgres_service
+
+    with postgres_service() as pg:
+        yield pg

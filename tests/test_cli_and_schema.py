@@ -1,0 +1,40 @@
+"""Headless runs and the shipped JSON Schema."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pipeline_magics.schema import SCHEMA_FILE, json_schema
+
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+def test_shipped_schema_is_current():
+    with open(SCHEMA_FILE, encoding="utf-8") as fh:
+        shipped = json.load(fh)
+    assert shipped == json.loads(json.dumps(json_schema())), \
+        "pipeline-spec.schema.json is stale: run `python -m pipeline_magics.schema`"
+
+
+def test_schema_has_a_variant_per_method():
+    from pipeline_magics.methods import METHODS
+
+    variants = json_schema()["properties"]["steps"]["items"]["oneOf"]
+    assert {(v["properties"]["type"]["const"], v["properties"]["method"]["const"]) for v in variants} == set(METHODS)
+
+
+def test_headless_dry_run_and_bad_spec(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(ROOT)}
+    spec = os.path.join(ROOT, "examples", "quickstart.yaml")
+    done = subprocess.run([sys.executable, "-m", "pipeline_magics", "run", spec, "--dry-run"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pipeline quickstart (batch), 4 steps" in done.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - type: extract\n    method: fromCsv\n    config: {heder: true, path: x}\n")
+    done = subprocess.run([sys.executable, "-m", "pipeline_magics", "run", str(bad)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert "line 4" in done.stderr and "unknown setting 'heder'" in done.stderr and "did you mean 'header'" in done.stderr

@@ -1,0 +1,132 @@
+"""The magics in an IPython shell: options, subcommands, error rendering, export."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from IPython.core.error import UsageError
+
+from pipeline_magics import PipelineResult, SpecError
+from pipeline_magics.errors import PipelineExecutionError
+
+SPEC = """
+name: magic_orders
+steps:
+  - type: extract
+    method: fromCsv
+    name: orders
+    config: {{path: "{data}/orders.csv", inferSchema: true}}
+  - type: transform
+    method: filterRows
+    name: big
+    config: {{condition: "amount > ${{min_amount}}"}}
+  - type: load
+    method: toDelta
+    config: {{path: "${{lake}}/big", mode: overwrite}}
+"""
+
+
+@pytest.fixture(scope="module")
+def ip(spark):
+    """IPython's testing shell with the extension loaded."""
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "pipeline_magics")
+    return shell
+
+
+@pytest.fixture
+def spec(data_dir):
+    return SPEC.format(data=os.path.abspath(data_dir))
+
+
+def test_cell_runs_with_vars_notebook_variables_and_export(ip, spec, lake, data_dir, spark):
+    import pandas as pd
+
+    ip.user_ns["lake"] = str(lake)
+    ip.user_ns["min_amount"] = 1000  # overridden by --var below
+    result = ip.run_cell_magic("pipeline", "renamed --var min_amount=50 --export", spec)
+    assert isinstance(result, PipelineResult) and result.ok
+    assert result.name == "renamed"
+    orders = pd.read_csv(os.path.join(data_dir, "orders.csv"))
+    expected = int((orders.amount > 50).sum())
+    assert spark.read.format("delta").load(f"{lake}/big").count() == expected
+    assert result.metrics.step("step3").rows_out == expected
+    assert ip.user_ns["big"].count() == expected  # --export bound the named frame
+    assert "renamed" in result._repr_html_()
+
+
+def test_dry_run_runs_nothing(ip, spec, lake):
+    ip.user_ns["lake"] = str(lake)
+    view = ip.run_cell_magic("pipeline", "--dry-run --var min_amount=1", spec)
+    assert "3 steps" in repr(view) and "load.toDelta" in repr(view)
+    assert not (lake / "big").exists()
+
+
+def test_explain_applies_to_next_cell(ip, spec, lake, capsys):
+    ip.user_ns["lake"] = str(lake)
+    ip.run_line_magic("pipeline", "explain")
+    view = ip.run_cell_magic("pipeline", "--var min_amount=1", spec)
+    assert "filterRows" in repr(view)
+    assert not (lake / "big").exists()
+
+
+def test_spec_error_is_short_and_kept_for_last_error(ip, capsys):
+    with pytest.raises(SpecError) as info:
+        ip.run_cell_magic("pipeline", "", "steps:\n  - type: extract\n    method: fromCvs\n    config: {path: x}\n")
+    lines = info.value._render_traceback_()
+    assert lines[0].startswith("SpecError") and "did you mean 'fromCsv'" in lines[0]
+    ip.run_line_magic("pipeline", "last-error")
+    out = capsys.readouterr().out
+    assert "SPEC_INVALID" in out or "UNKNOWN_METHOD" in out
+
+
+def test_step_failure_has_one_line_and_full_detail(ip, capsys):
+    with pytest.raises(PipelineExecutionError) as info:
+        ip.run_cell_magic("pipeline", "", "steps:\n  - type: extract\n    method: fromParquet\n"
+                                          "    config: {path: /no/such/place}\n")
+    rendered = "\n".join(info.value._render_traceback_())
+    assert "PATH_NOT_FOUND" in rendered and "at org.apache" not in rendered
+    ip.run_line_magic("pipeline", "last-error")
+    assert "Traceback" in capsys.readouterr().out
+
+
+def test_run_file_and_status_metrics_schema(ip, tmp_path, data_dir, capsys):
+    spec_file = tmp_path / "p.yaml"
+    spec_file.write_text(f"name: from_file\nsteps:\n  - {{type: extract, method: fromCsv, "
+                         f"config: {{path: '{os.path.abspath(data_dir)}/customers.csv'}}}}\n"
+                         f"  - {{type: load, method: toMemory, config: {{queryName: customers_mem}}}}\n")
+    result = ip.run_line_magic("pipeline", f"run {spec_file}")
+    assert result.metrics.step("step2").rows_out == 40
+    capsys.readouterr()
+    ip.run_line_magic("pipeline", "metrics from_file --format json")
+    assert json.loads(capsys.readouterr().out)["steps"][1]["rows_out"] == 40
+    ip.run_line_magic("pipeline", "metrics from_file --format prometheus")
+    assert 'pipeline_step_rows_out{method="toMemory",pipeline="from_file",step="step2"} 40.0' in capsys.readouterr().out
+    ip.run_line_magic("pipeline", "status from_file")
+    assert "done" in capsys.readouterr().out
+    ip.run_line_magic("pipeline", "schema")
+    assert "fromPostgres" in capsys.readouterr().out
+
+
+def test_bad_usage(ip):
+    with pytest.raises(UsageError, match="did you mean 'status'"):
+        ip.run_line_magic("pipeline", "statsu")
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        ip.run_cell_magic("pipeline", "--var nokey", "steps: []")
+    with pytest.raises(UsageError, match="no notebook variable"):
+        ip.run_cell_magic("pipeline", "--spark nosuch",
+                          "steps:\n  - {type: extract, method: fromCsv, config: {path: x}}\n")
+
+
+def test_help_lists_every_method(ip, capsys):
+    from pipeline_magics.methods import METHODS
+
+    ip.run_line_magic("pipeline", "help")
+    out = capsys.readouterr().out
+    assert all(name in out for _, name in METHODS)
+    ip.run_line_magic("pipeline", "help fromPostgres")
+    out = capsys.readouterr().out
+    assert "password" in out and "partitionColumn" in out
