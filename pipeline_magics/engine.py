@@ -29,7 +29,12 @@ _TRANSIENT = re.compile(
 def root_cause(exc: BaseException) -> tuple[str, str]:
     """One readable line for ``exc`` (the deepest JVM cause where there is one) and the full detail."""
     detail = "".join(traceback.format_exception(exc))
-    java = getattr(exc, "java_exception", None)
+    jvm_trace = getattr(exc, "_stackTrace", None)
+    if jvm_trace:
+        detail += "\nJVM stack trace:\n" + str(jvm_trace)
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    if java is not None and hasattr(exc, "getCondition") and exc.getCondition():
+        java = None  # Spark's own error classes already read well: keep their first line
     if java is not None:
         try:
             cause = java
@@ -70,6 +75,8 @@ class Run:
     displays: list[tuple[str, Any]] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
     cached: list[Any] = field(default_factory=list)
+    #: steps whose figures arrive with a later action (Observations), read after each step
+    pending: list[tuple[PlannedStep, StepContext]] = field(default_factory=list)
     metrics: PipelineMetrics = field(init=False)
     on_update: Callable[["Run"], None] = lambda run: None
     emit: Callable[[str, Any], None] | None = None
@@ -125,6 +132,7 @@ def execute(run: Run) -> None:
                 s.status = "cancelled" if m.status == "cancelled" else s.status
         raise exc from None
     finally:
+        read_pending(run)
         m.end = time.time()
         _remove_tag(spark, run.tag)
         for key, value in previous_confs.items():
@@ -142,6 +150,7 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
     line, column = spec.line_of("steps", planned.index)
     attempts = step.retry.attempts if step.retry else 1
     backoff = step.retry.backoffSeconds if step.retry else 0.0
+    ctx: StepContext | None = None
     try:
         config = planned.config(run.resolver.resolve(step.config, planned.label))
         for attempt in range(1, attempts + 1):
@@ -167,8 +176,8 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                             attempt, run.mask(root_cause(exc)[0]), delay)
                 if run.cancelled.wait(delay):
                     raise PipelineCancelledError("the run was cancelled") from None
-        for read in ctx.after:
-            read()
+        if ctx.after:
+            run.pending.append((planned, ctx))
         if out is not None:
             if step.cache:
                 from pyspark import StorageLevel
@@ -181,7 +190,10 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                 run.views.append(step.name)
         _fill_rows(run, planned, sm, ctx.record)
         sm.status = "done"
+        read_pending(run)
     except PipelineError as exc:
+        if ctx is not None:
+            _fill_rows(run, planned, sm, ctx.record)
         sm.status, sm.error = ("cancelled" if run.cancelled.is_set() else "failed"), str(exc)
         exc.with_context(**context, line=line, column=column)
         exc.message = run.mask(exc.message)
@@ -195,6 +207,14 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
     finally:
         sm.end = time.time()
         run.on_update(run)
+
+
+def read_pending(run: Run) -> None:
+    """Collects the figures of Observations whose action has run by now."""
+    for planned, ctx in list(run.pending):
+        if all(read() for read in ctx.after):
+            run.pending.remove((planned, ctx))
+        _fill_rows(run, planned, run.metrics.steps[planned.index], ctx.record)
 
 
 def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str, Any]) -> None:

@@ -24,7 +24,8 @@ def observed(obs: Any) -> dict[str, Any]:
     if jo is not None and hasattr(jo, "getOrEmpty"):
         # Classic Spark: ``get`` would wait forever if the action never reached the node.
         try:
-            return {k: v for k, v in jo.getOrEmpty().items()}
+            if jo.getOrEmpty().isEmpty():
+                return {}
         except Exception:  # noqa: BLE001 - a missing figure is not an error
             return {}
     try:

@@ -72,7 +72,8 @@ def _method(spec: PipelineSpec, i: int) -> Method:
         choices = methods_of(step.type)
         other = [t for (t, n) in METHODS if n == step.method]
         if other:
-            message = f"'{step.method}' is a {other[0]} method, not a {step.type} method"
+            article = "an" if other[0][0] in "aeiou" else "a"
+            message = f"'{step.method}' is {article} {other[0]} method, not a {step.type} method"
             hint = f"write 'type: {other[0]}'"
         else:
             close = suggest(step.method, choices)
@@ -123,11 +124,12 @@ def build_plan(spec: PipelineSpec, policy: SecurityPolicy | None = None) -> Plan
     policy = policy or SecurityPolicy.from_env()
     planned: list[PlannedStep] = []
     known: list[str] = []
+    names: set[str] = set()
     previous: str | None = None
     for i, step in enumerate(spec.steps):
         method = _method(spec, i)
         _check_config(spec, i, method, policy)
-        if step.name and step.name in known:
+        if step.name and step.name in names:
             raise _err(SpecError, spec, i, f"the name '{step.name}' is already used by an earlier step",
                        ("name",), code="DUPLICATE_NAME", hint="give each step a different name")
         if step.cacheStorageLevel and step.cacheStorageLevel not in STORAGE_LEVELS:
@@ -168,6 +170,7 @@ def build_plan(spec: PipelineSpec, policy: SecurityPolicy | None = None) -> Plan
                            f"unknown input '{name}'" + (f" — did you mean '{close}'?" if close else ""),
                            path, hint="known names: " + (", ".join(known) or "none yet (name a step with 'name:')"),
                            params={"name": name, "known": list(known)})
+        names.add(step.name) if step.name else None
         output = step.name or f"step{i + 1}"
         planned.append(PlannedStep(i, step, method, inputs, output))
         if step.type != "load":

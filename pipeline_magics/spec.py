@@ -78,7 +78,15 @@ class PipelineSpec(Frozen):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader; duplicate keys are refused instead of silently overwritten."""
+    """SafeLoader with YAML 1.2 booleans: only true/false, so ``on:`` (join) and ``yes``/``no`` stay strings."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
 
 
 def _load_with_marks(text: str) -> tuple[Any, dict[Path, tuple[int, int]]]:
@@ -88,6 +96,9 @@ def _load_with_marks(text: str) -> tuple[Any, dict[Path, tuple[int, int]]]:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         line = mark.line + 1 if mark else None
+        opened = exc.context_mark
+        if exc.context and opened is not None and mark is not None and opened.line != mark.line:
+            problem += f" ({exc.context} that starts on line {opened.line + 1})"
         source = text.splitlines()[line - 1] if line and line <= len(text.splitlines()) else ""
         hint = ('quote values that use ${...} inside {...} or [...], e.g. {path: "${base}/x.csv"}'
                 if "${" in source else "check the indentation and quoting around this line")
@@ -163,6 +174,7 @@ def interpolate(value: Any, variables: Mapping[str, Any], marks: Mapping[Path, t
         raise SpecError(
             f"unknown variable '${{{name}}}'" + (f" — did you mean '{close[0]}'?" if close else ""),
             code="UNKNOWN_VARIABLE", line=line, column=column, params={"name": name},
+            step_index=path[1] if len(path) > 1 and path[0] == "steps" and isinstance(path[1], int) else None,
             hint=f"define it under 'vars:', pass --var {name}=VALUE, or set a notebook variable (known: {known})",
         )
 
@@ -185,7 +197,12 @@ def _pydantic_error(exc: ValidationError, marks: Mapping[Path, tuple[int, int]],
     step = step if isinstance(step, dict) else {}
     field = loc[-1] if loc else None
     kind = err["type"]
-    where_model = Step if step_index is not None and len(loc) <= 3 else PipelineSpec
+    if step_index is not None and len(loc) > 3 and loc[2] == "retry":
+        where_model: type[BaseModel] = RetryPolicy
+    elif step_index is not None and len(loc) <= 3:
+        where_model = Step
+    else:
+        where_model = PipelineSpec
     if kind == "extra_forbidden":
         allowed = sorted(where_model.model_fields)
         close = difflib.get_close_matches(str(field), allowed, n=1)
@@ -249,7 +266,7 @@ def parse_spec(
 
 def suggest(name: str, choices: Sequence[str]) -> str | None:
     """The closest of ``choices`` to a misspelt ``name``."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     if close:
         return close[0]
     lowered = {c.lower(): c for c in choices}

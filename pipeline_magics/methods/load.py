@@ -20,11 +20,12 @@ def count_rows_written(ctx: StepContext, df: Any) -> Any:
 
     obs = Observation(f"load_{ctx.run_id}_{ctx.index}")
 
-    def read() -> None:
+    def read() -> bool:
         figures = observed(obs)
         if figures and "rows" in figures:
             ctx.record.setdefault("rows_out", figures["rows"])
             ctx.record.setdefault("rows_in", figures["rows"])
+        return bool(figures)
 
     ctx.after.append(read)
     return df.observe(obs, F.count(F.lit(1)).alias("rows"))
@@ -57,9 +58,10 @@ def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None
     for row in table.history(10).select("userMetadata", "operationMetrics", "version").collect():
         if row["userMetadata"] == marker:
             m = row["operationMetrics"] or {}
-            rows = m.get("numOutputRows") or m.get("numTargetRowsInserted")
-            if rows is not None:
-                ctx.record["rows_out"] = int(rows)
+            if m.get("numTargetRowsInserted") is not None:  # a merge: rows inserted or updated
+                ctx.record["rows_out"] = int(m["numTargetRowsInserted"]) + int(m.get("numTargetRowsUpdated") or 0)
+            elif m.get("numOutputRows") is not None:
+                ctx.record["rows_out"] = int(m["numOutputRows"])
             if m.get("numOutputBytes") is not None:
                 ctx.record["bytes_written"] = int(m["numOutputBytes"])
             for key in ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"):

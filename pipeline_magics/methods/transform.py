@@ -228,7 +228,7 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
     obs = Observation(f"expect_{ctx.run_id}_{ctx.index}")
     counted = ctx.input.observe(obs, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
 
-    def read() -> None:
+    def read() -> bool:
         figures = observed(obs)
         if figures:
             bad = figures.get("bad") or 0
@@ -237,6 +237,7 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
             if bad and cfg.onFail == "warn":
                 log.warning("pipeline %s, step %s: expectation '%s' failed for %s rows (kept)",
                             ctx.pipeline, ctx.step_name, label, bad)
+        return bool(figures)
 
     ctx.after.append(read)
     return counted.filter(ok) if cfg.onFail == "drop" else counted
