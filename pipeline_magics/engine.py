@@ -41,7 +41,8 @@ def root_cause(exc: BaseException) -> tuple[str, str]:
             while cause.getCause() is not None and cause.getCause() != cause:
                 cause = cause.getCause()
             name = cause.getClass().getSimpleName()
-            return f"{name}: {cause.getMessage()}", detail
+            message = (str(cause.getMessage() or "").strip().splitlines() or [""])[0]
+            return f"{name}: {message[:400]}", detail
         except Exception:  # noqa: BLE001 - fall back to the Python text
             pass
     text = str(exc).strip() or type(exc).__name__

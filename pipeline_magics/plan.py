@@ -89,7 +89,13 @@ def _method(spec: PipelineSpec, i: int) -> Method:
 
 
 def _check_config(spec: PipelineSpec, i: int, method: Method, policy: SecurityPolicy) -> None:
+    from .methods.streaming_sink import STREAMING_KEYS
+
     step = spec.steps[i]
+    if spec.mode == "batch":
+        for key in STREAMING_KEYS & set(step.config) - {"queryName"} if step.method != "toMemory" else ():
+            raise _err(SpecError, spec, i, f"'{key}' applies to streaming pipelines only", ("config", key),
+                       code="STREAMING_ONLY_SETTING", hint="set 'mode: streaming', or remove it")
     for path, problem in policy.check(step.config):
         raise _err(CredentialError, spec, i, problem, ("config", *path), code="POLICY_REFUSED",
                    hint="store the secret in Vault and write {vault: secret/NAME, key: KEY}")

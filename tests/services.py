@@ -136,7 +136,10 @@ def _create_database(pg: Postgres) -> None:
 
 @contextlib.contextmanager
 def _docker_postgres() -> Iterator[Postgres]:
-    from testcontainers.postgres import PostgresContainer
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers < 4.14
+        from testcontainers.postgres import PostgresContainer
 
     password = secrets.token_urlsafe(18)
     container = PostgresContainer(IMAGE, username=USER, password=password, dbname=DATABASE, driver=None)

@@ -94,10 +94,11 @@ def test_parse_spec_and_build_plan_directly():
 def test_name_and_mode_overrides():
     pipeline = Pipeline.from_yaml(VALID, name="renamed")
     assert pipeline.name == "renamed"
-    exc = fails(VALID.replace("method: toDelta", "method: toPostgres")
-                .replace("{path: /tmp/lake/orders_big, mode: overwrite}",
-                         "{url: 'jdbc:postgresql://h:5432/db', table: t}"), mode="streaming")
-    assert exc.code == "MODE_UNSUPPORTED"
+    exc = fails(VALID.replace("method: fromCsv\n    name: customers\n    config: {path: data/customers.csv}",
+                              "method: fromPostgres\n    name: customers\n"
+                              "    config: {url: 'jdbc:postgresql://h:5432/db', table: t}"), mode="streaming")
+    assert exc.code == "MODE_UNSUPPORTED" and exc.step_index == 1
+    assert "fromPostgres works only in batch mode" in str(exc)
 
 
 # ----------------------------------------------------------------------- YAML
@@ -568,12 +569,13 @@ def test_batch_only_methods_in_streaming_mode():
     assert "mode: batch" in exc.hint
 
 
-def test_to_postgres_in_streaming_mode():
-    text = "mode: streaming\nsteps:\n  - {type: extract, method: fromRate}\n" \
-           "  - type: load\n    method: toPostgres\n" \
-           "    config: {url: 'jdbc:postgresql://localhost:5432/shop', table: t}\n"
+def test_streaming_settings_refused_in_batch_mode():
+    text = "steps:\n  - {type: extract, method: fromCsv, config: {path: x}}\n" \
+           "  - type: load\n    method: toDelta\n" \
+           "    config: {path: /tmp/x, checkpointLocation: /tmp/cp}\n"
     exc = fails(text)
-    assert exc.code == "MODE_UNSUPPORTED" and exc.line == 5 and exc.step_index == 1
+    assert exc.code == "STREAMING_ONLY_SETTING" and exc.line == 6 and exc.step_index == 1
+    assert "'checkpointLocation' applies to streaming pipelines only" in str(exc)
 
 
 def test_from_rate_in_batch_mode():

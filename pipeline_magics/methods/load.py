@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from .jdbc import PostgresConnection
 from .registry import Config, StepContext, register
+from .streaming_sink import StreamingOptions, start
 
 WriteMode = Literal["append", "overwrite", "error", "errorifexists", "ignore"]
 
@@ -31,7 +32,7 @@ def count_rows_written(ctx: StepContext, df: Any) -> Any:
     return df.observe(obs, F.count(F.lit(1)).alias("rows"))
 
 
-class DeltaSink(Config):
+class DeltaSink(StreamingOptions):
     path: str | None = Field(None, description="the table's folder")
     table: str | None = Field(None, description="a catalog table name (instead of path)")
     mode: Literal["append", "overwrite", "merge", "error", "errorifexists", "ignore"] = "append"
@@ -86,6 +87,8 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     from ..session import require_delta
 
     require_delta(ctx.spark)
+    if ctx.input.isStreaming:
+        return _stream_to_delta(ctx, cfg)
     marker = f"pipeline_magics:{ctx.pipeline}:{ctx.run_id}:{ctx.index}"
     df = ctx.input
     if cfg.mode == "merge" and _delta_exists(ctx, cfg):
@@ -113,14 +116,56 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     _delta_commit_metrics(ctx, cfg, marker)
 
 
-class FileSink(Config):
+def _merge_batch(spark: Any, cfg: DeltaSink) -> Any:
+    """A foreachBatch function that upserts each micro-batch on the merge keys."""
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in cfg.mergeKeys or [])
+
+    def upsert(batch: Any, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+
+        session = batch.sparkSession
+        target = cfg.table or cfg.path
+        exists = session.catalog.tableExists(cfg.table) if cfg.table else DeltaTable.isDeltaTable(session, cfg.path)
+        if not exists:
+            writer = batch.write.format("delta").mode("append")
+            writer.saveAsTable(target) if cfg.table else writer.save(target)
+            return
+        table = DeltaTable.forName(session, cfg.table) if cfg.table else DeltaTable.forPath(session, cfg.path)
+        table.alias("t").merge(batch.alias("s"), on).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+
+    return upsert
+
+
+def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
+    if cfg.mode == "merge":
+        return start(ctx, cfg, ctx.input, lambda w: w.foreachBatch(_merge_batch(ctx.spark, cfg)),
+                     output_mode=cfg.outputMode or "update")
+    if cfg.mode not in ("append", "overwrite"):
+        raise ValueError(f"mode: {cfg.mode} is not available for streams; use append, overwrite "
+                         "(complete output) or merge")
+    mode = cfg.outputMode or ("complete" if cfg.mode == "overwrite" else "append")
+
+    def configure(w: Any) -> Any:
+        w = w.format("delta").options(**cfg.options)
+        return w.partitionBy(*cfg.partitionBy) if cfg.partitionBy else w
+
+    return start(ctx, cfg, ctx.input, configure, path=cfg.path, table=cfg.table, output_mode=mode)
+
+
+class FileSink(StreamingOptions):
     path: str = Field(description="the output folder")
     mode: WriteMode = Field("error", description="error (default: never overwrite by accident), append, overwrite, ignore")
     partitionBy: list[str] | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="more Spark writer options")
 
 
-def _write_files(ctx: StepContext, fmt: str, cfg: FileSink, **options: Any) -> None:
+def _write_files(ctx: StepContext, fmt: str, cfg: FileSink, **options: Any) -> Any:
+    if ctx.input.isStreaming:
+        def configure(w: Any) -> Any:
+            w = w.format(fmt).options(**options, **cfg.options)
+            return w.partitionBy(*cfg.partitionBy) if cfg.partitionBy else w
+
+        return start(ctx, cfg, ctx.input, configure, path=cfg.path)
     writer = count_rows_written(ctx, ctx.input).write.format(fmt).mode(cfg.mode).options(**options, **cfg.options)
     if cfg.partitionBy:
         writer = writer.partitionBy(*cfg.partitionBy)
@@ -128,9 +173,9 @@ def _write_files(ctx: StepContext, fmt: str, cfg: FileSink, **options: Any) -> N
 
 
 @register("load", "toParquet", FileSink, example="config: {path: /tmp/out/orders.parquet, mode: overwrite}")
-def to_parquet(ctx: StepContext, cfg: FileSink) -> None:
+def to_parquet(ctx: StepContext, cfg: FileSink) -> Any:
     """Writes Parquet files."""
-    _write_files(ctx, "parquet", cfg)
+    return _write_files(ctx, "parquet", cfg)
 
 
 class CsvSink(FileSink):
@@ -138,39 +183,44 @@ class CsvSink(FileSink):
 
 
 @register("load", "toCsv", CsvSink, example="config: {path: /tmp/out/orders_csv, mode: overwrite}")
-def to_csv(ctx: StepContext, cfg: CsvSink) -> None:
+def to_csv(ctx: StepContext, cfg: CsvSink) -> Any:
     """Writes CSV files (with a header line by default)."""
-    _write_files(ctx, "csv", cfg, header=str(cfg.header).lower())
+    return _write_files(ctx, "csv", cfg, header=str(cfg.header).lower())
 
 
 @register("load", "toJson", FileSink, example="config: {path: /tmp/out/orders_json, mode: overwrite}")
-def to_json(ctx: StepContext, cfg: FileSink) -> None:
+def to_json(ctx: StepContext, cfg: FileSink) -> Any:
     """Writes JSON lines files."""
-    _write_files(ctx, "json", cfg)
+    return _write_files(ctx, "json", cfg)
 
 
-class PostgresSink(PostgresConnection):
+class PostgresSink(PostgresConnection, StreamingOptions):
     table: str = Field(description="the target table (created if missing)")
     mode: WriteMode = "error"
     batchSize: int | None = Field(None, ge=1, description="rows per INSERT batch")
     truncate: bool = Field(False, description="overwrite by TRUNCATE (keeps the table's definition)")
 
 
-@register("load", "toPostgres", PostgresSink, modes=("batch",),
+@register("load", "toPostgres", PostgresSink,
           example="config: {url: 'jdbc:postgresql://localhost:5432/shop', table: public.daily,\n"
                   "         user: analyst, password: {env: PGPASSWORD}, mode: overwrite}")
-def to_postgres(ctx: StepContext, cfg: PostgresSink) -> None:
-    """Writes a PostgreSQL table over JDBC."""
+def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
+    """Writes a PostgreSQL table over JDBC (each micro-batch appended, for streams)."""
     opts = cfg.jdbc_options()
     opts["dbtable"] = cfg.table
     if cfg.batchSize:
         opts["batchsize"] = str(cfg.batchSize)
     if cfg.truncate:
         opts["truncate"] = "true"
+    if ctx.input.isStreaming:
+        def write(batch: Any, batch_id: int) -> None:
+            batch.write.format("jdbc").mode("append").options(**opts).save()
+
+        return start(ctx, cfg, ctx.input, lambda w: w.foreachBatch(write))
     count_rows_written(ctx, ctx.input).write.format("jdbc").mode(cfg.mode).options(**opts).save()
 
 
-class KafkaSink(Config):
+class KafkaSink(StreamingOptions):
     bootstrapServers: str = Field(description="host:port[,host:port]")
     topic: str
     key: str | None = Field(None, description="the column used as message key")
@@ -190,34 +240,47 @@ def kafka_frame(df: Any, cfg: KafkaSink) -> Any:
 
 
 @register("load", "toKafka", KafkaSink, example="config: {bootstrapServers: localhost:9092, topic: alerts, key: id}")
-def to_kafka(ctx: StepContext, cfg: KafkaSink) -> None:
+def to_kafka(ctx: StepContext, cfg: KafkaSink) -> Any:
     """Writes rows to a Kafka topic (each row as JSON unless 'value' names a column)."""
+    if ctx.input.isStreaming:
+        return start(ctx, cfg, kafka_frame(ctx.input, cfg), lambda w: w.format("kafka").option(
+            "kafka.bootstrap.servers", cfg.bootstrapServers).option("topic", cfg.topic).options(**cfg.options))
     (count_rows_written(ctx, kafka_frame(ctx.input, cfg)).write.format("kafka")
      .option("kafka.bootstrap.servers", cfg.bootstrapServers).option("topic", cfg.topic)
      .options(**cfg.options).save())
 
 
-class MemorySink(Config):
-    queryName: str | None = Field(None, description="the table's name (default: the step's name)")
+class MemorySink(StreamingOptions):
+    """``queryName`` names the in-memory table (default: the step's name)."""
+
+
+def memory_table_name(ctx: StepContext, cfg: StreamingOptions) -> str:
+    return cfg.queryName or ctx.step.name or f"{ctx.pipeline}_{ctx.step_name}".replace("-", "_")
 
 
 @register("load", "toMemory", MemorySink, example="config: {queryName: preview}")
-def to_memory(ctx: StepContext, cfg: MemorySink) -> None:
-    """Keeps the rows in memory as a temp view you can query with spark.sql."""
-    name = cfg.queryName or ctx.step.name or f"{ctx.pipeline}_{ctx.step_name}".replace("-", "_")
+def to_memory(ctx: StepContext, cfg: MemorySink) -> Any:
+    """Keeps the rows in memory as a table you can query with spark.sql."""
+    name = memory_table_name(ctx, cfg)
+    ctx.record["table"] = name
+    if ctx.input.isStreaming:
+        return start(ctx, cfg, ctx.input, lambda w: w.format("memory"), name=name)
     df = ctx.input.persist()
     ctx.record["rows_out"] = df.count()  # the one action: it also fills the cache
     df.createOrReplaceTempView(name)
-    ctx.record["table"] = name
 
 
-class Display(Config):
+class Display(StreamingOptions):
     n: int = Field(20, ge=1, le=10_000, description="how many rows to show")
 
 
 @register("load", "display", Display, example="config: {n: 10}")
-def display(ctx: StepContext, cfg: Display) -> None:
-    """Shows the first rows in the notebook."""
+def display(ctx: StepContext, cfg: Display) -> Any:
+    """Shows the first rows in the notebook (a stream fills an in-memory table of that name)."""
+    if ctx.input.isStreaming:
+        name = memory_table_name(ctx, cfg)
+        ctx.record["table"] = name
+        return start(ctx, cfg, ctx.input, lambda w: w.format("memory"), name=name)
     preview = ctx.input.limit(cfg.n).toPandas()
     ctx.record["rows_out"] = len(preview)
     ctx.emit("display", preview)
