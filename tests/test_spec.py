@@ -574,7 +574,7 @@ def test_streaming_settings_refused_in_batch_mode():
            "  - type: load\n    method: toDelta\n" \
            "    config: {path: /tmp/x, checkpointLocation: /tmp/cp}\n"
     exc = fails(text)
-    assert exc.code == "STREAMING_ONLY_SETTING" and exc.line == 6 and exc.step_index == 1
+    assert exc.code == "STREAMING_ONLY_SETTING" and exc.line == 5 and exc.step_index == 1
     assert "'checkpointLocation' applies to streaming pipelines only" in str(exc)
 
 
