@@ -17,6 +17,7 @@ from .methods import StepContext
 from .metrics import PipelineMetrics, StepMetrics
 from .plan import Plan, PlannedStep
 from .redaction import mask_text
+from .streaming import is_query
 
 log = logging.getLogger("pipeline_magics")
 
@@ -78,6 +79,8 @@ class Run:
     cached: list[Any] = field(default_factory=list)
     #: steps whose figures arrive with a later action (Observations), read after each step
     pending: list[tuple[PlannedStep, StepContext]] = field(default_factory=list)
+    #: streaming queries started by load steps: (step index, StreamingQuery)
+    queries: list[tuple[int, Any]] = field(default_factory=list)
     metrics: PipelineMetrics = field(init=False)
     on_update: Callable[["Run"], None] = lambda run: None
     emit: Callable[[str, Any], None] | None = None
@@ -101,6 +104,11 @@ class Run:
             self.spark.interruptTag(self.tag)
         except Exception:  # noqa: BLE001 - nothing running, or an older Spark
             pass
+        for _, query in self.queries:
+            try:
+                query.stop()
+            except Exception:  # noqa: BLE001 - already stopped
+                pass
 
     def mask(self, text: str) -> str:
         return mask_text(text, self.resolver.secrets)
@@ -121,8 +129,13 @@ def execute(run: Run) -> None:
                                              step_index=planned.index, step_name=planned.step.name,
                                              step_type=planned.step.type, method=planned.step.method)
             _run_step(run, planned)
-        m.status = "done"
+        m.status = "running" if run.queries else "done"
     except PipelineError as exc:
+        for _, query in run.queries:  # a half-started streaming pipeline is stopped whole
+            try:
+                query.stop()
+            except Exception:  # noqa: BLE001
+                pass
         if run.cancelled.is_set() and not isinstance(exc, PipelineCancelledError):
             exc = PipelineCancelledError("the run was cancelled", pipeline=spec.name, step_index=exc.step_index,
                                          step_name=exc.step_name, step_type=exc.step_type, method=exc.method)
@@ -134,7 +147,8 @@ def execute(run: Run) -> None:
         raise exc from None
     finally:
         read_pending(run)
-        m.end = time.time()
+        if m.status != "running":
+            m.end = time.time()
         _remove_tag(spark, run.tag)
         for key, value in previous_confs.items():
             spark.conf.unset(key) if value is None else spark.conf.set(key, value)
@@ -179,7 +193,10 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                     raise PipelineCancelledError("the run was cancelled") from None
         if ctx.after:
             run.pending.append((planned, ctx))
-        if out is not None:
+        if is_query(out):
+            run.queries.append((planned.index, out))
+            sm.extra["query"] = out.name
+        elif out is not None:
             if step.cache:
                 from pyspark import StorageLevel
 
@@ -190,7 +207,7 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                 out.createOrReplaceTempView(step.name)
                 run.views.append(step.name)
         _fill_rows(run, planned, sm, ctx.record)
-        sm.status = "done"
+        sm.status = "running" if is_query(out) else "done"
         read_pending(run)
     except PipelineError as exc:
         if ctx is not None:

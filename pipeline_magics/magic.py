@@ -95,7 +95,8 @@ class PipelineMagics(Magics):
         spark = self._spark(args.spark)
         self.pipelines[pipeline.name] = pipeline
         try:
-            result = pipeline.run(spark, metrics=args.metrics, emit=self._emit, raise_on_error=False)
+            result = pipeline.run(spark, metrics=args.metrics, emit=self._emit, raise_on_error=False,
+                                  timeout=args.timeout)
         except KeyboardInterrupt:
             pipeline.cancel()
             raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
@@ -149,18 +150,38 @@ class PipelineMagics(Magics):
         print(json.dumps(json_schema(), indent=2))
 
     def _cmd_list(self, rest: list[str]) -> None:
+        from .streaming import REGISTRY
+
         if not self.pipelines:
             print("no pipelines have run in this kernel")
         for name in self.pipelines:
             result = self.results.get(name)
-            print(f"{name}: {result.status if result else 'running'}")
+            stream = REGISTRY.get(name)
+            if stream is not None:
+                stream.refresh()
+            status = stream.run.metrics.status if stream else (result.status if result else "running")
+            print(f"{name}: {status}")
+            for q in stream.describe() if stream else []:
+                state = "active" if q["active"] else ("failed: " + q["error"] if q["error"] else "stopped")
+                print(f"  query {q['query']} ({state}), batch {q.get('batch_id', '—')}, "
+                      f"{q.get('processed_rows_per_second') or 0:.1f} rows/s")
 
     def _cmd_status(self, rest: list[str]) -> Any:
         names = rest or list(self.results)
         for name in names:
             if name not in self.results:
                 raise UsageError(f"no pipeline '{name}'; known: {', '.join(self.results) or 'none'}")
+            from .streaming import REGISTRY
+
+            stream = REGISTRY.get(name)
+            if stream is not None:
+                stream.refresh()
             print(self.results[name].metrics.to_text())
+            for q in stream.describe() if stream else []:
+                print(f"  query {q['query']}: {'active' if q['active'] else 'stopped'}, batch {q.get('batch_id')}, "
+                      f"input {q.get('input_rows_per_second') or 0:.1f} rows/s, "
+                      f"processed {q.get('processed_rows_per_second') or 0:.1f} rows/s"
+                      + (f", error: {q['error']}" if q["error"] else ""))
 
     def _cmd_stop(self, rest: list[str]) -> None:
         names = list(self.pipelines) if rest == ["--all"] else rest
@@ -169,7 +190,13 @@ class PipelineMagics(Magics):
         for name in names:
             if name not in self.pipelines:
                 raise UsageError(f"no pipeline '{name}'; known: {', '.join(self.pipelines) or 'none'}")
+            from .streaming import REGISTRY
+
             self.pipelines[name].cancel()
+            if REGISTRY.get(name) is not None:
+                REGISTRY.stop(name)
+            if name in self.results:
+                self.results[name].status = self.results[name].metrics.status
             print(f"stopped {name}")
 
     def _cmd_metrics(self, rest: list[str]) -> None:

@@ -12,6 +12,7 @@ from .errors import PipelineError
 from .metrics import PipelineMetrics, export, fmt_count, fmt_seconds
 from .plan import Plan, build_plan
 from .spec import PipelineSpec, parse_spec
+from .streaming import REGISTRY, StreamingRun
 
 
 @dataclass
@@ -26,6 +27,22 @@ class PipelineResult:
     error: PipelineError | None = None
     displays: list[tuple[str, Any]] = field(default_factory=list)
     preview_rows: int = 10
+    stream: StreamingRun | None = None
+
+    def await_termination(self, timeout: float | None = None) -> bool:
+        """Streaming: waits for the queries to end (True) or ``timeout`` seconds (False)."""
+        if self.stream is None:
+            return True
+        done = self.stream.await_termination(timeout)
+        self.status = self.metrics.status
+        return done
+
+    def stop(self) -> None:
+        """Streaming: stops the queries."""
+        if self.stream is not None:
+            self.stream.run.cancel()
+            self.stream.stop()
+            self.status = self.metrics.status
 
     @property
     def ok(self) -> bool:
@@ -93,6 +110,7 @@ class Pipeline:
         self.policy = policy or SecurityPolicy.from_env()
         self.plan: Plan = build_plan(spec, self.policy)
         self._run: Run | None = None
+        self.stream: StreamingRun | None = None
 
     @classmethod
     def from_yaml(cls, text: str, vars: Mapping[str, Any] | None = None, *, defaults: Mapping[str, Any] | None = None,
@@ -116,23 +134,43 @@ class Pipeline:
 
     def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
             on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
-            raise_on_error: bool = True) -> PipelineResult:
-        """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``)."""
+            raise_on_error: bool = True, timeout: float | None = None) -> PipelineResult:
+        """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
+
+        Streaming: the queries keep running after this returns, unless every load has a
+        finite trigger (``availableNow``/``once``: it waits for them) or ``timeout``
+        seconds are given (it waits at most that long).
+        """
         from .session import get_session
 
         run = Run(self.plan, get_session(spark), policy=self.policy, emit=emit)
         if on_update is not None:
             run.on_update = on_update
         self._run = run
+        stream = REGISTRY.claim(self.name, run) if self.spec.mode == "streaming" else None
+        if stream is not None:
+            stream.queries = run.queries
+        self.stream = stream
         error: PipelineError | None = None
         try:
             execute(run)
+            if stream is not None and run.queries:
+                finite = all(run.metrics.steps[i].extra.get("finite") for i, _ in run.queries)
+                if timeout is not None or finite:
+                    stream.await_termination(timeout)
+                stream.refresh()
         except PipelineError as exc:
             error = exc
+            if stream is not None:
+                stream.stop()
+                run.metrics.status = "cancelled" if run.cancelled.is_set() else "failed"
+                run.metrics.error = str(exc)
         finally:
-            release(run)
-        result = PipelineResult(self.name, run.metrics.status, run.metrics, dict(run.frames), [], error,
-                                run.displays)
+            if stream is None or not stream.active:
+                release(run)
+        result = PipelineResult(self.name, run.metrics.status, run.metrics, dict(run.frames),
+                                [q for _, q in run.queries], error, run.displays)
+        result.stream = stream
         if collect_metrics:
             for target in metrics:
                 export(run.metrics, target)

@@ -1,0 +1,192 @@
+"""Running streaming pipelines: the kernel's registry of runs and their queries, waiting, stopping."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import StreamingQueryError
+
+
+def is_query(obj: Any) -> bool:
+    """True for a StreamingQuery (classic or Spark Connect)."""
+    return hasattr(obj, "awaitTermination") and hasattr(obj, "lastProgress")
+
+
+def progress_figures(progress: Any) -> dict[str, Any]:
+    """The figures of one progress report that the metrics keep."""
+    if not progress:
+        return {}
+    p = progress if isinstance(progress, dict) else getattr(progress, "json", lambda: progress)
+    if callable(p):
+        import json
+
+        p = json.loads(p())
+    sink = p.get("sink") or {}
+    return {
+        "batch_id": p.get("batchId"),
+        "input_rows": p.get("numInputRows"),
+        "input_rows_per_second": p.get("inputRowsPerSecond"),
+        "processed_rows_per_second": p.get("processedRowsPerSecond"),
+        "batch_duration_ms": (p.get("durationMs") or {}).get("triggerExecution"),
+        "sink_rows": sink.get("numOutputRows"),
+        "timestamp": p.get("timestamp"),
+    }
+
+
+@dataclass
+class StreamingRun:
+    """One streaming pipeline's run in this kernel: its queries and their step indexes."""
+
+    pipeline: str
+    run: Any  # engine.Run
+    queries: list[tuple[int, Any]] = field(default_factory=list)  # (step index, StreamingQuery)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def active(self) -> bool:
+        return any(_is_active(q) for _, q in self.queries)
+
+    def stop(self) -> None:
+        """Stops every query of the run."""
+        for _, q in self.queries:
+            try:
+                q.stop()
+            except Exception:  # noqa: BLE001 - already stopped
+                pass
+        self.refresh()
+
+    def await_termination(self, timeout: float | None = None) -> bool:
+        """Waits until all queries end (True) or ``timeout`` seconds pass (False); raises on a failed query."""
+        deadline = None if timeout is None else time.time() + timeout
+        try:
+            for _, q in self.queries:
+                left = None if deadline is None else max(0.0, deadline - time.time())
+                if left is None:
+                    q.awaitTermination()
+                elif not q.awaitTermination(left):
+                    return False
+            return True
+        except Exception:  # noqa: BLE001 - the failure is reported below, from the query itself
+            pass
+        finally:
+            self.refresh()
+        self.raise_if_failed()
+        return True
+
+    def raise_if_failed(self) -> None:
+        """Raises ``StreamingQueryError`` for the first query that stopped with an error."""
+        from .engine import root_cause
+
+        for index, q in self.queries:
+            exc = _exception(q)
+            if exc is not None:
+                planned = self.run.plan.steps[index]
+                cause, detail = root_cause(exc)
+                step = planned.step
+                raise StreamingQueryError(
+                    f"query '{q.name}' stopped: {self.run.mask(cause)}", pipeline=self.pipeline, step_index=index,
+                    step_name=step.name, step_type=step.type, method=step.method, config=step.config,
+                    detail=self.run.mask(detail), params={"query": q.name},
+                    line=self.run.plan.spec.line_of("steps", index)[0])
+
+    def refresh(self) -> None:
+        """Copies the queries' progress into the run's metrics."""
+        m = self.run.metrics
+        states = []
+        for index, q in self.queries:
+            sm = m.steps[index]
+            try:
+                recent = list(q.recentProgress or [])
+            except Exception:  # noqa: BLE001 - a stopped Connect query may not answer
+                recent = []
+            figures = [progress_figures(p) for p in recent]
+            if figures:
+                sm.extra["progress"] = figures[-1]
+                sinks = [f["sink_rows"] for f in figures if (f.get("sink_rows") or -1) >= 0]
+                inputs = sum(f.get("input_rows") or 0 for f in figures)
+                sm.rows_in = inputs
+                sm.rows_out = sum(sinks) if sinks else inputs
+            failed = _exception(q) is not None
+            active = _is_active(q)
+            sm.status = "running" if active else ("failed" if failed else
+                                                   ("cancelled" if self.run.cancelled.is_set() else "done"))
+            states.append(sm.status)
+        if states:
+            if "running" in states:
+                m.status = "running"
+            else:
+                m.status = "failed" if "failed" in states else (
+                    "cancelled" if self.run.cancelled.is_set() else "done")
+                m.end = m.end or time.time()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Per query: name, id, state and the last progress figures."""
+        self.refresh()
+        out = []
+        for index, q in self.queries:
+            exc = _exception(q)
+            out.append({"query": q.name, "id": str(q.id), "step": self.run.metrics.steps[index].step,
+                        "active": _is_active(q), "error": None if exc is None else str(exc).splitlines()[0],
+                        **self.run.metrics.steps[index].extra.get("progress", {})})
+        return out
+
+
+def _is_active(q: Any) -> bool:
+    try:
+        return bool(q.isActive)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _exception(q: Any) -> Any:
+    try:
+        return q.exception()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class Registry:
+    """The streaming runs of this kernel, by pipeline name."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, StreamingRun] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, name: str, run: Any) -> StreamingRun:
+        """Registers a new run; refuses when the same pipeline still has active queries."""
+        with self._lock:
+            current = self._runs.get(name)
+            if current is not None and current.active:
+                names = ", ".join(q.name for _, q in current.queries if _is_active(q))
+                raise StreamingQueryError(
+                    f"pipeline '{name}' is already running (queries: {names})", pipeline=name,
+                    code="ALREADY_RUNNING",
+                    hint=f"stop it first with %pipeline stop {name} (a second query on the same checkpoint "
+                         "would corrupt it)")
+            self._runs[name] = StreamingRun(name, run)
+            return self._runs[name]
+
+    def get(self, name: str) -> StreamingRun | None:
+        return self._runs.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._runs)
+
+    def stop(self, name: str) -> None:
+        run = self._runs.get(name)
+        if run is None:
+            raise KeyError(name)
+        run.run.cancel()
+        run.stop()
+
+    def stop_all(self) -> list[str]:
+        stopped = [n for n, r in self._runs.items() if r.active]
+        for name in stopped:
+            self.stop(name)
+        return stopped
+
+
+#: The registry of this Python process (one kernel).
+REGISTRY = Registry()
