@@ -23,7 +23,8 @@ def parse_vars(items: Sequence[str]) -> dict[str, str]:
 
 
 def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metrics: Sequence[str] = (),
-        name: str | None = None, mode: str | None = None, out: Any = sys.stdout) -> int:
+        name: str | None = None, mode: str | None = None, out: Any = sys.stdout,
+        timeout: float | None = None) -> int:
     """Runs one spec file; prints the step table and a preview; returns the exit code."""
     from .pipeline import Pipeline
 
@@ -33,8 +34,18 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
         return 0
     previous = signal.signal(signal.SIGTERM, lambda *_: pipeline.cancel())
     try:
-        result = pipeline.run(metrics=list(metrics),
+        result = pipeline.run(metrics=list(metrics), timeout=timeout,
                               emit=lambda kind, frame: print(frame.to_string(index=False), file=out))
+        if result.stream is not None and result.stream.active and timeout is not None:
+            result.stop()  # --timeout passed: the run ends here
+        elif result.stream is not None and result.stream.active:
+            # Headless streaming runs until the queries end, SIGTERM, or Ctrl-C.
+            print(f"streaming: {', '.join(q.name for q in result.queries)} (SIGTERM or Ctrl-C stops)",
+                  file=out, flush=True)
+            try:
+                result.await_termination()
+            except KeyboardInterrupt:
+                result.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(result.metrics.to_text(), file=out)
@@ -55,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--mode", choices=["batch", "streaming"])
     p_run.add_argument("--dry-run", action="store_true")
     p_run.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
+    p_run.add_argument("--timeout", type=float, help="streaming: stop waiting after SECONDS")
     sub.add_parser("schema", help="print the spec's JSON Schema")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -64,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:
-        return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode)
+        return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode,
+                   timeout=args.timeout)
     except PipelineError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2 if exc.code.startswith(("SPEC", "YAML", "UNKNOWN", "INVALID")) else 1

@@ -33,19 +33,9 @@ def root_cause(exc: BaseException) -> tuple[str, str]:
     jvm_trace = getattr(exc, "_stackTrace", None)
     if jvm_trace:
         detail += "\nJVM stack trace:\n" + str(jvm_trace)
-    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
-    if java is not None and hasattr(exc, "getCondition") and exc.getCondition():
-        java = None  # Spark's own error classes already read well: keep their first line
-    if java is not None:
-        try:
-            cause = java
-            while cause.getCause() is not None and cause.getCause() != cause:
-                cause = cause.getCause()
-            name = cause.getClass().getSimpleName()
-            message = (str(cause.getMessage() or "").strip().splitlines() or [""])[0]
-            return f"{name}: {message[:400]}", detail
-        except Exception:  # noqa: BLE001 - fall back to the Python text
-            pass
+    innermost = _innermost(exc)
+    if innermost is not None:
+        return innermost[:400], detail
     text = str(exc).strip() or type(exc).__name__
     first = text.splitlines()[0]
     if len(first) > 400:
@@ -53,6 +43,37 @@ def root_cause(exc: BaseException) -> tuple[str, str]:
     if not hasattr(exc, "getCondition") and not isinstance(exc, (ValueError, KeyError)):
         first = f"{type(exc).__name__}: {first}"
     return first, detail
+
+
+def _first_line(text: Any) -> str:
+    return (str(text or "").strip().splitlines() or [""])[0]
+
+
+def _innermost(exc: BaseException) -> str | None:
+    """The message of the innermost cause of a wrapped Spark failure, or None when not wrapped.
+
+    PySpark keeps causes as converted Python exceptions (``_cause``) and the JVM
+    exception itself (``_origin`` / ``java_exception``); both chains are followed.
+    """
+    current: Any = exc
+    for _ in range(50):
+        if getattr(current, "_cause", None) is None:
+            break
+        current = current._cause
+    java = getattr(current, "_origin", None) or getattr(current, "java_exception", None)
+    try:
+        depth = 0
+        while java is not None and java.getCause() is not None and depth < 50:
+            java, depth = java.getCause(), depth + 1
+        if java is not None and (depth or current is not exc or not hasattr(exc, "getCondition")):
+            message = _first_line(java.getMessage())
+            # Spark's own messages start with their [CONDITION]; others need the class name.
+            return message if message.startswith("[") else f"{java.getClass().getSimpleName()}: {message}"
+    except Exception:  # noqa: BLE001 - fall back to the Python text
+        pass
+    if current is not exc:
+        return _first_line(getattr(current, "_desc", None) or current)
+    return None
 
 
 def is_transient(exc: BaseException) -> bool:
