@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 JARS := $(VENV)/share/pipeline_magics/jars
+KAFKA := $(VENV)/share/pipeline_magics/kafka
 MVN := mvn -q -B -s jars/settings.xml -f jars/pom.xml
 # Spark and every service stay on loopback.
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup venv jars system demo test test-fast lint clean services
+.PHONY: setup venv jars kafka system demo test test-fast lint clean services
 
 setup: venv jars
 
@@ -29,16 +30,29 @@ $(JARS)/.fetched: jars/pom.xml | venv
 	  -DexcludeArtifactIds=$(shell paste -sd, jars/provided-by-spark.txt)
 	touch $@
 
+# A real Apache Kafka broker (KRaft) for the tests and `make services`: kafka_2.13 and its
+# runtime jars, once, from Maven Central; tests/kafka_service.py runs it with `java -cp`.
+kafka: $(KAFKA)/.fetched
+$(KAFKA)/.fetched: services/kafka/pom.xml | venv
+	rm -rf $(KAFKA) && mkdir -p $(KAFKA)
+	mvn -q -B -s jars/settings.xml -f services/kafka/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA))
+	touch $@
+
+# A Kafka broker on 127.0.0.1:9092 in the foreground for local trials; Ctrl-C stops it.
+services: venv kafka
+	$(PY) tests/kafka_service.py --port 9092
+
 # Java 17 and the PostgreSQL server (Debian packages) for the tests.
 system:
 	@command -v java >/dev/null || { apt-get update -q && apt-get install -y -q openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { apt-get update -q && apt-get install -y -q maven; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
 
-demo: setup
+demo: system setup
 	$(PY) -m pipeline_magics run examples/quickstart.yaml --var data_dir=examples/data --var lake=/tmp/pipeline_magics_demo
 
-test: setup system
+test: system setup kafka
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from . import delta
 from .jdbc import PostgresConnection
 from .registry import Config, StepContext, register
 from .streaming_sink import StreamingOptions, start
@@ -52,32 +53,20 @@ class DeltaSink(StreamingOptions):
 
 
 def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None:
-    """Rows and bytes from the Delta commit this step made (its ``userMetadata`` is ``marker``)."""
-    from delta.tables import DeltaTable
-
-    table = DeltaTable.forName(ctx.spark, cfg.table) if cfg.table else DeltaTable.forPath(ctx.spark, cfg.path)
-    for row in table.history(10).select("userMetadata", "operationMetrics", "version").collect():
-        if row["userMetadata"] == marker:
-            m = row["operationMetrics"] or {}
-            if m.get("numTargetRowsInserted") is not None:  # a merge: rows inserted or updated
-                ctx.record["rows_out"] = int(m["numTargetRowsInserted"]) + int(m.get("numTargetRowsUpdated") or 0)
-            elif m.get("numOutputRows") is not None:
-                ctx.record["rows_out"] = int(m["numOutputRows"])
-            if m.get("numOutputBytes") is not None:
-                ctx.record["bytes_written"] = int(m["numOutputBytes"])
-            for key in ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"):
-                if m.get(key) is not None:
-                    ctx.record[key] = int(m[key])
-            ctx.record["delta_version"] = row["version"]
-            return
-
-
-def _delta_exists(ctx: StepContext, cfg: DeltaSink) -> bool:
-    from delta.tables import DeltaTable
-
-    if cfg.table:
-        return bool(ctx.spark.catalog.tableExists(cfg.table))
-    return DeltaTable.isDeltaTable(ctx.spark, cfg.path)
+    """Rows and bytes from the Delta commit this step made: the commit's own operationMetrics."""
+    m = delta.commit_metrics(ctx.spark, cfg.path, cfg.table, marker)
+    if m is None:
+        return
+    if "numTargetRowsInserted" in m:  # a merge: rows inserted or updated (not the rows rewritten)
+        ctx.record["rows_out"] = m["numTargetRowsInserted"] + m.get("numTargetRowsUpdated", 0)
+    elif "numOutputRows" in m:
+        ctx.record["rows_out"] = m["numOutputRows"]
+    if "numOutputBytes" in m:
+        ctx.record["bytes_written"] = m["numOutputBytes"]
+    for key in ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"):
+        if key in m:
+            ctx.record[key] = m[key]
+    ctx.record["delta_version"] = m["version"]
 
 
 @register("load", "toDelta", DeltaSink,
@@ -91,22 +80,9 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
         return _stream_to_delta(ctx, cfg)
     marker = f"pipeline_magics:{ctx.pipeline}:{ctx.run_id}:{ctx.index}"
     df = ctx.input
-    if cfg.mode == "merge" and _delta_exists(ctx, cfg):
-        from delta.tables import DeltaTable
-
-        target = DeltaTable.forName(ctx.spark, cfg.table) if cfg.table else DeltaTable.forPath(ctx.spark, cfg.path)
-        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in cfg.mergeKeys or [])
-        key = "spark.databricks.delta.commitInfo.userMetadata"
-        previous = ctx.spark.conf.get(key, None)
-        ctx.spark.conf.set(key, marker)
-        try:
-            (target.alias("t").merge(df.alias("s"), on)
-             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-        finally:
-            if previous is None:
-                ctx.spark.conf.unset(key)
-            else:
-                ctx.spark.conf.set(key, previous)
+    if cfg.mode == "merge" and delta.exists(ctx.spark, cfg.path, cfg.table):
+        with delta.user_metadata(ctx.spark, marker):
+            delta.merge(df, cfg.path, cfg.table, cfg.mergeKeys or [])
     else:
         mode = "append" if cfg.mode == "merge" else cfg.mode
         writer = df.write.format("delta").mode(mode).option("userMetadata", marker).options(**cfg.options)
@@ -116,29 +92,22 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     _delta_commit_metrics(ctx, cfg, marker)
 
 
-def _merge_batch(spark: Any, cfg: DeltaSink) -> Any:
+def _merge_batch(cfg: DeltaSink) -> Any:
     """A foreachBatch function that upserts each micro-batch on the merge keys."""
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in cfg.mergeKeys or [])
 
     def upsert(batch: Any, batch_id: int) -> None:
-        from delta.tables import DeltaTable
-
-        session = batch.sparkSession
-        target = cfg.table or cfg.path
-        exists = session.catalog.tableExists(cfg.table) if cfg.table else DeltaTable.isDeltaTable(session, cfg.path)
-        if not exists:
+        if delta.exists(batch.sparkSession, cfg.path, cfg.table):
+            delta.merge(batch, cfg.path, cfg.table, cfg.mergeKeys or [])
+        else:
             writer = batch.write.format("delta").mode("append")
-            writer.saveAsTable(target) if cfg.table else writer.save(target)
-            return
-        table = DeltaTable.forName(session, cfg.table) if cfg.table else DeltaTable.forPath(session, cfg.path)
-        table.alias("t").merge(batch.alias("s"), on).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+            writer.saveAsTable(cfg.table) if cfg.table else writer.save(cfg.path)
 
     return upsert
 
 
 def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
     if cfg.mode == "merge":
-        return start(ctx, cfg, ctx.input, lambda w: w.foreachBatch(_merge_batch(ctx.spark, cfg)),
+        return start(ctx, cfg, ctx.input, lambda w: w.foreachBatch(_merge_batch(cfg)),
                      output_mode=cfg.outputMode or "update")
     if cfg.mode not in ("append", "overwrite"):
         raise ValueError(f"mode: {cfg.mode} is not available for streams; use append, overwrite "

@@ -1,0 +1,66 @@
+"""Delta Lake operations in SQL, so they work on classic sessions and on Spark Connect alike.
+
+The Python ``DeltaTable`` API needs Delta's Connect plugin on a Connect server;
+``MERGE INTO`` and ``DESCRIBE HISTORY`` only need the Delta SQL extension.
+"""
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any, Iterator
+
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def table_ref(path: str | None, table: str | None) -> str:
+    """``db.table`` or ``delta.`/the/path```."""
+    return table if table else "delta.`" + (path or "").replace("`", "``") + "`"
+
+
+def exists(spark: Any, path: str | None, table: str | None) -> bool:
+    """True when the Delta table is there."""
+    if table:
+        return bool(spark.catalog.tableExists(table))
+    try:
+        spark.sql(f"DESCRIBE HISTORY {table_ref(path, None)} LIMIT 1").collect()
+        return True
+    except Exception:  # noqa: BLE001 - not a Delta table (yet)
+        return False
+
+
+@contextlib.contextmanager
+def user_metadata(spark: Any, marker: str) -> Iterator[None]:
+    """Tags the commits made inside the block with ``marker`` (for finding their metrics)."""
+    previous = spark.conf.get(USER_METADATA, None)
+    spark.conf.set(USER_METADATA, marker)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(USER_METADATA)
+        else:
+            spark.conf.set(USER_METADATA, previous)
+
+
+def merge(source: Any, path: str | None, table: str | None, keys: list[str]) -> None:
+    """Upserts ``source`` into the table on ``keys`` (NULL-safe equality)."""
+    spark = source.sparkSession
+    view = f"pipeline_magics_merge_{uuid.uuid4().hex[:12]}"
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    source.createOrReplaceTempView(view)
+    try:
+        spark.sql(f"MERGE INTO {table_ref(path, table)} AS t USING {view} AS s ON {on} "
+                  "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def commit_metrics(spark: Any, path: str | None, table: str | None, marker: str) -> dict[str, int] | None:
+    """The ``operationMetrics`` and version of the recent commit tagged ``marker``."""
+    history = spark.sql(f"DESCRIBE HISTORY {table_ref(path, table)} LIMIT 20")
+    for row in history.select("version", "userMetadata", "operationMetrics").collect():
+        if row["userMetadata"] == marker:
+            figures = {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if str(v).lstrip("-").isdigit()}
+            figures["version"] = int(row["version"])
+            return figures
+    return None
