@@ -5,9 +5,10 @@ The Python ``DeltaTable`` API needs Delta's Connect plugin on a Connect server;
 """
 from __future__ import annotations
 
-import contextlib
 import uuid
-from typing import Any, Iterator
+from typing import Any
+
+from .registry import session_conf
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
@@ -28,18 +29,9 @@ def exists(spark: Any, path: str | None, table: str | None) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def user_metadata(spark: Any, marker: str) -> Iterator[None]:
+def user_metadata(spark: Any, marker: str) -> Any:
     """Tags the commits made inside the block with ``marker`` (for finding their metrics)."""
-    previous = spark.conf.get(USER_METADATA, None)
-    spark.conf.set(USER_METADATA, marker)
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(USER_METADATA)
-        else:
-            spark.conf.set(USER_METADATA, previous)
+    return session_conf(spark, USER_METADATA, marker)
 
 
 def merge(source: Any, path: str | None, table: str | None, keys: list[str]) -> None:

@@ -1,8 +1,9 @@
 """The method registry: one function per method, registered by type and name with its config model."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -72,6 +73,20 @@ class Method:
 
 
 METHODS: dict[tuple[str, str], Method] = {}
+
+
+@contextlib.contextmanager
+def session_conf(spark: "SparkSession", key: str, value: str) -> Iterator[None]:
+    """Sets a runtime SQL conf for the block, then restores what was there."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 def register(
