@@ -43,11 +43,12 @@ $(KAFKA)/.fetched: services/kafka/pom.xml | venv
 services: venv kafka
 	$(PY) tests/kafka_service.py --port 9092
 
-# Java 17 and the PostgreSQL server (Debian packages) for the tests.
+# Java 17, the PostgreSQL server and Graphviz (pipeline pictures as SVG) from Debian packages.
 system:
 	@command -v java >/dev/null || { apt-get update -q && apt-get install -y -q openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { apt-get update -q && apt-get install -y -q maven; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
+	@command -v dot >/dev/null || { apt-get update -q && apt-get install -y -q graphviz; }
 
 demo: system setup
 	$(PY) -m pipeline_magics run examples/quickstart.yaml --var data_dir=examples/data --var lake=/tmp/pipeline_magics_demo

@@ -20,10 +20,12 @@ __all__ = [
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Registers ``%%pipeline`` and ``%pipeline``; starts nothing."""
-    from .magic import PipelineMagics
+    """Registers ``%%pipeline`` and ``%pipeline`` and their tab completion; starts nothing."""
+    from .magic import PipelineMagics, register_completions
 
-    ipython.register_magics(PipelineMagics)
+    magics = PipelineMagics(ipython)
+    ipython.register_magics(magics)
+    register_completions(ipython, magics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

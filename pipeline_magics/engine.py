@@ -17,6 +17,7 @@ from .methods import StepContext
 from .metrics import PipelineMetrics, StepMetrics
 from .plan import Plan, PlannedStep
 from .redaction import mask_text
+from .session import is_connect
 from .streaming import is_query
 
 log = logging.getLogger("pipeline_magics")
@@ -107,6 +108,8 @@ class Run:
     emit: Callable[[str, Any], None] | None = None
     policy: SecurityPolicy = field(default_factory=SecurityPolicy.from_env)
     resolver: Resolver = field(init=False)
+    #: False: no Observations or other counting (``Pipeline.run(collect_metrics=False)``)
+    metrics_enabled: bool = True
 
     def __post_init__(self) -> None:
         spec = self.plan.spec
@@ -121,12 +124,12 @@ class Run:
     def cancel(self) -> None:
         """Sets the flag and interrupts this run's running Spark jobs."""
         self.cancelled.set()
-        try:
-            self.spark.interruptTag(self.tag)
-        except Exception:  # noqa: BLE001 - nothing running, or an older Spark
-            pass
+        _interrupt_tag(self.spark, self.tag)
+        from .progress import HUB
+
         for _, query in self.queries:
             try:
+                HUB.cancelling(str(query.id))
                 query.stop()
             except Exception:  # noqa: BLE001 - already stopped
                 pass
@@ -143,6 +146,10 @@ def execute(run: Run) -> None:
     for key, value in spec.spark.items():
         spark.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
     _add_tag(spark, run.tag)
+    if spec.mode == "streaming" and run.metrics_enabled:
+        from .figures import STREAMS
+
+        STREAMS.listen(spark)  # before any query starts, so that no progress report is missed
     try:
         for planned in run.plan.steps:
             if run.cancelled.is_set():
@@ -195,6 +202,7 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                 spark=run.spark, pipeline=spec.name, run_id=run.run_id, step=step, index=planned.index,
                 mode=spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
                 emit=lambda kind, payload: _emit(run, planned, kind, payload),
+                metrics_enabled=run.metrics_enabled,
             )
             try:
                 out = planned.method.func(ctx, config)
@@ -260,13 +268,15 @@ def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str
     for key in ("rows_in", "rows_out", "bytes_written", "failed_rows"):
         if record.get(key) is not None:
             setattr(sm, key, int(record[key]))
+    sm.sources.update(record.get("sources") or {})
     sm.extra.update({k: v for k, v in record.items() if k not in ("rows_in", "rows_out", "bytes_written",
-                                                                  "failed_rows")})
+                                                                  "failed_rows", "sources")})
     if sm.rows_in is None and planned.inputs:
         upstream = [s for s in run.metrics.steps if s.step in planned.inputs or
                     f"step{s.index + 1}" in planned.inputs]
         if len(upstream) == 1 and upstream[0].rows_out is not None:
             sm.rows_in = upstream[0].rows_out
+            sm.sources.setdefault("rows_in", f"rows out of step {upstream[0].step}")
 
 
 def _emit(run: Run, planned: PlannedStep, kind: str, payload: Any) -> None:
@@ -299,14 +309,41 @@ def _conf_get(spark: Any, key: str) -> str | None:
 
 
 def _add_tag(spark: Any, tag: str) -> None:
+    """Tags the jobs this thread runs from now on, so that ``_interrupt_tag`` can find them."""
     try:
-        spark.addTag(tag)
+        spark.addTag(tag)  # Spark Connect sends it with every operation of this thread
     except Exception:  # noqa: BLE001 - sessions without job tags cannot be interrupted by tag
         pass
+    if not is_connect(spark):
+        try:
+            spark.sparkContext.addJobTag(tag)  # classic: see _interrupt_tag
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _remove_tag(spark: Any, tag: str) -> None:
     try:
         spark.removeTag(tag)
     except Exception:  # noqa: BLE001
+        pass
+    if not is_connect(spark):
+        try:
+            spark.sparkContext.removeJobTag(tag)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _interrupt_tag(spark: Any, tag: str) -> None:
+    """Interrupts the run's running jobs (those tagged ``tag``), from whatever thread calls it.
+
+    Spark Connect interrupts a tag's operations on the server, whichever thread asks. A
+    classic session's own tags belong to the thread that added them (its ``interruptTag``
+    finds nothing from another thread), so there the SparkContext's job tag is cancelled.
+    """
+    try:
+        if is_connect(spark):
+            spark.interruptTag(tag)
+        else:
+            spark.sparkContext.cancelJobsWithTag(tag)
+    except Exception:  # noqa: BLE001 - nothing running, or a session without job tags
         pass

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shlex
+import threading
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -16,23 +19,28 @@ from .__main__ import parse_vars
 from .errors import PipelineCancelledError, PipelineError
 from .pipeline import Pipeline, PipelineResult
 
-SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help")
+SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help",
+               "vault", "audit")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
 class PlanView:
-    """The plan of a dry run, shown as text."""
+    """The plan of a dry run: a picture of the steps (SVG, Mermaid or text), the settings folded below."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, note: str = "dry run: nothing was executed") -> None:
+        from .graph import build_graph
+
         self.pipeline = pipeline
+        self.graph = build_graph(pipeline.plan)
+        self.note = note
 
     def __repr__(self) -> str:
         return self.pipeline.explain()
 
-    def _repr_html_(self) -> str:
-        import html
-
-        return f"<pre>{html.escape(self.pipeline.explain())}</pre><i>dry run: nothing was executed</i>"
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        bundle = self.graph.mimebundle(details=self.pipeline.explain(), note=self.note)
+        bundle["text/plain"] = f"{self.pipeline.explain()}\n{self.note}"
+        return bundle
 
 
 @magics_class
@@ -94,12 +102,7 @@ class PipelineMagics(Magics):
             return PlanView(pipeline)
         spark = self._spark(args.spark)
         self.pipelines[pipeline.name] = pipeline
-        try:
-            result = pipeline.run(spark, metrics=args.metrics, emit=self._emit, raise_on_error=False,
-                                  timeout=args.timeout)
-        except KeyboardInterrupt:
-            pipeline.cancel()
-            raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
+        result = self._execute(pipeline, spark, args)
         result.preview_rows = self.preview_rows
         self.results[pipeline.name] = result
         if args.export:
@@ -107,6 +110,64 @@ class PipelineMagics(Magics):
         if result.error is not None:
             display(HTML(result._repr_html_()))
             raise result.error
+        return result
+
+    def _live(self, args: argparse.Namespace) -> bool:
+        """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
+        return (self.widgets and not args.no_widgets and os.environ.get("PIPELINE_WIDGETS", "1") != "0"
+                and getattr(self.shell, "kernel", None) is not None)
+
+    def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> PipelineResult:
+        """Runs the pipeline; with widgets, off the main thread while this cell keeps handling clicks."""
+        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout)
+        if not self._live(args):
+            try:
+                return pipeline.run(spark, **options)
+            except KeyboardInterrupt:
+                pipeline.cancel()
+                raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
+        from .progress import listen
+        from .widgets import PipelineView
+
+        if pipeline.spec.mode == "streaming":
+            listen(spark)
+        view = PipelineView(None, pipeline.cancel)
+        display(view.widget)
+        shown: set[int] = set()
+
+        def update(run: Any) -> None:
+            view.bind(run.metrics)
+            for _, query in run.queries:
+                if id(query) not in shown:
+                    shown.add(id(query))
+                    view.add_query(query, query.stop)
+            view.refresh()
+
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = pipeline.run(spark, on_update=update, **options)
+            except BaseException as exc:  # noqa: BLE001 - handed to the cell's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name=f"pipeline-{pipeline.name}", daemon=True)
+        worker.start()
+        try:
+            with _ui_events() as poll:
+                while worker.is_alive():
+                    poll(20)  # Cancel clicks arrive on the shell channel, queued behind this cell
+                    worker.join(0.05)
+        except KeyboardInterrupt:
+            pipeline.cancel()
+            worker.join(60)
+            view.refresh.flush()
+            raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
+        view.refresh.flush()
+        if "error" in outcome:
+            raise outcome["error"]
+        result = outcome["result"]
+        result.live = True
         return result
 
     # ------------------------------------------------------------------ line
@@ -138,6 +199,15 @@ class PipelineMagics(Magics):
         return self.run_text(text, args, args.dry_run)
 
     def _cmd_explain(self, rest: list[str]) -> Any:
+        """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""
+        import os
+
+        if rest and rest[0] in self.pipelines and not os.path.exists(rest[0]):
+            from .graph import build_graph
+
+            result = self.results.get(rest[0])
+            display(build_graph(self.pipelines[rest[0]].plan, result.metrics if result else None))
+            return None
         if rest:
             return self._cmd_run([rest[0], "--dry-run", *rest[1:]])
         self._explain_next = True
@@ -227,23 +297,47 @@ class PipelineMagics(Magics):
         if exc.detail:
             print(exc.detail)
 
-    def _cmd_help(self, rest: list[str]) -> None:
-        from .methods import METHODS, methods_of
+    def _cmd_vault(self, rest: list[str]) -> Any:
+        """Vault for this kernel: vault login [--method M --username U | --token-env VAR] | logout | status."""
+        from . import vault
 
-        if rest:
-            matches = [m for (t, n), m in METHODS.items() if n == rest[0]]
-            if not matches:
-                raise UsageError(f"no method '{rest[0]}'")
-            m = matches[0]
-            print(f"{m.type}.{m.name}: {m.summary}")
-            for key, field in m.config.model_fields.items():
-                req = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
-                print(f"  {field.alias or key}: {field.description or ''} ({req})")
-            if m.example:
-                print("example:\n  " + m.example.replace("\n", "\n  "))
-            return
-        for type_ in ("extract", "transform", "load"):
-            print(f"{type_}: {', '.join(methods_of(type_))}")
+        try:
+            args = vault.parse_args(rest)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if args.interactive and self.widgets and getattr(self.shell, "kernel", None) is not None:
+            from .vault_form import VaultLoginForm
+
+            return VaultLoginForm(address=args.address)  # the cell shows it; no secret ever enters it
+        print(vault.command(args))
+        return None
+
+    def _cmd_audit(self, rest: list[str]) -> None:
+        """This kernel's audited credential reads: audit [--pipeline NAME] [--last N] [--json]."""
+        from .credentials import audit_command
+
+        try:
+            print(audit_command(rest))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _cmd_help(self, rest: list[str]) -> None:
+        """Lists subcommands and methods: help [METHOD | extract|transform|load | SUBCOMMAND]."""
+        from . import help as helptext
+
+        docs = {name: (getattr(self, "_cmd_" + name.replace("-", "_"), None).__doc__ or "").strip().split("\n")[0]
+                for name in SUBCOMMANDS if hasattr(self, "_cmd_" + name.replace("-", "_"))}
+        if not rest:
+            print(helptext.overview(docs))
+        elif rest[0] in helptext.STEP_TYPES:
+            print(helptext.method_list((rest[0],)))
+        elif rest[0] in docs and rest[0] not in {n for _, n in helptext.METHODS}:
+            print(f"%pipeline {rest[0]}: {docs[rest[0]] or 'see %pipeline?'}")
+        else:
+            try:
+                display(helptext.method_help(rest[0]))
+            except KeyError as exc:
+                raise UsageError(exc.args[0]) from None
 
     # -------------------------------------------------------------- helpers
 
@@ -270,3 +364,38 @@ class PipelineMagics(Magics):
     def _emit(self, kind: str, payload: Any) -> None:
         if kind == "display":
             display(payload)
+
+
+def register_completions(shell: Any, magics: PipelineMagics) -> None:
+    """Tab completion: ``%pipeline`` subcommands, pipeline names, methods, spec files; ``%%pipeline`` options."""
+    from . import help as helptext
+
+    def names() -> list[str]:
+        found = set(magics.pipelines) | set(magics.results)
+        try:
+            from .streaming import REGISTRY
+
+            found |= set(REGISTRY.names())
+        except Exception:  # noqa: BLE001 - completion never raises
+            pass
+        return sorted(found)
+
+    def complete(_shell: Any, event: Any) -> list[str]:
+        options = [s for a in PipelineMagics.pipeline.parser._actions for s in a.option_strings if s != "-h"]
+        return helptext.complete(getattr(event, "text_until_cursor", None) or event.line, subcommands=SUBCOMMANDS,
+                                 pipelines=names(), options=options)
+
+    for key in ("%pipeline", "%%pipeline"):
+        shell.set_hook("complete_command", complete, str_key=key)
+
+
+@contextlib.contextmanager
+def _ui_events() -> Any:
+    """jupyter-ui-poll's event pump, or a no-op where it cannot run (no kernel)."""
+    try:
+        from jupyter_ui_poll import ui_events
+    except ImportError:
+        yield lambda n: None
+        return
+    with ui_events() as poll:
+        yield poll

@@ -1,37 +1,43 @@
 """Run metrics: per step and per pipeline figures, and their exporters (Prometheus, JSON, logging).
 
-Where each figure comes from, so none needs a second pass over the data:
-- rows written by file, JDBC and Kafka sinks: an ``Observation`` on the sink's
-  input, filled by the write itself;
-- rows and bytes written to Delta: the commit's own ``operationMetrics``;
-- ``expect`` counts: an ``Observation`` (drop/warn) or the gate's one aggregate (fail);
-- ``toMemory`` and ``display``: the action they run anyway.
+Counting never runs a DataFrame a second time; each figure is read from
+something the run does anyway, and ``StepMetrics.sources`` says from what
+(``figures.py`` has the table). Steps whose rows nothing counts for free
+(extracts and most transforms) keep ``rows_in``/``rows_out`` at None.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable
+
+from .figures import observed  # noqa: F401  (re-exported: methods import it from here)
 
 log = logging.getLogger("pipeline_magics.metrics")
 
+STATUSES = ("pending", "running", "done", "failed", "cancelled")
 
-def observed(obs: Any) -> dict[str, Any]:
-    """An Observation's figures if its action has run, else ``{}`` (never blocks)."""
-    jo = getattr(obs, "_jo", None)
-    if jo is not None and hasattr(jo, "getOrEmpty"):
-        # Classic Spark: ``get`` would wait forever if the action never reached the node.
-        try:
-            if jo.getOrEmpty().isEmpty():
-                return {}
-        except Exception:  # noqa: BLE001 - a missing figure is not an error
-            return {}
-    try:
-        return dict(obs.get)
-    except Exception:  # noqa: BLE001
-        return {}
+
+@dataclass
+class QueryMetrics:
+    """One streaming query's figures: totals over its batches so far, and the latest batch."""
+
+    name: str | None
+    id: str
+    run_id: str
+    batches: int = 0
+    input_rows: int = 0
+    output_rows: int | None = None
+    last_batch_id: int | None = None
+    input_rows_per_second: float | None = None
+    processed_rows_per_second: float | None = None
+    batch_duration_ms: int | None = None
+    timestamp: str | None = None
+    active: bool = False
 
 
 @dataclass
@@ -51,6 +57,10 @@ class StepMetrics:
     failed_rows: int | None = None
     attempts: int = 0
     error: str | None = None
+    #: where each figure came from, e.g. {"rows_out": "observation", "bytes_written": "task output metrics"}
+    sources: dict[str, str] = field(default_factory=dict)
+    #: streaming loads: their query's figures
+    query: QueryMetrics | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,6 +87,17 @@ class PipelineMetrics:
     end: float | None = None
     steps: list[StepMetrics] = field(default_factory=list)
     error: str | None = None
+    #: streaming: brings the query figures up to date (set by the run); exporters call it first
+    refresher: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def refresh(self) -> "PipelineMetrics":
+        """Updates live figures (streaming queries) and returns self."""
+        if self.refresher is not None:
+            try:
+                self.refresher()
+            except Exception as exc:  # noqa: BLE001 - stale figures beat no export
+                log.debug("metrics refresh failed: %s", exc)
+        return self
 
     @property
     def duration(self) -> float | None:
@@ -103,12 +124,18 @@ class PipelineMetrics:
                 return s
         raise KeyError(f"no step '{name}'; steps are {[s.step for s in self.steps]}")
 
+    def totals(self) -> dict[str, Any]:
+        """The run's totals: rows and bytes written, failing rows, steps by status."""
+        counts = {status: sum(1 for s in self.steps if s.status == status) for status in STATUSES}
+        return {"rows_written": self.rows_written, "bytes_written": self.bytes_written,
+                "failed_rows": self.failed_rows, "steps": len(self.steps),
+                **{f"steps_{k}": v for k, v in counts.items() if v}}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "pipeline": self.pipeline, "run_id": self.run_id, "mode": self.mode, "status": self.status,
             "start": self.start, "end": self.end, "duration": self.duration, "error": self.error,
-            "totals": {"rows_written": self.rows_written, "bytes_written": self.bytes_written,
-                       "failed_rows": self.failed_rows, "steps": len(self.steps)},
+            "totals": self.totals(),
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -121,6 +148,10 @@ class PipelineMetrics:
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
                         f"{fmt_count(s.rows_out):>10} rows {fmt_seconds(s.duration):>8}")
+            if s.query is not None:
+                q = s.query
+                rows.append(f"     query {q.name}: {q.batches} batches, {fmt_count(q.input_rows)} rows in, "
+                            f"{fmt_rate(q.processed_rows_per_second)} rows/s")
         return "\n".join(rows)
 
 
@@ -132,51 +163,260 @@ def fmt_count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-# ------------------------------------------------------------------ exporters
+def fmt_rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
 
 
-def to_prometheus(metrics: PipelineMetrics) -> str:
-    """The Prometheus text exposition of one run."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+# ------------------------------------------------------------------ streaming
 
-    reg = CollectorRegistry()
-    labels = ["pipeline", "step", "method"]
-    duration = Gauge("pipeline_step_duration_seconds", "Step wall time", labels, registry=reg)
-    rows_in = Gauge("pipeline_step_rows_in", "Rows read by the step", labels, registry=reg)
-    rows_out = Gauge("pipeline_step_rows_out", "Rows produced or written by the step", labels, registry=reg)
-    written = Gauge("pipeline_step_written_bytes", "Bytes written by the step", labels, registry=reg)
-    failed = Gauge("pipeline_step_failed_expectation_rows", "Rows failing the step's expectation", labels,
-                   registry=reg)
-    ok = Gauge("pipeline_step_success", "1 when the step succeeded", labels, registry=reg)
+
+def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
+    """Brings the figures of a streaming run's steps up to date from its queries (``engine.Run``).
+
+    Totals cover every batch of the query's current run: reports come from the
+    listener (all of them, once the listener bus is drained) and ``recentProgress``.
+    """
+    from .figures import (DELTA_STREAM_COMMITS, PROGRESS, SINK_PROGRESS, STREAM_OBSERVATION, STREAMS,
+                          drain_listener_bus)
+
+    enabled = getattr(run, "metrics_enabled", True)
+    if enabled:
+        drain_listener_bus(run.spark)
+    observations: dict[str, dict[str, int]] = {}
+    for index, q in queries:
+        sm = run.metrics.steps[index]
+        STREAMS.poll(q)
+        try:
+            ids = (q.name, str(q.id), str(q.runId))
+        except Exception:  # noqa: BLE001 - a stopped Connect query may not answer
+            continue
+        if sm.query is None or sm.query.run_id != ids[2]:
+            sm.query = QueryMetrics(*ids)
+        qm = sm.query
+        try:
+            qm.active = bool(q.isActive)
+        except Exception:  # noqa: BLE001
+            qm.active = False
+        t = STREAMS.get(ids[2])
+        if t is None:
+            continue
+        last = t.last
+        qm.batches, qm.input_rows, qm.last_batch_id = t.batches, t.input_rows, t.last_batch
+        qm.input_rows_per_second = last.get("input_rows_per_second")
+        qm.processed_rows_per_second = last.get("processed_rows_per_second")
+        qm.batch_duration_ms = last.get("batch_duration_ms")
+        qm.timestamp = last.get("timestamp")
+        sm.extra["progress"] = dict(last)
+        sm.rows_in, sm.sources["rows_in"] = t.input_rows, PROGRESS
+        target = sm.extra.get("delta_target")
+        observation = sm.extra.get("observation")
+        if enabled and target:
+            STREAMS.delta_commits(run.spark, t, target.get("path"), target.get("table"),
+                                  int(target.get("start_version", -1)))
+            qm.output_rows, source = t.delta_rows, DELTA_STREAM_COMMITS
+            sm.bytes_written, sm.sources["bytes_written"] = t.delta_bytes, DELTA_STREAM_COMMITS
+        elif t.sink_rows is not None:
+            qm.output_rows, source = t.sink_rows, SINK_PROGRESS
+        elif observation in t.observed:
+            qm.output_rows, source = t.observed[observation].get("rows", 0), STREAM_OBSERVATION
+        else:
+            qm.output_rows, source = None, ""
+        if qm.output_rows is not None:
+            sm.rows_out, sm.sources["rows_out"] = qm.output_rows, source
+        if t.gap:
+            sm.extra["figures_incomplete"] = True  # progress reports were missed (polling only)
+        observations.update(t.observed)
+    # Steps counted by a named observation inside a query (a streaming ``expect``).
+    for sm in run.metrics.steps:
+        sums = observations.get(sm.extra.get("observation") or "")
+        if sm.type == "load" or sums is None:
+            continue
+        n, bad = sums.get("n", 0), sums.get("bad", 0)
+        sm.rows_in, sm.failed_rows = n, bad
+        sm.rows_out = n - bad if sm.extra.get("on_fail") == "drop" else n
+        sm.sources.update(rows_in=STREAM_OBSERVATION, rows_out=STREAM_OBSERVATION, failed_rows=STREAM_OBSERVATION)
+
+
+# ------------------------------------------------------------------ Prometheus
+
+
+class _Families:
+    """Builds metric families; a family with no samples is left out."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Any] = {}
+
+    def add(self, kind: str, name: str, doc: str, labels: dict[str, str], value: float | None) -> None:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if value is None:
+            return
+        key = f"{name}_total" if kind == "counter" else name
+        fam = self.families.get(key)
+        if fam is None:
+            cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            fam = self.families[key] = cls(name, doc, labels=list(labels))
+        fam.add_metric(list(labels.values()), float(value))
+
+
+def metric_families(metrics: PipelineMetrics) -> list[Any]:
+    """The run as Prometheus metric families (names with units, ``_total`` on counters)."""
+    f = _Families()
     for s in metrics.steps:
-        lv = (metrics.pipeline, s.step, s.method)
-        if s.duration is not None:
-            duration.labels(*lv).set(s.duration)
-        for gauge, value in ((rows_in, s.rows_in), (rows_out, s.rows_out), (written, s.bytes_written),
-                             (failed, s.failed_rows)):
-            if value is not None:
-                gauge.labels(*lv).set(value)
-        ok.labels(*lv).set(1 if s.status == "done" else 0)
-    Gauge("pipeline_duration_seconds", "Pipeline wall time", ["pipeline"], registry=reg).labels(
-        metrics.pipeline).set(metrics.duration or 0)
-    Gauge("pipeline_success", "1 when the run succeeded", ["pipeline"], registry=reg).labels(
-        metrics.pipeline).set(1 if metrics.status == "done" else 0)
-    return generate_latest(reg).decode()
+        lv = {"pipeline": metrics.pipeline, "step": s.step, "method": s.method}
+        f.add("gauge", "pipeline_step_duration_seconds", "Wall time of the step.", lv, s.duration)
+        f.add("gauge", "pipeline_step_start_timestamp_seconds", "When the step started (Unix time).", lv, s.start)
+        f.add("gauge", "pipeline_step_end_timestamp_seconds", "When the step ended (Unix time).", lv, s.end)
+        f.add("counter", "pipeline_step_input_rows", "Rows the step read.", lv, s.rows_in)
+        f.add("counter", "pipeline_step_output_rows", "Rows the step produced or wrote.", lv, s.rows_out)
+        f.add("counter", "pipeline_step_written_bytes", "Bytes the step wrote, where Spark reports them.", lv,
+              s.bytes_written)
+        f.add("counter", "pipeline_step_failed_expectation_rows", "Rows failing the step's expectation.", lv,
+              s.failed_rows)
+        f.add("counter", "pipeline_step_attempts", "Attempts the step took (retries + 1).", lv, s.attempts)
+        f.add("gauge", "pipeline_step_success", "1 when the step succeeded, else 0.", lv,
+              1 if s.status == "done" else 0)
+        for status in STATUSES:
+            f.add("gauge", "pipeline_step_status", "1 for the step's current status, 0 for the others.",
+                  {**lv, "status": status}, 1 if s.status == status else 0)
+        q = s.query
+        if q is not None:
+            ql = {**lv, "query": q.name or q.id}
+            f.add("counter", "pipeline_query_batches", "Micro-batches the query has run.", ql, q.batches)
+            f.add("counter", "pipeline_query_input_rows", "Rows the query read (numInputRows).", ql, q.input_rows)
+            f.add("counter", "pipeline_query_output_rows", "Rows the query wrote to its sink.", ql, q.output_rows)
+            f.add("gauge", "pipeline_query_last_batch_id", "Id of the query's latest batch.", ql, q.last_batch_id)
+            f.add("gauge", "pipeline_query_input_rows_per_second", "Arrival rate in the latest batch.", ql,
+                  q.input_rows_per_second)
+            f.add("gauge", "pipeline_query_processed_rows_per_second", "Processing rate in the latest batch.", ql,
+                  q.processed_rows_per_second)
+            f.add("gauge", "pipeline_query_batch_duration_seconds", "Duration of the latest batch.", ql,
+                  None if q.batch_duration_ms is None else q.batch_duration_ms / 1000)
+            f.add("gauge", "pipeline_query_active", "1 while the query runs.", ql, 1 if q.active else 0)
+    pl = {"pipeline": metrics.pipeline}
+    f.add("gauge", "pipeline_run_duration_seconds", "Wall time of the run (so far, while it runs).", pl,
+          metrics.duration)
+    f.add("gauge", "pipeline_run_start_timestamp_seconds", "When the run started (Unix time).", pl, metrics.start)
+    f.add("gauge", "pipeline_run_end_timestamp_seconds", "When the run ended (Unix time).", pl, metrics.end)
+    f.add("gauge", "pipeline_run_success", "1 when the run succeeded, else 0.", pl, 1 if metrics.status == "done" else 0)
+    for status in STATUSES:
+        f.add("gauge", "pipeline_run_status", "1 for the run's current status, 0 for the others.",
+              {**pl, "status": status}, 1 if metrics.status == status else 0)
+    f.add("counter", "pipeline_output_rows", "Rows the run's loads wrote.", pl, metrics.rows_written)
+    f.add("counter", "pipeline_written_bytes", "Bytes the run's loads wrote, where Spark reports them.", pl,
+          metrics.bytes_written)
+    f.add("counter", "pipeline_failed_expectation_rows", "Rows failing the run's expectations.", pl,
+          metrics.failed_rows)
+    f.add("gauge", "pipeline_steps", "Steps in the pipeline.", pl, len(metrics.steps))
+    return list(f.families.values())
+
+
+class RunCollector:
+    """A ``prometheus_client`` collector over one or more runs' metrics (registered with a registry)."""
+
+    def __init__(self, runs: Iterable[PipelineMetrics]) -> None:
+        self.runs = list(runs)
+
+    def collect(self) -> Iterable[Any]:
+        merged: dict[str, Any] = {}
+        for run in self.runs:
+            for fam in metric_families(run.refresh()):
+                if fam.name in merged and type(merged[fam.name]) is type(fam):
+                    merged[fam.name].samples.extend(fam.samples)
+                else:
+                    merged.setdefault(fam.name, fam)
+        return list(merged.values())
+
+
+def registry_for(*runs: PipelineMetrics) -> Any:
+    """A fresh ``CollectorRegistry`` exposing ``runs``."""
+    from prometheus_client import CollectorRegistry
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(RunCollector(runs))
+    return reg
+
+
+def to_prometheus(*runs: PipelineMetrics) -> str:
+    """The Prometheus text exposition (format 0.0.4) of one or more runs."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry_for(*runs)).decode()
+
+
+def push(metrics: PipelineMetrics, gateway: str, job: str = "pipeline_magics", timeout: float = 10) -> None:
+    """Pushes the run to a Prometheus Pushgateway, grouped by job and pipeline (replacing that group)."""
+    from prometheus_client import push_to_gateway
+
+    push_to_gateway(gateway, job=job, registry=registry_for(metrics),
+                    grouping_key={"pipeline": metrics.pipeline}, timeout=timeout)
+
+
+# ------------------------------------------------------------------ logging
+
+
+def log_records(metrics: PipelineMetrics, logger: logging.Logger | None = None) -> None:
+    """One structured record per step (``extra={"pipeline_metrics": ...}``), then one for the run."""
+    logger = logger or log
+    for s in metrics.steps:
+        d = s.to_dict()
+        level = logging.WARNING if s.status == "failed" else logging.INFO
+        logger.log(level, "pipeline %s step %s (%s.%s): %s in %s, rows in %s, rows out %s, bytes %s, failed rows %s",
+                   metrics.pipeline, s.step, s.type, s.method, s.status, fmt_seconds(s.duration), fmt_count(s.rows_in),
+                   fmt_count(s.rows_out), fmt_count(s.bytes_written), fmt_count(s.failed_rows),
+                   extra={"pipeline_metrics": {"event": "pipeline_step", "pipeline": metrics.pipeline,
+                                               "run_id": metrics.run_id, **d}})
+    logger.log(logging.WARNING if metrics.status == "failed" else logging.INFO,
+               "pipeline %s %s in %s: %s rows written", metrics.pipeline, metrics.status,
+               fmt_seconds(metrics.duration), fmt_count(metrics.rows_written),
+               extra={"pipeline_metrics": {"event": "pipeline_run", **{k: v for k, v in metrics.to_dict().items()
+                                                                        if k != "steps"}}})
+
+
+# ------------------------------------------------------------------ export
+
+
+EXPORTERS = "prometheus:PATH, json:PATH, pushgateway:URL or log[:LOGGER]"
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Writes ``text`` so that a reader (e.g. node_exporter's textfile collector) never sees half of it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pipeline_metrics.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def export(metrics: PipelineMetrics, target: str) -> None:
-    """Exports to ``prometheus:PATH``, ``json:PATH`` or ``log``."""
-    kind, _, path = target.partition(":")
+    """Exports to ``prometheus:PATH``, ``json:PATH``, ``pushgateway:URL`` or ``log[:LOGGER]``."""
+    kind, _, where = target.partition(":")
+    metrics.refresh()
     if kind == "log":
-        for s in metrics.steps:
-            log.info("pipeline step", extra={"pipeline_metrics": {"pipeline": metrics.pipeline, **s.to_dict()}})
-        log.info("pipeline %s %s in %.2fs", metrics.pipeline, metrics.status, metrics.duration or 0,
-                 extra={"pipeline_metrics": metrics.to_dict()})
+        log_records(metrics, logging.getLogger(where) if where else None)
         return
-    if not path:
-        raise ValueError(f"--metrics {kind} needs a path, e.g. {kind}:/tmp/{metrics.pipeline}.{kind[:4]}")
-    text = {"prometheus": to_prometheus, "json": PipelineMetrics.to_json}.get(kind)
-    if text is None:
-        raise ValueError(f"unknown metrics exporter '{kind}'; use prometheus:PATH, json:PATH or log")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text(metrics))
+    if kind not in ("prometheus", "json", "pushgateway"):
+        raise ValueError(f"unknown metrics exporter '{kind}'; use {EXPORTERS}")
+    if not where:
+        example = "localhost:9091" if kind == "pushgateway" else f"/tmp/{metrics.pipeline}.{'prom' if kind == 'prometheus' else 'json'}"
+        raise ValueError(f"--metrics {kind} needs {'an address' if kind == 'pushgateway' else 'a path'}, "
+                         f"e.g. {kind}:{example}")
+    if kind == "pushgateway":
+        push(metrics, where)
+    else:
+        _write_atomically(where, to_prometheus(metrics) if kind == "prometheus" else metrics.to_json())
+
+
+def check_target(target: str) -> None:
+    """Raises ``ValueError`` for a target ``export`` would refuse, before anything runs."""
+    kind, _, where = target.partition(":")
+    if kind not in ("prometheus", "json", "pushgateway", "log"):
+        raise ValueError(f"unknown metrics exporter '{kind}'; use {EXPORTERS}")
+    if kind != "log" and not where:
+        raise ValueError(f"--metrics {kind} needs {'an address' if kind == 'pushgateway' else 'a path'}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -28,6 +29,8 @@ class PipelineResult:
     displays: list[tuple[str, Any]] = field(default_factory=list)
     preview_rows: int = 10
     stream: StreamingRun | None = None
+    plan: Plan | None = field(default=None, repr=False)
+    _previews: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def await_termination(self, timeout: float | None = None) -> bool:
         """Streaming: waits for the queries to end (True) or ``timeout`` seconds (False)."""
@@ -50,10 +53,28 @@ class PipelineResult:
 
     def to_pandas(self, name: str | None = None, limit: int | None = 1000) -> Any:
         """A named frame (default: the last) as pandas, at most ``limit`` rows."""
+        if name is not None and name not in self.frames:
+            raise KeyError(f"no frame '{name}'; frames are {list(self.frames)}")
         df = self.frames[name] if name else self.last_frame
         if df is None:
             raise KeyError("this run produced no DataFrame")
         return (df.limit(limit) if limit else df).toPandas()
+
+    def graph(self) -> Any:
+        """The pipeline's picture, each step coloured by its status and annotated with its row count."""
+        from .graph import build_graph
+
+        if self.plan is None:
+            raise ValueError("this result carries no plan to draw")
+        return build_graph(self.plan, self.metrics)
+
+    def frame_rows(self) -> dict[str, int]:
+        """Row counts of the frames, from the run's metrics (nothing is counted again)."""
+        from .graph import frame_rows
+
+        if self.plan is None:
+            return {s.step: s.rows_out for s in self.metrics.steps if s.type != "load" and s.rows_out is not None}
+        return frame_rows(self.plan, self.metrics)
 
     @property
     def last_frame(self) -> Any:
@@ -75,7 +96,7 @@ STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00"
 
 
 def render_html(result: PipelineResult, preview: bool = True) -> str:
-    """A compact step table, then a preview of the last frame (batch only)."""
+    """A compact step table, the coloured graph (where Graphviz is installed), then each named frame."""
     m = result.metrics
     colour = STATUS_COLOURS.get(m.status, "#000")
     rows = "".join(
@@ -91,15 +112,52 @@ def render_html(result: PipelineResult, preview: bool = True) -> str:
            f"<th>rows out</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
     if m.error:
         out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
-    last = result.last_frame
-    if preview and result.ok and last is not None and not last.isStreaming:
-        name = next(reversed(result.frames))
-        try:
-            table = last.limit(result.preview_rows).toPandas().to_html(index=False, max_cols=30)
-            out += f"<details open><summary>{html.escape(name)} (first {result.preview_rows} rows)</summary>{table}</details>"
-        except Exception:  # noqa: BLE001 - a preview never hides the result
-            pass
+    if result.plan is not None:
+        from .graph import build_graph
+
+        svg = build_graph(result.plan, m).svg()
+        if svg:
+            out += f"<details><summary>graph</summary>{svg}</details>"
+    if preview:
+        out += render_frames(result)
     return out + "</div>"
+
+
+_UNNAMED = re.compile(r"step\d+")
+
+
+def render_frames(result: PipelineResult) -> str:
+    """Each named frame (else the last one): its row count from the metrics, its schema, its first rows."""
+    names = [n for n in result.frames if not _UNNAMED.fullmatch(n)] or list(result.frames)[-1:]
+    counted = result.frame_rows()
+    out = ""
+    for name in names:
+        df = result.frames[name]
+        try:
+            fields = [(f.name, f.dataType.simpleString()) for f in df.schema.fields]
+            streaming = bool(df.isStreaming)
+        except Exception:  # noqa: BLE001 - a frame that cannot be analysed is skipped, not fatal
+            continue
+        rows = "streaming" if streaming else (
+            f"{fmt_count(counted[name])} rows" if name in counted else "rows not counted")
+        schema = "".join(f"<tr><td>{html.escape(c)}</td><td><code>{html.escape(t)}</code></td></tr>" for c, t in fields)
+        schema = f"<table><thead><tr><th>column</th><th>type</th></tr></thead><tbody>{schema}</tbody></table>"
+        preview = "" if streaming or not result.ok else _preview(result, name)
+        out += (f"<details{' open' if name == names[-1] else ''}><summary><b>{html.escape(name)}</b>: {rows}, "
+                f"{len(fields)} columns</summary><div style='display:flex;gap:2em;align-items:flex-start'>"
+                f"{schema}{preview}</div></details>")
+    return out
+
+
+def _preview(result: PipelineResult, name: str) -> str:
+    """The first ``preview_rows`` rows of a frame as HTML, computed once per result."""
+    if name not in result._previews:
+        try:
+            table = result.frames[name].limit(result.preview_rows).toPandas().to_html(index=False, max_cols=30)
+            result._previews[name] = f"<div><i>first {result.preview_rows} rows</i>{table}</div>"
+        except Exception:  # noqa: BLE001 - a preview never hides the result
+            result._previews[name] = ""
+    return result._previews[name]
 
 
 class Pipeline:
@@ -143,13 +201,14 @@ class Pipeline:
         """
         from .session import get_session
 
-        run = Run(self.plan, get_session(spark), policy=self.policy, emit=emit)
+        run = Run(self.plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
         if on_update is not None:
             run.on_update = on_update
         self._run = run
         stream = REGISTRY.claim(self.name, run) if self.spec.mode == "streaming" else None
         if stream is not None:
             stream.queries = run.queries
+            run.metrics.refresher = stream.refresh  # exporters bring the query figures up to date
         self.stream = stream
         error: PipelineError | None = None
         try:
@@ -171,6 +230,7 @@ class Pipeline:
         result = PipelineResult(self.name, run.metrics.status, run.metrics, dict(run.frames),
                                 [q for _, q in run.queries], error, run.displays)
         result.stream = stream
+        result.plan = self.plan
         if collect_metrics:
             for target in metrics:
                 export(run.metrics, target)

@@ -37,6 +37,9 @@ def builder_confs() -> dict[str, str]:
         **DELTA_CONFS,
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": os.environ.get("PIPELINE_TIMEZONE", "UTC"),
+        # The JVM logs errors only, so its start-up chatter does not fill the notebook.
+        "spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile=file:" + os.path.join(
+            os.path.dirname(__file__), "log4j2.properties"),
     }
     jars = local_jars()
     if jars:
@@ -50,8 +53,22 @@ def builder_confs() -> dict[str, str]:
     return confs
 
 
+def remote_url() -> str | None:
+    """The Spark Connect server to use, if any: ``$PIPELINE_SPARK_REMOTE``, else ``$SPARK_REMOTE``,
+    else ``$PIPELINE_SPARK_MASTER`` when it is an ``sc://`` address."""
+    master = os.environ.get("PIPELINE_SPARK_MASTER", "")
+    return (os.environ.get("PIPELINE_SPARK_REMOTE") or os.environ.get("SPARK_REMOTE")
+            or (master if master.startswith("sc://") else None))
+
+
 def get_session(spark: Any = None) -> Any:
-    """``spark`` if given, else the active session, else a new local session with Delta Lake."""
+    """``spark`` if given, else the active session, else a new one.
+
+    The new session is a Spark Connect session when :func:`remote_url` names a
+    server, else a session on ``$PIPELINE_SPARK_MASTER`` (default ``local[*]``;
+    ``spark://host:7077``, ``yarn``, ``k8s://...`` work too) with Delta Lake and
+    the fetched jars.
+    """
     if spark is not None:
         return spark
     from pyspark.sql import SparkSession
@@ -59,14 +76,49 @@ def get_session(spark: Any = None) -> Any:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = remote_url()
+    if remote:
+        return connect_session(remote)
     builder = SparkSession.builder.appName("pipeline_magics").master(
         os.environ.get("PIPELINE_SPARK_MASTER", "local[*]"))
     for key, value in builder_confs().items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    # JVM warnings go to the kernel's terminal, not the notebook; keep them to errors.
-    session.sparkContext.setLogLevel(os.environ.get("PIPELINE_SPARK_LOG_LEVEL", "ERROR"))
+    if not is_connect(session):  # spark.api.mode=connect gives a Connect session even here
+        # JVM warnings go to the kernel's terminal, not the notebook; keep them to errors.
+        session.sparkContext.setLogLevel(os.environ.get("PIPELINE_SPARK_LOG_LEVEL", "ERROR"))
     return session
+
+
+def connect_session(url: str) -> Any:
+    """A Spark Connect session on ``url`` (``sc://host:port``).
+
+    Delta Lake and the jars are the server's configuration; only session confs
+    are sent. A ``local`` URL starts a Connect server in this process, so it gets
+    the jars and Delta confs of a local session.
+    """
+    from pyspark.sql import SparkSession
+
+    confs = builder_confs() if url.startswith("local") else {
+        "spark.sql.session.timeZone": os.environ.get("PIPELINE_TIMEZONE", "UTC")}
+    builder = SparkSession.builder.remote(url).appName("pipeline_magics")
+    for key, value in confs.items():
+        builder = builder.config(key, value)
+    try:
+        return builder.getOrCreate()
+    except ImportError as exc:  # pyspark's check for the Connect client's own packages
+        raise PipelineExecutionError(
+            f"cannot use Spark Connect at {url}: {exc}", code="CONNECT_CLIENT_MISSING",
+            hint="install the Connect client: pip install 'pyspark[connect]==" + SPARK_VERSION + "'") from None
+    except Exception as exc:  # noqa: BLE001 - only pyspark's 'classic session exists' is translated
+        condition = getattr(exc, "getCondition", lambda: None)()
+        if condition != "SESSION_ALREADY_EXIST":
+            raise
+        raise PipelineExecutionError(
+            f"cannot use Spark Connect at {url}: a classic SparkSession already runs in this Python process",
+            code="CONNECT_SESSION_CONFLICT",
+            hint="PySpark allows one kind of session per process: restart the kernel with "
+                 "PIPELINE_SPARK_REMOTE set before any session is created (or unset it to stay local)") from None
 
 
 def is_connect(spark: Any) -> bool:

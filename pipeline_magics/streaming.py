@@ -93,21 +93,13 @@ class StreamingRun:
 
     def refresh(self) -> None:
         """Copies the queries' progress into the run's metrics."""
+        from .metrics import update_streaming
+
         m = self.run.metrics
+        update_streaming(self.run, self.queries)  # totals over every batch, with where each comes from
         states = []
         for index, q in self.queries:
             sm = m.steps[index]
-            try:
-                recent = list(q.recentProgress or [])
-            except Exception:  # noqa: BLE001 - a stopped Connect query may not answer
-                recent = []
-            figures = [progress_figures(p) for p in recent]
-            if figures:
-                sm.extra["progress"] = figures[-1]
-                sinks = [f["sink_rows"] for f in figures if (f.get("sink_rows") or -1) >= 0]
-                inputs = sum(f.get("input_rows") or 0 for f in figures)
-                sm.rows_in = inputs
-                sm.rows_out = sum(sinks) if sinks else inputs
             failed = _exception(q) is not None
             active = _is_active(q)
             sm.status = "running" if active else ("failed" if failed else

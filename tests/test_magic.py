@@ -30,9 +30,10 @@ steps:
 @pytest.fixture(scope="module")
 def ip(spark):
     """IPython's testing shell with the extension loaded."""
+    from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # None when another test module started it first
     shell.run_line_magic("load_ext", "pipeline_magics")
     return shell
 
@@ -104,7 +105,7 @@ def test_run_file_and_status_metrics_schema(ip, tmp_path, data_dir, capsys):
     ip.run_line_magic("pipeline", "metrics from_file --format json")
     assert json.loads(capsys.readouterr().out)["steps"][1]["rows_out"] == 40
     ip.run_line_magic("pipeline", "metrics from_file --format prometheus")
-    assert 'pipeline_step_rows_out{method="toMemory",pipeline="from_file",step="step2"} 40.0' in capsys.readouterr().out
+    assert 'pipeline_step_output_rows_total{method="toMemory",pipeline="from_file",step="step2"} 40.0' in capsys.readouterr().out
     ip.run_line_magic("pipeline", "status from_file")
     assert "done" in capsys.readouterr().out
     ip.run_line_magic("pipeline", "schema")

@@ -14,23 +14,24 @@ WriteMode = Literal["append", "overwrite", "error", "errorifexists", "ignore"]
 
 
 def count_rows_written(ctx: StepContext, df: Any) -> Any:
-    """Wraps ``df`` so the write itself counts its rows (no second pass)."""
-    from pyspark.sql import Observation
+    """Wraps ``df`` so the write itself counts its rows (an Observation: no second pass)."""
+    if not ctx.metrics_enabled:
+        return df
+    from ..figures import observe_rows
+
+    return observe_rows(df, f"load_{ctx.run_id}_{ctx.index}", ctx.record, ctx.after, ("rows_out", "rows_in"))
+
+
+def count_stream_rows(ctx: StepContext, df: Any) -> Any:
+    """Wraps a stream so each micro-batch counts the rows it hands the sink (a named observation,
+    reported in the query's progress)."""
+    if not ctx.metrics_enabled:
+        return df
     from pyspark.sql import functions as F
 
-    from ..metrics import observed
-
-    obs = Observation(f"load_{ctx.run_id}_{ctx.index}")
-
-    def read() -> bool:
-        figures = observed(obs)
-        if figures and "rows" in figures:
-            ctx.record.setdefault("rows_out", figures["rows"])
-            ctx.record.setdefault("rows_in", figures["rows"])
-        return bool(figures)
-
-    ctx.after.append(read)
-    return df.observe(obs, F.count(F.lit(1)).alias("rows"))
+    name = f"pm_rows_{ctx.run_id}_{ctx.index}"
+    ctx.record["observation"] = name
+    return df.observe(name, F.count(F.lit(1)).alias("rows"))
 
 
 class DeltaSink(StreamingOptions):
@@ -54,19 +55,14 @@ class DeltaSink(StreamingOptions):
 
 def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None:
     """Rows and bytes from the Delta commit this step made: the commit's own operationMetrics."""
-    m = delta.commit_metrics(ctx.spark, cfg.path, cfg.table, marker)
-    if m is None:
+    if not ctx.metrics_enabled:
         return
-    if "numTargetRowsInserted" in m:  # a merge: rows inserted or updated (not the rows rewritten)
-        ctx.record["rows_out"] = m["numTargetRowsInserted"] + m.get("numTargetRowsUpdated", 0)
-    elif "numOutputRows" in m:
-        ctx.record["rows_out"] = m["numOutputRows"]
-    if "numOutputBytes" in m:
-        ctx.record["bytes_written"] = m["numOutputBytes"]
-    for key in ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"):
-        if key in m:
-            ctx.record[key] = m[key]
-    ctx.record["delta_version"] = m["version"]
+    from ..figures import delta_commit, delta_write_figures
+
+    # Read from the commit file itself on classic sessions (DESCRIBE HISTORY would run a Spark job).
+    m = delta_commit(ctx.spark, marker, cfg.path, cfg.table, history=delta.commit_metrics)
+    if m is not None:
+        delta_write_figures(ctx.record, m)
 
 
 @register("load", "toDelta", DeltaSink,
@@ -88,7 +84,11 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
         writer = df.write.format("delta").mode(mode).option("userMetadata", marker).options(**cfg.options)
         if cfg.partitionBy:
             writer = writer.partitionBy(*cfg.partitionBy)
-        writer.saveAsTable(cfg.table) if cfg.table else writer.save(cfg.path)
+        if cfg.table:  # CREATE TABLE AS SELECT ignores the writer's userMetadata; the session conf is seen
+            with delta.user_metadata(ctx.spark, marker):
+                writer.saveAsTable(cfg.table)
+        else:
+            writer.save(cfg.path)
     _delta_commit_metrics(ctx, cfg, marker)
 
 
@@ -107,7 +107,7 @@ def _merge_batch(cfg: DeltaSink) -> Any:
 
 def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
     if cfg.mode == "merge":
-        return start(ctx, cfg, ctx.input, lambda w: w.foreachBatch(_merge_batch(cfg)),
+        return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.foreachBatch(_merge_batch(cfg)),
                      output_mode=cfg.outputMode or "update")
     if cfg.mode not in ("append", "overwrite"):
         raise ValueError(f"mode: {cfg.mode} is not available for streams; use append, overwrite "
@@ -118,7 +118,13 @@ def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
         w = w.format("delta").options(**cfg.options)
         return w.partitionBy(*cfg.partitionBy) if cfg.partitionBy else w
 
-    return start(ctx, cfg, ctx.input, configure, path=cfg.path, table=cfg.table, output_mode=mode)
+    if ctx.metrics_enabled:  # the query's own commits after this version give its rows and bytes
+        from ..figures import delta_latest_version
+
+        ctx.record["delta_target"] = {"path": cfg.path, "table": cfg.table,
+                                      "start_version": delta_latest_version(ctx.spark, cfg.path, cfg.table)}
+    return start(ctx, cfg, count_stream_rows(ctx, ctx.input), configure, path=cfg.path, table=cfg.table,
+                 output_mode=mode)
 
 
 class FileSink(StreamingOptions):
@@ -134,11 +140,14 @@ def _write_files(ctx: StepContext, fmt: str, cfg: FileSink, **options: Any) -> A
             w = w.format(fmt).options(**options, **cfg.options)
             return w.partitionBy(*cfg.partitionBy) if cfg.partitionBy else w
 
-        return start(ctx, cfg, ctx.input, configure, path=cfg.path)
+        return start(ctx, cfg, count_stream_rows(ctx, ctx.input), configure, path=cfg.path)
+    from ..figures import tagged_write
+
     writer = count_rows_written(ctx, ctx.input).write.format(fmt).mode(cfg.mode).options(**options, **cfg.options)
     if cfg.partitionBy:
         writer = writer.partitionBy(*cfg.partitionBy)
-    writer.save(cfg.path)
+    with tagged_write(ctx.spark, f"pipeline_magics-{ctx.run_id}-{ctx.index}", ctx.record, ctx.metrics_enabled):
+        writer.save(cfg.path)  # its tasks' output metrics give the bytes written
 
 
 @register("load", "toParquet", FileSink, example="config: {path: /tmp/out/orders.parquet, mode: overwrite}")
@@ -185,7 +194,7 @@ def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
         def write(batch: Any, batch_id: int) -> None:
             batch.write.format("jdbc").mode("append").options(**opts).save()
 
-        return start(ctx, cfg, ctx.input, lambda w: w.foreachBatch(write))
+        return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.foreachBatch(write))
     count_rows_written(ctx, ctx.input).write.format("jdbc").mode(cfg.mode).options(**opts).save()
 
 
@@ -212,7 +221,7 @@ def kafka_frame(df: Any, cfg: KafkaSink) -> Any:
 def to_kafka(ctx: StepContext, cfg: KafkaSink) -> Any:
     """Writes rows to a Kafka topic (each row as JSON unless 'value' names a column)."""
     if ctx.input.isStreaming:
-        return start(ctx, cfg, kafka_frame(ctx.input, cfg), lambda w: w.format("kafka").option(
+        return start(ctx, cfg, count_stream_rows(ctx, kafka_frame(ctx.input, cfg)), lambda w: w.format("kafka").option(
             "kafka.bootstrap.servers", cfg.bootstrapServers).option("topic", cfg.topic).options(**cfg.options))
     # Kafka's V1 write path runs the query out of sight of Observations; its V2 path (Kafka
     # taken off the V1 list for this write) reports them, so rows are counted by the write itself.
@@ -238,9 +247,11 @@ def to_memory(ctx: StepContext, cfg: MemorySink) -> Any:
     name = memory_table_name(ctx, cfg)
     ctx.record["table"] = name
     if ctx.input.isStreaming:
-        return start(ctx, cfg, ctx.input, lambda w: w.format("memory"), name=name)
+        return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.format("memory"), name=name, durable=False)
+    from ..figures import ACTION, note
+
     df = ctx.input.persist()
-    ctx.record["rows_out"] = df.count()  # the one action: it also fills the cache
+    note(ctx.record, "rows_out", df.count(), ACTION)  # the one action: it also fills the cache
     df.createOrReplaceTempView(name)
 
 
@@ -254,7 +265,9 @@ def display(ctx: StepContext, cfg: Display) -> Any:
     if ctx.input.isStreaming:
         name = memory_table_name(ctx, cfg)
         ctx.record["table"] = name
-        return start(ctx, cfg, ctx.input, lambda w: w.format("memory"), name=name)
+        return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.format("memory"), name=name, durable=False)
+    from ..figures import ACTION, note
+
     preview = ctx.input.limit(cfg.n).toPandas()
-    ctx.record["rows_out"] = len(preview)
+    note(ctx.record, "rows_out", len(preview), ACTION)
     ctx.emit("display", preview)

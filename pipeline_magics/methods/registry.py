@@ -38,6 +38,8 @@ class StepContext:
     emit: Callable[[str, Any], None] = lambda kind, payload: None
     #: post-run callbacks (e.g. reading an Observation once the action has run)
     after: list[Callable[[], None]] = field(default_factory=list)
+    #: False (``run(collect_metrics=False)``): add no Observations or other counting; checks still run
+    metrics_enabled: bool = True
 
     @property
     def input(self) -> "DataFrame":

@@ -60,10 +60,17 @@ def query_name(ctx: StepContext, cfg: StreamingOptions) -> str:
 
 def start(ctx: StepContext, cfg: StreamingOptions, df: Any,
           configure: Callable[[Any], Any], *, path: str | None = None, table: str | None = None,
-          output_mode: str | None = None, name: str | None = None) -> Any:
-    """Starts ``df.writeStream`` set up by ``configure``; returns the StreamingQuery."""
-    checkpoint = cfg.checkpointLocation or os.path.join(checkpoint_root(ctx.spark), ctx.pipeline, ctx.step_name)
-    writer = df.writeStream.queryName(name or query_name(ctx, cfg)).option("checkpointLocation", checkpoint)
+          output_mode: str | None = None, name: str | None = None, durable: bool = True) -> Any:
+    """Starts ``df.writeStream`` set up by ``configure``; returns the StreamingQuery.
+
+    ``durable=False`` (memory sinks, whose rows die with the session) keeps Spark's
+    throw-away checkpoint unless one is set, so a re-run starts afresh.
+    """
+    checkpoint = cfg.checkpointLocation or (
+        os.path.join(checkpoint_root(ctx.spark), ctx.pipeline, ctx.step_name) if durable else None)
+    writer = df.writeStream.queryName(name or query_name(ctx, cfg))
+    if checkpoint:
+        writer = writer.option("checkpointLocation", checkpoint)
     writer = writer.outputMode(output_mode or cfg.outputMode or "append")
     if cfg.trigger is not None:
         t = cfg.trigger

@@ -208,6 +208,7 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
     from pyspark.sql import functions as F
 
     from ..errors import ExpectationError
+    from ..figures import ACTION, OBSERVATION, note
     from ..metrics import observed
 
     ok = F.coalesce(F.expr(cfg.condition), F.lit(False))
@@ -217,7 +218,8 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
         # The rule gates everything after it, so it is checked now, before any sink
         # runs: one aggregate over the input (cache the step to avoid reading twice).
         row = ctx.input.agg(F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad")).first()
-        ctx.record.update(rows_in=row["n"], rows_out=row["n"], failed_rows=row["bad"])
+        for key, value in (("rows_in", row["n"]), ("rows_out", row["n"]), ("failed_rows", row["bad"])):
+            note(ctx.record, key, value, ACTION)
         if row["bad"]:
             raise ExpectationError(
                 f"expectation '{label}' failed for {row['bad']} of {row['n']} rows; nothing after this step ran",
@@ -225,6 +227,15 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
                 hint="fix the data, or set onFail: drop (remove those rows) or warn (keep them)")
         return ctx.input
     # drop / warn: counted while the pipeline's own action runs, with no extra pass.
+    if not ctx.metrics_enabled:
+        return ctx.input.filter(ok) if cfg.onFail == "drop" else ctx.input
+    if ctx.input.isStreaming:
+        # An Observation takes no streams: a named observation is reported with every micro-batch
+        # and the run sums it (figures.StreamTracker).
+        name = f"pm_expect_{ctx.run_id}_{ctx.index}"
+        ctx.record.update(observation=name, on_fail=cfg.onFail)
+        counted = ctx.input.observe(name, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
+        return counted.filter(ok) if cfg.onFail == "drop" else counted
     obs = Observation(f"expect_{ctx.run_id}_{ctx.index}")
     counted = ctx.input.observe(obs, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
 
@@ -232,8 +243,9 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
         figures = observed(obs)
         if figures:
             bad = figures.get("bad") or 0
-            ctx.record.update(rows_in=figures.get("n"), failed_rows=bad,
-                              rows_out=(figures.get("n") or 0) - bad if cfg.onFail == "drop" else figures.get("n"))
+            n = figures.get("n") or 0
+            for key, value in (("rows_in", n), ("failed_rows", bad), ("rows_out", n - bad if cfg.onFail == "drop" else n)):
+                note(ctx.record, key, value, OBSERVATION)
             if bad and cfg.onFail == "warn":
                 log.warning("pipeline %s, step %s: expectation '%s' failed for %s rows (kept)",
                             ctx.pipeline, ctx.step_name, label, bad)

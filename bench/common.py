@@ -1,0 +1,115 @@
+"""What the benchmarks share: the session, the machine's description, timing and the results folder."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+#: generated data and scratch output (outside the repository; reused between runs)
+WORK = os.environ.get("PIPELINE_BENCH_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline_magics_bench"))
+
+
+def session(app: str) -> Any:
+    """A local SparkSession on every core, with Delta and the Kafka connector (the package's own set-up)."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    from pipeline_magics.session import builder_confs
+
+    builder = SparkSession.builder.appName(app).master(os.environ.get("PIPELINE_BENCH_MASTER", "local[*]"))
+    for key, value in {**builder_confs(), "spark.driver.memory": os.environ.get("PIPELINE_BENCH_MEMORY", "3g"),
+                       "spark.ui.enabled": "false"}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def machine(spark: Any = None) -> dict[str, Any]:
+    """The machine and software the figures were taken on."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            kb = int(next(line.split()[1] for line in fh if line.startswith("MemTotal")))
+            memory_gb = round(kb / 1024 / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30).stderr.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        java = ""
+    import pyspark
+
+    out = {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb,
+           "python": sys.version.split()[0], "java": java, "pyspark": pyspark.__version__,
+           "load_average": loadavg()}
+    try:
+        from importlib.metadata import version
+
+        out["delta_spark"] = version("delta-spark")
+    except Exception:  # noqa: BLE001
+        pass
+    if spark is not None:
+        out["spark_master"] = spark.sparkContext.master
+        out["shuffle_partitions"] = spark.conf.get("spark.sql.shuffle.partitions")
+    return out
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(variants: dict[str, Callable[[int], Any]], repeats: int, warmup: int = 1,
+                log: Callable[[str], None] = print) -> dict[str, list[float]]:
+    """Runs every variant ``repeats`` times, interleaved: round r starts at variant r (mod n), so that
+    no variant is always first or last; ``warmup`` rounds first are not counted. Returns seconds."""
+    names = list(variants)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(-warmup, repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            seconds = timed(lambda: variants[name](r))
+            log(f"  {'warm-up' if r < 0 else f'round {r + 1}'}: {name:<22} {seconds:7.2f}s   load {loadavg()}")
+            if r >= 0:
+                times[name].append(seconds)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times),
+            "runs": [round(t, 4) for t in times]}
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """The median of the per-round ratios a/b (pairs taken in the same round)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def write_part(name: str, data: dict[str, Any]) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+    return path

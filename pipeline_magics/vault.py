@@ -1,0 +1,491 @@
+"""Vault login for this kernel: token, userpass, ldap or approle; status, logout and token renewal.
+
+Plain Python over hvac: the notebook form (:mod:`.vault_form`) and the magic
+call these functions, and so do tests and scripts. The token lives in
+:data:`SESSION`, in this process's memory only: no function returns it, no
+``repr`` shows it, and it is registered for masking so no log line carries it.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .credentials import SecurityPolicy, _Parser, audit
+from .errors import CredentialError
+from .redaction import mask_text, register_secret
+
+log = logging.getLogger("pipeline_magics.vault")
+
+METHODS = ("token", "userpass", "ldap", "approle")
+LABELS = {"token": "Token", "userpass": "Username & password", "ldap": "LDAP", "approle": "AppRole"}
+
+
+@dataclass
+class Session:
+    """The kernel's Vault connection: address, namespace and the token of the last login."""
+
+    addr: str | None = None
+    namespace: str | None = None
+    token: str | None = field(default=None, repr=False)
+    method: str | None = None
+    identity: str | None = None
+    #: False after ``logout``: ``VAULT_TOKEN`` is ignored until the next login
+    use_env: bool = True
+    #: the token came from a login (so logout revokes it), not from the user
+    issued: bool = False
+
+    def clear(self) -> None:
+        self.token, self.method, self.identity, self.issued = None, None, None, False
+
+
+SESSION = Session()
+_LOCK = threading.RLock()
+
+
+def address(addr: str | None = None) -> str | None:
+    """The Vault address: ``addr``, else the last login's, else ``VAULT_ADDR``."""
+    return (addr or SESSION.addr or os.environ.get("VAULT_ADDR") or "").rstrip("/") or None
+
+
+def _namespace(namespace: str | None = None) -> str | None:
+    return namespace or SESSION.namespace or os.environ.get("VAULT_NAMESPACE") or None
+
+
+def current_token() -> tuple[str | None, str]:
+    """The token requests use now and where it comes from: ``login``, ``VAULT_TOKEN`` or ``none``."""
+    with _LOCK:
+        if SESSION.token:
+            return SESSION.token, "login"
+        token = os.environ.get("VAULT_TOKEN") if SESSION.use_env else None
+        if token:
+            register_secret(token)
+            return token, "VAULT_TOKEN"
+        return None, "none"
+
+
+def client(addr: str | None = None, token: str | None = None, namespace: str | None = None) -> Any:
+    """An hvac client for the kernel's Vault (its login token, else ``VAULT_TOKEN``)."""
+    import hvac
+
+    url = address(addr)
+    if not url:
+        raise CredentialError("no Vault address", code="VAULT_NOT_CONFIGURED",
+                              hint="set VAULT_ADDR (and VAULT_TOKEN), or run %pipeline vault login")
+    return hvac.Client(url=url, token=token if token is not None else current_token()[0],
+                       namespace=_namespace(namespace), timeout=30)
+
+
+def token_state(vault_client: Any) -> str:
+    """``valid``, ``invalid`` (expired, revoked or unknown) or ``missing`` for a client's token."""
+    import hvac.exceptions as hexc
+
+    if not getattr(vault_client, "token", None):
+        return "missing"
+    try:
+        vault_client.auth.token.lookup_self()
+        return "valid"
+    except (hexc.Forbidden, hexc.Unauthorized, hexc.InvalidRequest):
+        return "invalid"
+    except Exception:  # noqa: BLE001 - unreachable: say nothing certain
+        return "unknown"
+
+
+# -------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    """Who the kernel is logged in as, and for how long; never the token itself."""
+
+    addr: str | None
+    authenticated: bool
+    source: str  # "login" | "VAULT_TOKEN" | "none"
+    method: str | None = None
+    identity: str | None = None
+    policies: tuple[str, ...] = ()
+    ttl: int | None = None  # seconds left; 0 = never expires
+    renewable: bool = False
+    problem: str | None = None
+
+    @property
+    def expires(self) -> str:
+        if self.ttl is None:
+            return "unknown"
+        return "never" if self.ttl == 0 else "in " + fmt_ttl(self.ttl)
+
+    def text(self) -> str:
+        """One line: address, identity, method, policies, TTL."""
+        where = f"Vault {self.addr or '(no address)'}"
+        if not self.authenticated:
+            return f"{where}: not logged in" + (f" ({self.problem})" if self.problem else "")
+        via = f"{self.method} login" if self.source == "login" else f"token from {self.source}"
+        return (f"{where}: logged in as {self.identity or '?'} ({via}); policies: "
+                f"{', '.join(self.policies) or 'none'}; token expires {self.expires}"
+                + (", renewable" if self.renewable else ""))
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def fmt_ttl(seconds: int) -> str:
+    """``3725`` -> ``1h 2m 5s``."""
+    h, rest = divmod(int(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return " ".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v) or "0s"
+
+
+def status(addr: str | None = None) -> TokenStatus:
+    """The kernel's Vault identity and token TTL (asks Vault; the token is not shown)."""
+    import hvac.exceptions as hexc
+    import requests
+
+    url = address(addr)
+    token, source = current_token()
+    if not url:
+        return TokenStatus(None, False, source, problem="no address: set VAULT_ADDR or log in")
+    if not token:
+        return TokenStatus(url, False, source, problem="no token: %pipeline vault login, or set VAULT_TOKEN")
+    try:
+        data = client(url, token).auth.token.lookup_self()["data"]
+    except (hexc.Forbidden, hexc.Unauthorized):
+        return TokenStatus(url, False, source, SESSION.method,
+                           problem="the token has expired or was revoked: log in again")
+    except (requests.exceptions.RequestException, hexc.VaultError) as exc:
+        return TokenStatus(url, False, source, SESSION.method,
+                           problem=mask_text(f"Vault did not answer: {type(exc).__name__}"))
+    identity = data.get("display_name") or data.get("entity_id") or None
+    if source == "login":
+        SESSION.identity = identity
+    return TokenStatus(url, True, source, SESSION.method if source == "login" else None, identity,
+                       tuple(data.get("policies") or ()), int(data.get("ttl") or 0), bool(data.get("renewable")))
+
+
+# --------------------------------------------------------------------- login
+
+
+def login(method: str = "token", *, addr: str | None = None, namespace: str | None = None,
+          mount: str | None = None, token: str | None = None, username: str | None = None,
+          password: str | None = None, role_id: str | None = None, secret_id: str | None = None,
+          policy: SecurityPolicy | None = None) -> TokenStatus:
+    """Logs the kernel in to Vault; the new token replaces the old one (kept if the login fails).
+
+    ``token``: checks and adopts a token; ``userpass``/``ldap``: ``username`` and
+    ``password``; ``approle``: ``role_id`` and ``secret_id``. ``mount`` is the
+    auth method's path when not the default (``userpass``, ``ldap``, ``approle``).
+    """
+    import hvac
+
+    secrets = [s for s in (token, password, secret_id) if s]
+    if method not in METHODS:
+        raise CredentialError(f"unknown Vault login method '{method}'", code="VAULT_LOGIN_INPUT",
+                              hint="methods: " + ", ".join(METHODS))
+    needs = {"token": {"token": token}, "userpass": {"username": username, "password": password},
+             "ldap": {"username": username, "password": password},
+             "approle": {"role_id": role_id, "secret_id": secret_id}}[method]
+    missing = [k for k, v in needs.items() if not v]
+    if missing:
+        raise CredentialError(f"{LABELS[method]} login needs {' and '.join(missing)}", code="VAULT_LOGIN_INPUT",
+                              params={"method": method, "missing": missing})
+    url = address(addr)
+    if not url:
+        raise CredentialError("no Vault address", code="VAULT_NOT_CONFIGURED", hint="give the address of your Vault")
+    mount = (mount or method).strip("/")
+    who = f" as '{username}'" if username else ""
+    reference = f"auth/{mount}/login" + (f"/{username}" if username else "")
+    policy = policy or SecurityPolicy.from_env()
+    c = hvac.Client(url=url, namespace=_namespace(namespace), timeout=30)
+    try:
+        if method == "token":
+            c.token = token
+            c.auth.token.lookup_self()
+        elif method == "userpass":
+            c.auth.userpass.login(username, password, mount_point=mount)
+        elif method == "ldap":
+            c.auth.ldap.login(username, password, mount_point=mount)
+        else:
+            c.auth.approle.login(role_id, secret_id, mount_point=mount)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one short CredentialError
+        error = _login_error(exc, method, mount, who, url, secrets)
+        if policy.audit:
+            audit(policy, reference=reference, outcome="error: " + error.code, event="login")
+        raise error from None
+    for s in (c.token, *secrets):  # masked from now on, wherever they might be echoed
+        register_secret(s)
+    with _LOCK:
+        SESSION.addr, SESSION.namespace = url, _namespace(namespace)
+        SESSION.token, SESSION.method, SESSION.use_env, SESSION.issued = c.token, method, True, method != "token"
+        SESSION.identity = None
+    result = status()
+    if policy.audit:
+        audit(policy, reference=reference, outcome="ok", event="login")
+    log.info("logged in to Vault at %s as %s (%s)", url, result.identity, method)
+    return result
+
+
+def _login_error(exc: Exception, method: str, mount: str, who: str, url: str, secrets: list[str]) -> CredentialError:
+    """One short message for a failed login; the secrets typed are masked in it."""
+    import hvac.exceptions as hexc
+    import requests
+
+    label = LABELS[method]
+    params = {"method": method, "mount": mount}
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, hexc.VaultDown)):
+        return CredentialError(f"Vault at {url} is unreachable ({type(exc).__name__})", code="VAULT_UNREACHABLE",
+                               params=params, hint="check the address and that Vault is running")
+    if isinstance(exc, (hexc.InvalidPath, hexc.UnsupportedOperation)):
+        return CredentialError(f"no {label} auth method at auth/{mount}/", code="VAULT_LOGIN_FAILED", params=params,
+                               hint="check the method, or give its mount path if it is not the default")
+    if isinstance(exc, hexc.VaultError):
+        errors = getattr(exc, "errors", None) or [str(exc).split(", on ")[0]]
+        reason = "; ".join(str(e).strip() for e in errors if str(e).strip()) or type(exc).__name__
+        hint = None
+        if method == "token" and isinstance(exc, (hexc.Forbidden, hexc.Unauthorized)):
+            reason = "the token is invalid, expired or revoked"
+        elif isinstance(exc, (hexc.Forbidden, hexc.Unauthorized)):
+            hint = f"check the {label} method is enabled at auth/{mount}/ (or give its mount path)"
+        return CredentialError(mask_text(f"{label} login{who} failed: {reason}", secrets), code="VAULT_LOGIN_FAILED",
+                               params=params, hint=hint)
+    return CredentialError(mask_text(f"{label} login{who} failed: {type(exc).__name__}: {exc}", secrets),
+                           code="VAULT_LOGIN_FAILED", params=params)
+
+
+def logout(revoke: bool | None = None) -> str:
+    """Forgets the kernel's token (revoked if a login issued it); ``VAULT_TOKEN`` is ignored until the next login."""
+    import hvac.exceptions as hexc
+    import requests
+
+    with _LOCK:
+        token, issued, url = SESSION.token, SESSION.issued, address()
+        revoke = issued if revoke is None else revoke
+        note = ""
+        if token and revoke and url:
+            try:
+                client(url, token).auth.token.revoke_self()
+                note = " (token revoked)"
+            except (requests.exceptions.RequestException, hexc.VaultError) as exc:
+                note = f" (could not revoke the token: {type(exc).__name__})"
+        SESSION.clear()
+        had_env = SESSION.use_env and bool(os.environ.get("VAULT_TOKEN"))
+        SESSION.use_env = False
+    RENEWAL.stop()
+    if not token and not had_env:
+        return "not logged in to Vault"
+    return ("logged out of Vault" + note + (
+        "; VAULT_TOKEN from the environment is ignored until the next login" if had_env else ""))
+
+
+# ------------------------------------------------------------------- renewal
+
+
+def renew_token(vault_client: Any, increment: int | None = None) -> int:
+    """Renews the client's token; returns its new TTL in seconds."""
+    kwargs = {"increment": f"{int(increment)}s"} if increment else {}
+    auth = vault_client.auth.token.renew_self(**kwargs)["auth"]
+    return int(auth.get("lease_duration") or 0)
+
+
+class TokenRenewer:
+    """Renews a token in a daemon thread while ``should_run()`` says so (e.g. while a streaming pipeline runs).
+
+    ``client_factory`` is called on every check, so a new login is picked up. A
+    token is renewed once less than half its lifetime (or two checks) is left.
+    """
+
+    def __init__(self, client_factory: Callable[[], Any], should_run: Callable[[], bool], *,
+                 increment: int | None = None, poll: float = 1.0, max_wait: float = 300.0) -> None:
+        self.client_factory = client_factory
+        self.should_run = should_run
+        self.increment = increment
+        self.poll = poll
+        self.max_wait = max_wait
+        self.renewals = 0
+        self.last_ttl: int | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "TokenRenewer":
+        if not self.running:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="pipeline-magics-vault-renewal", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def check(self) -> float | None:
+        """Looks the token up, renews it if due; the seconds until the next check (None: stop)."""
+        import hvac.exceptions as hexc
+
+        c = self.client_factory()
+        if not getattr(c, "token", None):
+            return self.max_wait
+        try:
+            data = c.auth.token.lookup_self()["data"]
+            ttl, creation = int(data.get("ttl") or 0), int(data.get("creation_ttl") or 0)
+            if creation == 0 and not data.get("expire_time"):  # a token that never expires (root)
+                self.last_ttl = 0
+                return self.max_wait
+            wait = min(self.max_wait, max(self.poll, ttl / 3))
+            if data.get("renewable") and ttl <= max(creation / 2, 2 * wait):
+                ttl = renew_token(c, self.increment)
+                self.renewals += 1
+                log.info("renewed the Vault token: %s left", fmt_ttl(ttl))
+                wait = min(self.max_wait, max(self.poll, ttl / 3))
+            self.last_ttl, self.last_error = ttl, None
+            log.debug("Vault token: %s left, next check in %.1fs", fmt_ttl(ttl), wait)
+            return wait
+        except (hexc.Forbidden, hexc.Unauthorized):
+            # nothing left to renew; the next read says "log in again", a new login restarts renewal
+            self.last_error = "the token has expired or was revoked: log in again"
+            log.warning("Vault token renewal stopped: %s", self.last_error)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a failed renewal is retried, never fatal
+            self.last_error = mask_text(f"{type(exc).__name__}: {exc}")
+            log.warning("Vault token renewal failed: %s", self.last_error)
+            return self.poll * 5
+
+    def _loop(self) -> None:
+        due = 0.0
+        while not self._stop.is_set():
+            try:
+                if not self.should_run():
+                    log.debug("Vault token renewal ends: no streaming pipeline runs")
+                    break
+                if time.monotonic() >= due:
+                    wait = self.check()
+                    if wait is None:
+                        break
+                    due = time.monotonic() + wait
+            except Exception as exc:  # noqa: BLE001 - the thread must never die noisily
+                self.last_error = mask_text(f"{type(exc).__name__}: {exc}")
+                due = time.monotonic() + self.poll * 5
+            self._stop.wait(self.poll)
+
+
+def streaming_active() -> bool:
+    """True while a streaming pipeline of this kernel runs: starting (no query yet) or with a running query."""
+    try:
+        from .streaming import REGISTRY
+
+        for name in REGISTRY.names():
+            stream = REGISTRY.get(name)
+            if getattr(stream, "queries", None):
+                if stream.active:
+                    return True
+            elif getattr(getattr(getattr(stream, "run", None), "metrics", None), "status", None) == "running":
+                return True  # its steps are still running; the queries start with its loads
+        return False
+    except Exception:  # noqa: BLE001 - no streaming module or a query that does not answer
+        return False
+
+
+class Renewal:
+    """The kernel's renewal: started when a run reads Vault, running while streaming queries run."""
+
+    #: after the last Vault read, how long renewal stays on even without a streaming run
+    grace = 30.0
+    poll = 1.0
+
+    def __init__(self) -> None:
+        self._hold_until = 0.0
+        self._renewer: TokenRenewer | None = None
+        self._lock = threading.Lock()
+
+    def touch(self) -> None:
+        """Called on each Vault read of a run: keeps renewal on for ``grace`` seconds, then while streaming."""
+        with self._lock:
+            self._hold_until = time.monotonic() + self.grace
+            if self._renewer is None or not self._renewer.running:
+                self._renewer = TokenRenewer(self._client, self._should_run, poll=self.poll).start()
+
+    def _client(self) -> Any:
+        return client()
+
+    def _should_run(self) -> bool:
+        return time.monotonic() < self._hold_until or streaming_active()
+
+    @property
+    def renewer(self) -> TokenRenewer | None:
+        return self._renewer
+
+    def stop(self) -> None:
+        with self._lock:
+            self._hold_until = 0.0
+            if self._renewer is not None:
+                self._renewer.stop()
+
+
+RENEWAL = Renewal()
+
+
+# ------------------------------------------------------------ the subcommand
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """``vault login|logout|status [options]``; raises ``ValueError`` with the usage."""
+    usage = ("usage: %pipeline vault login [--address URL] [--method token|userpass|ldap|approle] "
+             "[--username U] [--role-id ID] [--mount PATH] [--namespace NS] [--token-env VAR] "
+             "[--password-env VAR] [--secret-id-env VAR] | vault logout [--revoke] | vault status")
+    parser = _Parser(prog="%pipeline vault", add_help=False)
+    parser.add_argument("action", choices=["login", "logout", "status"])
+    parser.add_argument("--address", "--addr")
+    parser.add_argument("--method", choices=METHODS)
+    parser.add_argument("--username")
+    parser.add_argument("--role-id")
+    parser.add_argument("--mount")
+    parser.add_argument("--namespace")
+    parser.add_argument("--token-env", metavar="VAR")
+    parser.add_argument("--password-env", metavar="VAR")
+    parser.add_argument("--secret-id-env", metavar="VAR")
+    parser.add_argument("--revoke", action="store_true")
+    try:
+        args = parser.parse_args(argv)
+    except ValueError as exc:
+        raise ValueError(f"{exc}\n{usage}") from None
+    if args.method is None:
+        args.method = ("approle" if args.role_id else "userpass" if args.username else "token")
+    args.interactive = args.action == "login" and not any(
+        (args.username, args.role_id, args.token_env, args.password_env, args.secret_id_env,
+         any(a.startswith("--method") for a in argv)))
+    return args
+
+
+def command(args: argparse.Namespace, prompt: Callable[[str], str] | None = None) -> str:
+    """Runs a parsed ``vault`` subcommand without widgets; secrets come from ``--*-env`` or ``prompt``."""
+    if args.action == "status":
+        return status(args.address).text()
+    if args.action == "logout":
+        return logout(True if args.revoke else None)
+
+    def secret(env_var: str | None, label: str) -> str:
+        if env_var:
+            if not os.environ.get(env_var):
+                raise CredentialError(f"environment variable {env_var} is not set", code="VAULT_LOGIN_INPUT")
+            return os.environ[env_var]
+        return (prompt or getpass.getpass)(f"{label}: ")
+
+    m = args.method
+    values: dict[str, Any] = {}
+    if m == "token":
+        values["token"] = secret(args.token_env, "Vault token")
+    elif m in ("userpass", "ldap"):
+        values["username"] = args.username or input("Username: ")
+        values["password"] = secret(args.password_env, f"Password for {values['username']}")
+    else:
+        values["role_id"] = args.role_id or input("Role ID: ")
+        values["secret_id"] = secret(args.secret_id_env, "Secret ID")
+    return login(m, addr=args.address, namespace=args.namespace, mount=args.mount, **values).text()

@@ -1,0 +1,130 @@
+"""ipywidgets views over a run's state: step table, streaming query panels, Cancel and Stop.
+
+Thin on purpose: the engine updates ``PipelineMetrics`` and the listener updates
+``QueryState``; these classes only draw them, throttled to a few updates a second.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Callable
+
+try:
+    import ipywidgets as W
+except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency
+    raise ImportError("the live view needs ipywidgets: pip install ipywidgets (or use --no-widgets)") from exc
+
+from .metrics import PipelineMetrics, fmt_count, fmt_seconds
+from .progress import HUB, ProgressHub, QueryState, Throttle, sparkline
+
+STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0",
+                  "pending": "#757575"}
+FINAL = ("done", "failed", "cancelled")
+
+
+def steps_table(metrics: PipelineMetrics) -> str:
+    """The step table as HTML."""
+    rows = "".join(
+        f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}</td><td>{s.type}.{s.method}</td>"
+        f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
+        f"<td style='text-align:right'>{fmt_count(s.rows_in)}</td>"
+        f"<td style='text-align:right'>{fmt_count(s.rows_out)}</td>"
+        f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>" for s in metrics.steps)
+    return ("<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
+            f"<th>rows out</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+class QueryPanel:
+    """One streaming query: state, batch, rates, total rows, last batch time, a chart, Stop."""
+
+    def __init__(self, state: QueryState, on_stop: Callable[[], None]) -> None:
+        self.state = state
+        self.header = W.HTML()
+        self.figures = W.HTML()
+        self.chart = W.HTML()
+        self.stop_button = W.Button(description="Stop", icon="stop", layout=W.Layout(width="80px"))
+        self.stop_button.on_click(lambda _: on_stop())
+        self.widget = W.VBox([W.HBox([self.header, self.stop_button]), self.figures, self.chart],
+                             layout=W.Layout(border="1px solid #ddd", padding="4px", margin="4px 0"))
+        self.refresh = Throttle(self.draw)
+        self.draw()
+
+    def draw(self) -> None:
+        s = self.state
+        colour = STATUS_COLOURS.get(s.status, "#000")
+        self.header.value = (f"<b>{html.escape(s.name or s.id)}</b> "
+                             f"<span style='color:{colour}'>{s.status}</span>"
+                             + (f" — {html.escape(s.error)}" if s.error else ""))
+        self.figures.value = (
+            f"batch {s.batch_id if s.batch_id is not None else '—'} · "
+            f"input {s.input_rows_per_second:,.1f} rows/s · processed {s.processed_rows_per_second:,.1f} rows/s · "
+            f"total {s.total_rows:,} rows · last batch {s.last_batch_ms if s.last_batch_ms is not None else '—'} ms")
+        self.chart.value = sparkline(s.rates)
+        self.stop_button.disabled = s.status in FINAL
+
+
+class PipelineView:
+    """The live view of one run: title, Cancel, the step table, one panel per streaming query."""
+
+    def __init__(self, metrics: PipelineMetrics | None, on_cancel: Callable[[], None], hub: ProgressHub = HUB) -> None:
+        self.metrics = metrics
+        self.hub = hub
+        self.title = W.HTML()
+        self.cancel_button = W.Button(description="Cancel", button_style="danger", icon="stop",
+                                      layout=W.Layout(width="100px"))
+        self.cancel_button.on_click(lambda _: self._cancel(on_cancel))
+        self.table = W.HTML()
+        self.queries = W.VBox()
+        self.panels: dict[str, QueryPanel] = {}
+        self.widget = W.VBox([W.HBox([self.title, self.cancel_button]), self.table, self.queries])
+        self.refresh = Throttle(self.draw)
+        self.draw()
+
+    def _cancel(self, on_cancel: Callable[[], None]) -> None:
+        self.cancel_button.disabled = True
+        self.cancel_button.description = "Cancelling…"
+        on_cancel()
+
+    def bind(self, metrics: PipelineMetrics) -> None:
+        """Shows ``metrics`` (the run's, once it has started)."""
+        self.metrics = metrics
+
+    def draw(self) -> None:
+        m = self.metrics
+        if m is None:
+            self.title.value = "<b>pipeline</b>: starting…"
+            return
+        colour = STATUS_COLOURS.get(m.status, "#000")
+        self.title.value = (f"<b>pipeline {html.escape(m.pipeline)}</b>: "
+                            f"<span style='color:{colour}' class='pipeline-status'>{m.status}</span>"
+                            f" · {fmt_seconds(m.duration)}")
+        self.table.value = steps_table(m)
+        if m.status in FINAL and not self.active_queries():
+            self.cancel_button.disabled = True
+            self.cancel_button.description = m.status
+
+    def active_queries(self) -> bool:
+        return any(p.state.status == "running" for p in self.panels.values())
+
+    def add_query(self, query: Any, on_stop: Callable[[], None]) -> QueryPanel:
+        """A panel for ``query``, fed by the progress listener."""
+        state = self.hub.state(str(query.id), query.name or "")
+        panel = QueryPanel(state, on_stop)
+        self.panels[state.id] = panel
+        self.queries.children = tuple(p.widget for p in self.panels.values())
+
+        def changed(_: QueryState) -> None:
+            panel.refresh()
+            if state.status in FINAL:
+                self.refresh()
+
+        self.hub.subscribe(state.id, changed)
+        return panel
+
+    def close(self) -> None:
+        """Stops listening (the widgets keep their last state)."""
+        for query_id in self.panels:
+            self.hub.unsubscribe(query_id)
+        self.refresh.flush()
+        for panel in self.panels.values():
+            panel.refresh.flush()
+

@@ -1,0 +1,271 @@
+"""Spark clusters for the tests, started from the pip ``pyspark`` install and the fetched jars.
+
+- :func:`standalone_cluster`: a standalone master and two workers (``--cores 1 --memory 1g``);
+  a driver reaches it at ``cluster.master_url`` (``spark://127.0.0.1:PORT``).
+- :func:`connect_server`: a Spark Connect server (``local[2]``) with Delta Lake configured
+  through its SQL extension and catalog, and the Delta, Kafka and PostgreSQL jars;
+  a client reaches it at ``server.url`` (``sc://127.0.0.1:PORT``).
+
+Everything binds to 127.0.0.1 on free ports and writes its logs and scratch files
+to a temporary folder. Each JVM runs in a process group of its own, so stopping
+it also stops what it started (a worker's executors); nothing is left running.
+
+``python tests/cluster_service.py connect|standalone`` starts one in the foreground
+for trying it out (Ctrl-C stops it).
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Iterator
+
+try:
+    from services import ServiceUnavailable, free_port
+except ImportError:  # tests/ imported as a package
+    from tests.services import ServiceUnavailable, free_port
+
+HOST = "127.0.0.1"
+DELTA_CONFS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+#: variables of the caller that would point a Spark process somewhere else
+_FOREIGN = ("SPARK_REMOTE", "PIPELINE_SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE",
+            "PYSPARK_SUBMIT_ARGS", "MASTER", "SPARK_API_MODE", "SPARK_CONF_DIR")
+
+
+def spark_home() -> str:
+    """The installed ``pyspark`` package folder: it holds ``bin/``, ``jars/`` and ``sbin/``."""
+    import pyspark
+
+    return os.path.dirname(os.path.abspath(pyspark.__file__))
+
+
+def cluster_jars() -> list[str]:
+    """The jars of ``make jars`` (Delta, the Kafka connector, the PostgreSQL driver)."""
+    from pipeline_magics.session import jars_dir, local_jars
+
+    jars = local_jars()
+    if not jars:
+        raise ServiceUnavailable(f"no jars in {jars_dir()}; run `make jars` first")
+    return jars
+
+
+def spark_env(**extra: str) -> dict[str, str]:
+    """The environment of a Spark process the tests start: this Python, loopback only."""
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
+    env.update(SPARK_HOME=spark_home(), SPARK_LOCAL_IP=HOST, SPARK_LOCAL_HOSTNAME=HOST,
+               PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+               SPARK_DAEMON_MEMORY="512m", SPARK_NO_DAEMONIZE="1")
+    env.update(extra)
+    return env
+
+
+class JavaProcess:
+    """A Spark JVM started with ``spark-class``/``spark-submit``, its output in a log file."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.log_path = os.path.join(cwd, f"{name}.log")
+        with open(self.log_path, "wb") as log:
+            # a session (and process group) of its own: stop() reaches the JVM's children too
+            self.popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_for(self, pattern: str, timeout: float = 120.0) -> re.Match[str]:
+        """Waits until the log has a line matching ``pattern``; raises if the JVM exits or time runs out."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                found = regex.search(fh.read())
+            if found:
+                return found
+            if self.popen.poll() is not None:
+                raise ServiceUnavailable(f"{self.name} exited ({self.popen.returncode}):\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"{self.name}: no {pattern!r} after {timeout:.0f}s:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - a member we cannot signal still counts
+            return True
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the process group (Spark's shutdown hooks run), SIGKILL for what is left."""
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+            if not self._group_alive() and self.popen.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                self.popen.poll()
+                if not self._group_alive():
+                    self.popen.wait(5)
+                    return
+                time.sleep(0.2)
+
+
+@dataclass
+class StandaloneCluster:
+    """A running standalone cluster: its master URL and its processes."""
+
+    master_url: str
+    web_url: str
+    workers: int
+    processes: list[JavaProcess]
+    root: str
+
+    def alive_workers(self) -> int:
+        """How many workers the master reports ALIVE (its JSON status page)."""
+        with urllib.request.urlopen(f"{self.web_url}/json", timeout=5) as page:
+            status = json.load(page)
+        return sum(1 for w in status.get("workers", []) if w.get("state") == "ALIVE")
+
+
+@dataclass
+class ConnectServer:
+    """A running Spark Connect server."""
+
+    url: str
+    port: int
+    process: JavaProcess
+    root: str
+
+
+@contextlib.contextmanager
+def standalone_cluster(workers: int = 2, cores: int = 1, memory: str = "1g",
+                       timeout: float = 120.0) -> Iterator[StandaloneCluster]:
+    """A master and ``workers`` workers on 127.0.0.1; all stopped (with their executors) on exit."""
+    root = tempfile.mkdtemp(prefix="pipeline-magics-standalone-")
+    spark_class = os.path.join(spark_home(), "bin", "spark-class")
+    env = spark_env()
+    processes: list[JavaProcess] = []
+    try:
+        port, web_port = free_port(), free_port()
+        master = JavaProcess("master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST,
+                                        "--port", str(port), "--webui-port", str(web_port)], root, env)
+        processes.append(master)
+        master.wait_for(r"I have been elected leader", timeout)
+        master_url = f"spark://{HOST}:{port}"
+        for i in range(workers):
+            work_dir = os.path.join(root, f"worker-{i + 1}")
+            os.makedirs(work_dir)
+            processes.append(JavaProcess(f"worker-{i + 1}", [
+                spark_class, "org.apache.spark.deploy.worker.Worker", master_url, "--host", HOST,
+                "--cores", str(cores), "--memory", memory, "--webui-port", str(free_port()),
+                "--work-dir", work_dir], root, env))
+        for worker in processes[1:]:
+            worker.wait_for(r"Successfully registered with master", timeout)
+        cluster = StandaloneCluster(master_url, f"http://{HOST}:{web_port}", workers, processes, root)
+        deadline = time.monotonic() + 30
+        while cluster.alive_workers() < workers:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"the master lists fewer than {workers} alive workers")
+            time.sleep(0.3)
+        yield cluster
+    finally:
+        for process in reversed(processes):  # workers first: their executors go with them
+            process.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def connect_server(master: str = "local[2]", timeout: float = 120.0,
+                   confs: dict[str, str] | None = None) -> Iterator[ConnectServer]:
+    """A Spark Connect server on 127.0.0.1 with Delta configured and the jars loaded; stopped on exit."""
+    root = tempfile.mkdtemp(prefix="pipeline-magics-connect-")
+    port = free_port()
+    settings = {
+        **DELTA_CONFS,
+        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.driver.host": HOST,
+        "spark.driver.bindAddress": HOST,
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.warehouse.dir": os.path.join(root, "warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={root}",
+        **(confs or {}),
+    }
+    cmd = [os.path.join(spark_home(), "bin", "spark-submit"),
+           "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+           "--name", "pipeline_magics-tests-connect", "--master", master, "--driver-memory", "1g",
+           "--jars", ",".join(cluster_jars())]
+    for key, value in settings.items():
+        cmd += ["--conf", f"{key}={value}"]
+    cmd.append("spark-internal")
+    process = JavaProcess("connect-server", cmd, root, spark_env())
+    try:
+        process.wait_for(r"Spark Connect server started at", timeout)
+        yield ConnectServer(f"sc://{HOST}:{port}", port, process, root)
+    finally:
+        process.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------------------ one per process
+
+_shared: dict[str, object] = {}
+_stack = contextlib.ExitStack()
+_lock = threading.Lock()
+
+
+def shared_connect_server() -> ConnectServer:
+    """One Connect server for this Python process, started on first use (the suite's tests and the
+    Connect notebook share it); :func:`stop_shared` stops it, and so does the end of the process."""
+    with _lock:
+        if "connect" not in _shared:
+            _shared["connect"] = _stack.enter_context(connect_server())
+        return _shared["connect"]  # type: ignore[return-value]
+
+
+def stop_shared() -> None:
+    """Stops what :func:`shared_connect_server` started."""
+    with _lock:
+        _shared.clear()
+        _stack.close()
+
+
+atexit.register(stop_shared)
+
+
+if __name__ == "__main__":  # python tests/cluster_service.py connect|standalone
+    kind = sys.argv[1] if len(sys.argv) > 1 else "connect"
+    # Ctrl-C and SIGTERM both stop the JVMs (a background job would otherwise ignore SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with (connect_server() if kind == "connect" else standalone_cluster()) as running:
+        print(getattr(running, "url", None) or getattr(running, "master_url"), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()

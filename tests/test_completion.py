@@ -1,0 +1,99 @@
+"""Tab completion for %pipeline and %%pipeline: subcommands, pipeline names, methods, files, options."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline_magics.help import complete
+from pipeline_magics.magic import SUBCOMMANDS, PipelineMagics
+
+OPTIONS = [s for a in PipelineMagics.pipeline.parser._actions for s in a.option_strings if s != "-h"]
+
+
+def c(line: str, **kw) -> list[str]:
+    return complete(line, subcommands=SUBCOMMANDS, pipelines=kw.pop("pipelines", ["orders_daily", "clicks"]),
+                    options=OPTIONS, **kw)
+
+
+def test_subcommands():
+    assert c("%pipeline ") == sorted(SUBCOMMANDS)
+    assert c("%pipeline st") == ["status", "stop"]
+    assert c("pipeline la") == ["last-error"]  # automagic, without the %
+    assert c("%pipeline") == []  # still typing the magic's name
+
+
+def test_pipeline_names():
+    assert c("%pipeline status ") == ["clicks", "orders_daily"]
+    assert c("%pipeline stop ") == ["--all", "clicks", "orders_daily"]
+    assert c("%pipeline metrics or") == ["orders_daily"]
+    assert c("%pipeline metrics orders_daily --format ") == ["json", "prometheus", "text"]
+    assert c("%pipeline metrics orders_daily ") == ["--format"]
+
+
+def test_vault_and_audit_words():
+    assert c("%pipeline vault lo") == ["login", "logout"]
+    assert c("%pipeline audit --json ") == ["--last", "--pipeline"]
+    assert c("%pipeline audit --pipeline ") == ["clicks", "orders_daily"]
+
+
+def test_methods_and_step_types_after_help():
+    assert c("%pipeline help fromP") == ["fromParquet", "fromPostgres"]
+    assert "load" in c("%pipeline help ") and "toDelta" in c("%pipeline help ")
+
+
+def test_spec_files(tmp_path):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "daily.yaml").write_text("steps: []\n")
+    (tmp_path / "specs" / "notes.txt").write_text("")
+    (tmp_path / "spark.yml").write_text("steps: []\n")
+    assert c("%pipeline run ", cwd=str(tmp_path)) == ["spark.yml", "specs/"]
+    assert c("%pipeline run specs/", cwd=str(tmp_path)) == ["specs/daily.yaml"]
+    assert c("%pipeline explain s", cwd=str(tmp_path), pipelines=["sales"]) == ["sales", "spark.yml", "specs/"]
+    assert c("%pipeline run spark.yml --d", cwd=str(tmp_path)) == ["--dry-run"]
+
+
+def test_cell_magic_options():
+    assert c("%%pipeline orders --") == sorted(OPTIONS)
+    assert c("%%pipeline --mode ") == ["batch", "streaming"]
+    assert c("%%pipeline --metrics pro") == ["prometheus:"]
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or get_ipython()  # None when another test module started it first
+    shell.run_line_magic("load_ext", "pipeline_magics")
+    return shell
+
+
+def test_ipython_completer_uses_the_hook(ip):
+    magics = ip.magics_manager.registry["PipelineMagics"]
+    magics.pipelines.setdefault("completion_demo", None)
+    try:
+        def matches(line: str) -> list[str]:
+            from IPython.core.completer import provisionalcompleter
+
+            with provisionalcompleter():  # the API Jupyter's kernel uses
+                return sorted({c.text for c in ip.Completer.completions(line, len(line))})
+
+        assert matches("%pipeline sta") == ["status"]
+        assert "completion_demo" in matches("%pipeline stop comp")
+        assert matches("%pipeline help toDe") == ["toDelta"]
+        assert "--dry-run" in matches("%%pipeline --dr")
+    finally:
+        magics.pipelines.pop("completion_demo", None)
+
+
+def test_loading_the_extension_starts_no_spark():
+    code = ("import sys\nfrom IPython.testing.globalipapp import start_ipython\nip = start_ipython()\n"
+            "ip.run_line_magic('load_ext', 'pipeline_magics')\n"
+            "assert ip.Completer.complete(line_buffer='%pipeline he', cursor_pos=12)[1] == ['help']\n"
+            "spark = sys.modules.get('pyspark')\n"
+            "print(spark is not None and spark.SparkContext._active_spark_context is not None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
