@@ -1,0 +1,179 @@
+"""The live view: state objects fed by the listener, the widget models after a run, a failure, a cancel."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipeline_magics import Pipeline, PipelineCancelledError, PipelineError
+from pipeline_magics.progress import ProgressHub, Throttle, sparkline
+from pipeline_magics.widgets import PipelineView, QueryPanel
+
+SLOW = "reflect('java.lang.Thread', 'sleep', CAST(40 AS BIGINT)) IS NULL"  # 40 ms a row
+
+
+def progress(query_id: str, batch: int, rows: int, rate: float) -> dict:
+    return {"id": query_id, "name": "q", "batchId": batch, "numInputRows": rows, "inputRowsPerSecond": rate,
+            "processedRowsPerSecond": rate * 2, "durationMs": {"triggerExecution": 120}}
+
+
+def test_hub_accumulates_progress_and_terminations():
+    hub = ProgressHub()
+    seen = []
+    hub.subscribe("a", lambda s: seen.append((s.status, s.total_rows)))
+    hub.started("a", "q")
+    hub.progress(progress("a", 0, 10, 5.0))
+    hub.progress(progress("a", 1, 30, 15.0))
+    state = hub.states["a"]
+    assert (state.batch_id, state.total_rows, state.processed_rows_per_second, state.last_batch_ms) == (1, 40, 30.0, 120)
+    assert list(state.rates) == [10.0, 30.0]
+    hub.terminated("a", "java.lang.RuntimeException: boom\n\tat x")
+    assert state.status == "failed" and state.error == "java.lang.RuntimeException: boom"
+    hub.cancelling("b")
+    hub.terminated("b", None)
+    assert hub.states["b"].status == "cancelled"
+    hub.terminated("c", None)
+    assert hub.states["c"].status == "done"
+    assert seen[-1] == ("failed", 40)
+
+
+def test_throttle_limits_refreshes_and_keeps_the_last():
+    calls = []
+    throttle = Throttle(lambda: calls.append(time.time()), interval=0.2)
+    for _ in range(50):
+        throttle()
+    assert len(calls) == 1  # the first at once, the rest folded into one deferred refresh
+    time.sleep(0.35)
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.19
+
+
+def test_sparkline_scales_to_its_maximum():
+    svg = sparkline([0, 5, 10])
+    points = svg.split("points='")[1].split("'")[0].split()
+    assert len(points) == 3 and points[2].endswith(",2.0") and points[0].endswith(",30.0")
+    assert "polyline" not in sparkline([1])
+
+
+def test_query_panel_shows_the_state():
+    hub = ProgressHub()
+    state = hub.state("a", "orders.sink")
+    stopped = []
+    panel = QueryPanel(state, lambda: stopped.append(True))
+    hub.progress(progress("a", 3, 50, 25.0))
+    panel.draw()
+    assert "batch 3" in panel.figures.value and "processed 50.0 rows/s" in panel.figures.value
+    assert "total 50 rows" in panel.figures.value and "polyline" not in panel.chart.value
+    panel.stop_button.click()
+    assert stopped == [True]
+    hub.terminated("a", None)
+    panel.draw()
+    assert "done" in panel.header.value and panel.stop_button.disabled
+
+
+def view_after(pipeline: Pipeline, spark, **kw):
+    view = PipelineView(None, pipeline.cancel)
+    try:
+        pipeline.run(spark, on_update=lambda run: view.bind(run.metrics), **kw)
+    except PipelineError:
+        pass
+    view.refresh.flush()
+    return view
+
+
+def test_view_after_a_run_and_after_a_failure(spark, data_dir, lake):
+    ok = Pipeline.from_yaml(f"""
+name: view_ok
+steps:
+  - {{type: extract, method: fromCsv, name: customers, config: {{path: "{data_dir}/customers.csv"}}}}
+  - {{type: load, method: toDelta, config: {{path: "{lake}/c", mode: overwrite}}}}
+""")
+    view = view_after(ok, spark)
+    assert "done" in view.title.value and "view_ok" in view.title.value
+    assert view.table.value.count("<tr>") == 3 and ">40<" in view.table.value  # header + 2 steps; rows written
+    assert view.cancel_button.disabled
+
+    bad = Pipeline.from_yaml("name: view_bad\nsteps:\n  - {type: extract, method: fromParquet, "
+                             "config: {path: /no/such/folder}}\n")
+    view = view_after(bad, spark)
+    assert "failed" in view.title.value and "#c62828" in view.title.value
+    assert "failed" in view.table.value
+    view.draw()  # nothing turns a failure back
+    assert "failed" in view.title.value
+
+
+def test_cancel_stops_a_running_batch_and_leaves_delta_as_it_was(spark, lake):
+    table = lake / "slow"
+    spark.range(5).write.format("delta").save(str(table))
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{table}`").agg({"version": "max"}).first()[0]
+    pipeline = Pipeline.from_yaml(f"""
+name: slow_batch
+steps:
+  - {{type: extract, method: fromDelta, config: {{path: "{table}"}}}}
+  - {{type: transform, method: sql, config: {{query: "SELECT id FROM range(0, 2000) WHERE {SLOW}"}}}}
+  - {{type: load, method: toDelta, config: {{path: "{table}", mode: append}}}}
+""")
+    view = PipelineView(None, pipeline.cancel)
+    outcome = {}
+
+    def work():
+        try:
+            pipeline.run(spark, on_update=lambda run: view.bind(run.metrics))
+        except PipelineError as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work)
+    started = time.time()
+    worker.start()
+    deadline = time.time() + 60
+    while (view.metrics is None or view.metrics.steps[2].status != "running") and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # the write's Spark job is running now
+    view.cancel_button.click()
+    worker.join(60)
+    view.refresh.flush()
+    assert isinstance(outcome.get("error"), PipelineCancelledError)
+    assert time.time() - started < 40  # far less than the 80 s the job needs
+    assert "cancelled" in view.title.value and view.metrics.steps[2].status == "cancelled"
+    after = spark.sql(f"DESCRIBE HISTORY delta.`{table}`").agg({"version": "max"}).first()[0]
+    assert after == version and spark.read.format("delta").load(str(table)).count() == 5
+
+
+def test_streaming_panels_fed_by_the_listener(spark, lake, monkeypatch):
+    from pipeline_magics.progress import HUB, listen
+
+    monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
+    listen(spark)
+    pipeline = Pipeline.from_yaml("""
+name: view_stream
+mode: streaming
+steps:
+  - {type: extract, method: fromRate, config: {rowsPerSecond: 50}}
+  - {type: load, method: toMemory, config: {queryName: view_stream_rows, trigger: {processingTime: "500 milliseconds"}}}
+""")
+    view = PipelineView(None, pipeline.cancel)
+
+    def update(run):
+        view.bind(run.metrics)
+        for _, q in run.queries:
+            if str(q.id) not in view.panels:
+                view.add_query(q, q.stop)
+
+    result = pipeline.run(spark, on_update=update)
+    try:
+        panel = next(iter(view.panels.values()))
+        deadline = time.time() + 60
+        while panel.state.processed_rows_per_second <= 0 and time.time() < deadline:
+            time.sleep(0.2)
+        assert panel.state.processed_rows_per_second > 0 and panel.state.total_rows > 0
+        time.sleep(0.5)
+        assert "rows/s" in panel.figures.value and "running" in panel.header.value
+    finally:
+        view.cancel_button.click()
+    deadline = time.time() + 30
+    while panel.state.status == "running" and time.time() < deadline:
+        time.sleep(0.2)
+    panel.refresh.flush()
+    assert panel.state.status == "cancelled" and "cancelled" in panel.header.value
+    assert not result.queries[0].isActive
+    assert HUB.states[str(result.queries[0].id)] is panel.state
