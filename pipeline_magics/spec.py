@@ -92,6 +92,11 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|Tr
 def _load_with_marks(text: str) -> tuple[Any, dict[Path, tuple[int, int]]]:
     try:
         root = yaml.compose(text, Loader=_Loader)
+    except yaml.reader.ReaderError as exc:
+        line = text[: max(exc.position, 0)].count("\n") + 1
+        raise SpecError(f"YAML syntax error: character {exc.character!r} is not allowed in YAML", code="YAML_SYNTAX",
+                        line=line, hint="remove control characters (copying from a PDF or a terminal can add them)",
+                        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -114,7 +119,7 @@ def _load_with_marks(text: str) -> tuple[Any, dict[Path, tuple[int, int]]]:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
+                key = construct(key_node)
                 if isinstance(key, list | dict):
                     raise SpecError("a mapping key must be a plain value", code="YAML_SYNTAX",
                                     line=key_node.start_mark.line + 1)
@@ -127,7 +132,19 @@ def _load_with_marks(text: str) -> tuple[Any, dict[Path, tuple[int, int]]]:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [build(child, path + (i,)) for i, child in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
+        return construct(node)
+
+    def construct(node: yaml.Node) -> Any:
+        try:
+            return constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            raise SpecError(f"YAML error: {exc.problem or exc.context}", code="YAML_SYNTAX",
+                            line=node.start_mark.line + 1, column=node.start_mark.column + 1,
+                            hint="YAML tags (!name) are not supported; quote the value") from None
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date that does not exist
+            raise SpecError(f"YAML value {node.value!r} cannot be read: {exc}", code="YAML_VALUE",
+                            line=node.start_mark.line + 1, column=node.start_mark.column + 1,
+                            hint="quote it to keep it as text") from None
 
     if root is None:
         return None, marks

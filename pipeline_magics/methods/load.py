@@ -81,7 +81,10 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
             delta.merge(df, cfg.path, cfg.table, cfg.mergeKeys or [])
     else:
         mode = "append" if cfg.mode == "merge" else cfg.mode
-        writer = df.write.format("delta").mode(mode).option("userMetadata", marker).options(**cfg.options)
+        writer = df.write.format("delta").mode(mode).option("userMetadata", marker)
+        # Idempotent across retries: Delta skips a second write with the same app id and version.
+        writer = writer.option("txnAppId", f"pipeline_magics.{ctx.pipeline}.{ctx.step_name}")
+        writer = writer.option("txnVersion", ctx.run_version).options(**cfg.options)
         if cfg.partitionBy:
             writer = writer.partitionBy(*cfg.partitionBy)
         if cfg.table:  # CREATE TABLE AS SELECT ignores the writer's userMetadata; the session conf is seen

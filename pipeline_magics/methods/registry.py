@@ -32,6 +32,8 @@ class StepContext:
     inputs: list["DataFrame"]
     frames: Mapping[str, "DataFrame"]
     checkpoint_root: str = ""
+    #: the same for every attempt of one run and larger for each later run (Delta txnVersion)
+    run_version: int = 0
     #: figures the method knows (rows_out, bytes_written, failed_rows, …) for the metrics
     record: dict[str, Any] = field(default_factory=dict)
     #: called with (kind, payload) for output meant for the notebook, e.g. ("display", pandas frame)
