@@ -29,6 +29,8 @@ class PipelineResult:
     displays: list[tuple[str, Any]] = field(default_factory=list)
     preview_rows: int = 10
     stream: StreamingRun | None = None
+    #: shown by the live view already: the cell's value then leaves out the step table
+    live: bool = False
     plan: Plan | None = field(default=None, repr=False)
     _previews: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -95,21 +97,26 @@ STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00"
                   "pending": "#757575"}
 
 
-def render_html(result: PipelineResult, preview: bool = True) -> str:
-    """A compact step table, the coloured graph (where Graphviz is installed), then each named frame."""
-    m = result.metrics
-    colour = STATUS_COLOURS.get(m.status, "#000")
+def steps_table(metrics: PipelineMetrics) -> str:
+    """The step table as HTML: status, rows in and out, time (the live view shows the same)."""
     rows = "".join(
         f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}</td><td>{s.type}.{s.method}</td>"
         f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
         f"<td style='text-align:right'>{fmt_count(s.rows_in)}</td>"
         f"<td style='text-align:right'>{fmt_count(s.rows_out)}</td>"
-        f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>"
-        for s in m.steps)
-    out = (f"<div class='pipeline-result'><b>pipeline {html.escape(m.pipeline)}</b>: "
-           f"<span style='color:{colour}'>{m.status}</span> in {fmt_seconds(m.duration)}"
-           "<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
-           f"<th>rows out</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+        f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>" for s in metrics.steps)
+    return ("<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
+            f"<th>rows out</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def render_html(result: PipelineResult, preview: bool = True) -> str:
+    """A compact step table (unless the live view already shows it), the coloured graph, then each named frame."""
+    m = result.metrics
+    colour = STATUS_COLOURS.get(m.status, "#000")
+    out = "<div class='pipeline-result'>"
+    if not result.live:
+        out += (f"<b>pipeline {html.escape(m.pipeline)}</b>: <span style='color:{colour}'>{m.status}</span>"
+                f" in {fmt_seconds(m.duration)}{steps_table(m)}")
     if m.error:
         out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
     if result.plan is not None:

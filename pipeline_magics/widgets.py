@@ -13,24 +13,11 @@ try:
 except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency
     raise ImportError("the live view needs ipywidgets: pip install ipywidgets (or use --no-widgets)") from exc
 
-from .metrics import PipelineMetrics, fmt_count, fmt_seconds
+from .metrics import PipelineMetrics, fmt_seconds
+from .pipeline import STATUS_COLOURS, steps_table
 from .progress import HUB, ProgressHub, QueryState, Throttle, sparkline
 
-STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0",
-                  "pending": "#757575"}
 FINAL = ("done", "failed", "cancelled")
-
-
-def steps_table(metrics: PipelineMetrics) -> str:
-    """The step table as HTML."""
-    rows = "".join(
-        f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}</td><td>{s.type}.{s.method}</td>"
-        f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
-        f"<td style='text-align:right'>{fmt_count(s.rows_in)}</td>"
-        f"<td style='text-align:right'>{fmt_count(s.rows_out)}</td>"
-        f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>" for s in metrics.steps)
-    return ("<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
-            f"<th>rows out</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 class QueryPanel:
