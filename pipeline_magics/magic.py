@@ -74,9 +74,9 @@ class PipelineMagics(Magics):
     def pipeline(self, line: str, cell: str | None = None) -> Any:
         """Runs a YAML pipeline spec (cell magic), or a subcommand (line magic).
 
-        Cell:  %%pipeline [NAME] [--var K=V] [--dry-run] [--export] [--metrics KIND[:PATH]] ...
-        Line:  %pipeline run FILE.yaml [options] | list | status [NAME] | stop NAME|--all |
-               metrics NAME [--format prometheus|json|text] | explain [FILE.yaml] | schema | last-error
+        Cell:  %%pipeline [NAME] [options], then the YAML spec (options below).
+        Line:  %pipeline SUBCOMMAND ...; `%pipeline help` lists the subcommands and every
+               method, `%pipeline help METHOD` one method's settings.
         """
         if cell is None:
             return self._line(line)
@@ -187,6 +187,7 @@ class PipelineMagics(Magics):
         return self._guard(lambda: handler(rest))
 
     def _cmd_run(self, rest: list[str]) -> Any:
+        """Runs a spec file: run FILE.yaml [cell options]."""
         if not rest:
             raise UsageError("usage: %pipeline run FILE.yaml [--var K=V] [--dry-run] [--metrics ...]")
         path, options = rest[0], " ".join(shlex.quote(r) for r in rest[1:])
@@ -215,11 +216,13 @@ class PipelineMagics(Magics):
         return None
 
     def _cmd_schema(self, rest: list[str]) -> None:
+        """Prints the spec's JSON Schema."""
         from .schema import json_schema
 
         print(json.dumps(json_schema(), indent=2))
 
     def _cmd_list(self, rest: list[str]) -> None:
+        """Lists the kernel's pipelines and their streaming queries."""
         from .streaming import REGISTRY
 
         if not self.pipelines:
@@ -237,6 +240,7 @@ class PipelineMagics(Magics):
                       f"{q.get('processed_rows_per_second') or 0:.1f} rows/s")
 
     def _cmd_status(self, rest: list[str]) -> Any:
+        """Shows the step table (and query progress) of a pipeline: status [NAME]."""
         names = rest or list(self.results)
         for name in names:
             if name not in self.results:
@@ -254,6 +258,7 @@ class PipelineMagics(Magics):
                       + (f", error: {q['error']}" if q["error"] else ""))
 
     def _cmd_stop(self, rest: list[str]) -> None:
+        """Stops a pipeline's run and its queries: stop NAME|--all."""
         names = list(self.pipelines) if rest == ["--all"] else rest
         if not names:
             raise UsageError("usage: %pipeline stop NAME|--all")
@@ -270,6 +275,7 @@ class PipelineMagics(Magics):
             print(f"stopped {name}")
 
     def _cmd_metrics(self, rest: list[str]) -> None:
+        """Prints a pipeline's metrics: metrics NAME [--format prometheus|json|text]."""
         parser = argparse.ArgumentParser(prog="%pipeline metrics", add_help=False)
         parser.add_argument("name")
         parser.add_argument("--format", choices=["prometheus", "json", "text"], default="text")
@@ -285,6 +291,7 @@ class PipelineMagics(Magics):
         print({"json": m.to_json, "prometheus": lambda: to_prometheus(m), "text": m.to_text}[args.format]())
 
     def _cmd_last_error(self, rest: list[str]) -> None:
+        """Shows everything about the last failure, the full trace included."""
         exc = self.last_error
         if exc is None:
             print("no pipeline has failed in this kernel")
