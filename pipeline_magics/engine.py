@@ -241,9 +241,10 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
     except PipelineError as exc:
         if ctx is not None:
             _fill_rows(run, planned, sm, ctx.record)
-        sm.status, sm.error = ("cancelled" if run.cancelled.is_set() else "failed"), str(exc)
         exc.with_context(**context, line=line, column=column)
         exc.message = run.mask(exc.message)
+        exc.hint = run.mask(exc.hint) if exc.hint else exc.hint
+        sm.status, sm.error = ("cancelled" if run.cancelled.is_set() else "failed"), str(exc)
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a PipelineExecutionError
         cause, detail = root_cause(exc)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .credentials import SecurityPolicy, placeholders
+from .credentials import SecurityPolicy, as_reference, placeholders, walk
 from .errors import CredentialError, DataFrameResolutionError, SpecError
 from .methods import METHODS, Method, methods_of
 from .spec import PipelineSpec, Step, suggest
@@ -100,10 +100,16 @@ def _check_config(spec: PipelineSpec, i: int, method: Method, policy: SecurityPo
         raise _err(CredentialError, spec, i, problem, ("config", *path), code="POLICY_REFUSED",
                    hint="store the secret in Vault and write {vault: secret/NAME, key: KEY}")
     try:
-        method.config.model_validate(placeholders(step.config))
+        method.config.model_validate(placeholders(step.config, method.config))
     except ValidationError as exc:
         rank = {"extra_forbidden": 0, "missing": 1}
-        e = min(exc.errors(), key=lambda e: rank.get(e["type"], 2))
+        errors = exc.errors()
+        if any(as_reference(v) is not None for _, v in walk(step.config)):
+            # Rules across settings are checked again at run time, with the real values.
+            errors = [e for e in errors if e["loc"]]
+            if not errors:
+                return
+        e = min(errors, key=lambda e: rank.get(e["type"], 2))
         loc = tuple(e["loc"])
         fields = {f.alias or n: f for n, f in method.config.model_fields.items()}
         key = str(loc[0]) if loc else ""

@@ -52,6 +52,12 @@ class Step(Frozen):
     def label(self) -> str:
         return f"{self.type}.{self.method}"
 
+    def __repr_args__(self) -> Any:
+        from .redaction import redact
+
+        for key, value in super().__repr_args__():
+            yield key, (redact(value) if key == "config" else value)
+
 
 class PipelineSpec(Frozen):
     """A whole pipeline: name, mode, vars, Spark confs and the steps."""

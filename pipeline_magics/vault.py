@@ -162,8 +162,10 @@ def status(addr: str | None = None) -> TokenStatus:
     identity = data.get("display_name") or data.get("entity_id") or None
     if source == "login":
         SESSION.identity = identity
+    never = not data.get("expire_time") and not data.get("creation_ttl")
+    ttl = 0 if never else max(1, int(data.get("ttl") or 0))  # 0 means "never", not "about to expire"
     return TokenStatus(url, True, source, SESSION.method if source == "login" else None, identity,
-                       tuple(data.get("policies") or ()), int(data.get("ttl") or 0), bool(data.get("renewable")))
+                       tuple(data.get("policies") or ()), ttl, bool(data.get("renewable")))
 
 
 # --------------------------------------------------------------------- login
