@@ -10,7 +10,7 @@ MVN := mvn -q -B -s jars/settings.xml -f jars/pom.xml
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup venv jars kafka system demo test test-fast lint clean services
+.PHONY: setup venv jars kafka system demo test test-fast lint clean services bench
 
 setup: venv jars
 
@@ -43,18 +43,25 @@ $(KAFKA)/.fetched: services/kafka/pom.xml | venv
 services: venv kafka
 	$(PY) tests/kafka_service.py --port 9092
 
-# Java 17, the PostgreSQL server and Graphviz (pipeline pictures as SVG) from Debian packages.
+# Java 17, the PostgreSQL server, Graphviz (pipeline pictures as SVG) and Chromium (the browser tests,
+# tests/test_browser.py, drive it with Playwright) from Debian packages.
 system:
 	@command -v java >/dev/null || { apt-get update -q && apt-get install -y -q openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { apt-get update -q && apt-get install -y -q maven; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
 	@command -v dot >/dev/null || { apt-get update -q && apt-get install -y -q graphviz; }
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
 demo: system setup
 	$(PY) -m pipeline_magics run examples/quickstart.yaml --var data_dir=examples/data --var lake=/tmp/pipeline_magics_demo
 
 test: system setup kafka
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Pipeline.run against the same jobs by hand (batch: 5M Parquet rows; streaming: Kafka -> Delta),
+# interleaved and repeated; writes bench/results/latest.json and prints a table. ~10 min on 2 cores.
+bench: setup kafka
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) spark-warehouse metastore_db derby.log .pytest_cache

@@ -102,6 +102,8 @@ class PipelineView:
         def changed(_: QueryState) -> None:
             panel.refresh()
             if state.status in FINAL:
+                if self.metrics is not None:  # a query's end changes the run's status only when recomputed
+                    self.metrics.refresh()
                 self.refresh()
 
         self.hub.subscribe(state.id, changed)
