@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 
 _services = contextlib.ExitStack()
+_connect_stop_registered: list[bool] = []
 
 
 def pytest_collect_file(file_path, parent):
@@ -19,6 +20,31 @@ def pytest_collect_file(file_path, parent):
 
         broker = _services.enter_context(kafka_service())
         os.environ["KAFKA_BOOTSTRAP"] = broker.bootstrap
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """A notebook about Spark Connect gets a Connect server (unless PIPELINE_SPARK_REMOTE names one).
+
+    Its address is in PIPELINE_SPARK_REMOTE only while the notebook's kernel starts (it
+    starts in the first cell's setup): this process's own local session must stay local.
+    """
+    path = getattr(item, "path", None)
+    if path is None or path.suffix != ".ipynb" or "connect" not in path.name or \
+            "PIPELINE_SPARK_REMOTE" in os.environ:
+        yield
+        return
+    import cluster_service
+
+    server = cluster_service.shared_connect_server()  # shared with tests/test_everywhere.py
+    if not _connect_stop_registered:
+        _connect_stop_registered.append(True)
+        _services.callback(cluster_service.stop_shared)
+    os.environ["PIPELINE_SPARK_REMOTE"] = server.url
+    try:
+        yield
+    finally:
+        del os.environ["PIPELINE_SPARK_REMOTE"]
 
 
 @pytest.hookimpl(trylast=True)
