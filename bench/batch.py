@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 
-from .common import WORK, interleaved, machine, paired_ratio, session, summary, write_part
+from .common import WORK, interleaved, jvm_pid, machine, paired_ratio, session, summary, write_part
 from .data import ensure_data
 
 SPEC = """
@@ -67,15 +67,19 @@ def main(argv: list[str] | None = None) -> dict:
                 "pipeline": pipeline("pipeline", True),
                 "pipeline_no_metrics": pipeline("pipeline_no_metrics", False)}
     started = time.time()
-    times = interleaved(variants, args.repeats)
+    times, cpu = interleaved(variants, args.repeats, pid=jvm_pid(spark))
     written = {n: spark.read.format("delta").load(p).count() for n, p in paths.items()}
     assert len(set(written.values())) == 1 and rows["pipeline"] == written["pipeline"], (written, rows)
     medians = {n: summary(t) for n, t in times.items()}
+    cpu_medians = {n: summary(t) for n, t in cpu.items()}
     result = {
         "pipeline_over_pyspark": medians["pipeline"]["median"] / medians["pyspark"]["median"],
         "metrics_overhead": medians["pipeline"]["median"] / medians["pipeline_no_metrics"]["median"] - 1,
         "paired": {"pipeline_over_pyspark": paired_ratio(times["pipeline"], times["pyspark"]),
                    "metrics_overhead": paired_ratio(times["pipeline"], times["pipeline_no_metrics"]) - 1},
+        "cpu": {"pipeline_over_pyspark": cpu_medians["pipeline"]["median"] / cpu_medians["pyspark"]["median"],
+                "metrics_overhead": cpu_medians["pipeline"]["median"] / cpu_medians["pipeline_no_metrics"]["median"] - 1,
+                "seconds": cpu_medians},
         "seconds": medians,
         "rows_in": data["orders"], "rows_written": written["pipeline"], "repeats": args.repeats,
         "wall_seconds": round(time.time() - started, 1),

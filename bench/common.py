@@ -75,26 +75,59 @@ def machine(spark: Any = None) -> dict[str, Any]:
     return out
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def jvm_pid(spark: Any) -> int | None:
+    """The driver JVM's process id (pyspark starts it with spark-submit, which execs java)."""
+    try:
+        return int(spark.sparkContext._gateway.proc.pid)
+    except Exception:  # noqa: BLE001
+        return None
 
 
-def interleaved(variants: dict[str, Callable[[int], Any]], repeats: int, warmup: int = 1,
-                log: Callable[[str], None] = print) -> dict[str, list[float]]:
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of this Python process and of process ``pid`` (the JVM, all its threads)."""
+    total = time.process_time()
+    if pid is not None:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def wait_quiet(max_wait: float = float(os.environ.get("PIPELINE_BENCH_QUIET_WAIT", "20"))) -> None:
+    """Waits (at most ``max_wait`` s) until the 1-minute load falls below the number of cores + 1:
+    other work on the machine inflates wall times more than anything measured here."""
+    deadline = time.time() + max_wait
+    while time.time() < deadline and loadavg() and loadavg()[0] > (os.cpu_count() or 1) + 1:
+        time.sleep(2)
+
+
+def interleaved(variants: dict[str, Callable[[int], Any]], repeats: int, warmup: int = 1, pid: int | None = None,
+                log: Callable[[str], None] = print) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Runs every variant ``repeats`` times, interleaved: round r starts at variant r (mod n), so that
-    no variant is always first or last; ``warmup`` rounds first are not counted. Returns seconds."""
+    no variant is always first or last; ``warmup`` rounds first are not counted.
+
+    Returns wall seconds and CPU seconds (this process + the JVM ``pid``) per variant.
+    """
     names = list(variants)
-    times: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(-warmup, repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            seconds = timed(lambda: variants[name](r))
-            log(f"  {'warm-up' if r < 0 else f'round {r + 1}'}: {name:<22} {seconds:7.2f}s   load {loadavg()}")
+            wait_quiet()
+            load = loadavg()
+            cpu0, start = cpu_seconds(pid), time.perf_counter()
+            variants[name](r)
+            seconds, used = time.perf_counter() - start, cpu_seconds(pid) - cpu0
+            log(f"  {'warm-up' if r < 0 else f'round {r + 1}'}: {name:<22} {seconds:7.2f}s wall "
+                f"{used:7.2f}s cpu   load before {load}")
             if r >= 0:
-                times[name].append(seconds)
-    return times
+                wall[name].append(seconds)
+                cpu[name].append(used)
+    return wall, cpu
 
 
 def summary(times: list[float]) -> dict[str, Any]:

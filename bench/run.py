@@ -1,0 +1,87 @@
+"""``make bench``: the batch and the streaming comparison, each in its own process, then one summary.
+
+Writes ``bench/results/latest.json`` and prints a short table. Goals: batch
+pipeline/PySpark at most 1.03, metrics overhead at most 2 %, streaming
+PySpark/pipeline throughput at most 1.05.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from .common import RESULTS, ROOT, loadavg
+
+GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05}
+
+
+def run_part(module: str, extra: list[str]) -> dict:
+    """Runs ``python -m bench.<module>`` in a fresh process (one JVM per comparison) and reads its result."""
+    subprocess.run([sys.executable, "-m", f"bench.{module}", *extra], cwd=ROOT, check=True)
+    with open(os.path.join(RESULTS, f"{module}.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def table(latest: dict) -> str:
+    b, s = latest["batch"], latest["streaming"]
+    rows = [
+        ("batch: Pipeline.run / PySpark (wall)", b["pipeline_over_pyspark"], GOALS["batch.pipeline_over_pyspark"],
+         f"{b['seconds']['pipeline']['median']:.2f}s vs {b['seconds']['pyspark']['median']:.2f}s"),
+        ("batch: metrics on / off - 1 (wall)", b["metrics_overhead"], GOALS["batch.metrics_overhead"],
+         f"{b['seconds']['pipeline']['median']:.2f}s vs {b['seconds']['pipeline_no_metrics']['median']:.2f}s"),
+        ("streaming: PySpark / pipeline rec/s", s["pipeline_over_pyspark"], GOALS["streaming.pipeline_over_pyspark"],
+         f"{s['records_per_second']['pyspark']['median']:,.0f} vs {s['records_per_second']['pipeline']['median']:,.0f} rec/s"),
+    ]
+    out = [f"{'comparison':<40} {'value':>8} {'goal':>7}  {'ok':<3} medians"]
+    for name, value, goal, detail in rows:
+        shown = f"{value:+.2%}" if "metrics" in name else f"{value:.3f}"
+        out.append(f"{name:<40} {shown:>8} {('≤' + (f'{goal:.0%}' if 'metrics' in name else f'{goal:.2f}')):>7}  "
+                   f"{'yes' if value <= goal else 'NO':<3} {detail}")
+    out.append(f"CPU time (JVM + Python): batch {b['cpu']['pipeline_over_pyspark']:.3f}, metrics "
+               f"{b['cpu']['metrics_overhead']:+.2%}, streaming {s['cpu']['pipeline_over_pyspark']:.3f}  "
+               f"(load average during the runs: {latest['load_average']})")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=["batch", "streaming"], help="run one comparison (the other is read "
+                        "from its last result)")
+    args, extra = parser.parse_known_args(argv)
+    started, load = time.time(), {"start": loadavg()}
+    parts = {}
+    for module in ("batch", "streaming"):
+        if args.only in (None, module):
+            parts[module] = run_part(module, extra)
+        else:
+            with open(os.path.join(RESULTS, f"{module}.json"), encoding="utf-8") as fh:
+                parts[module] = json.load(fh)
+    load["end"] = loadavg()
+    b, s = parts["batch"], parts["streaming"]
+    latest = {
+        "batch": {k: b[k] for k in ("pipeline_over_pyspark", "metrics_overhead", "paired", "cpu", "seconds",
+                                    "rows_in", "rows_written", "repeats")},
+        "streaming": {k: s[k] for k in ("pipeline_over_pyspark", "paired", "cpu", "records_per_second", "seconds",
+                                        "records", "records_per_batch", "partitions", "repeats")},
+        "goals": GOALS,
+        "met": {"batch.pipeline_over_pyspark": b["pipeline_over_pyspark"] <= GOALS["batch.pipeline_over_pyspark"],
+                "batch.metrics_overhead": b["metrics_overhead"] <= GOALS["batch.metrics_overhead"],
+                "streaming.pipeline_over_pyspark": s["pipeline_over_pyspark"] <= GOALS["streaming.pipeline_over_pyspark"]},
+        "machine": {**b["machine"], "kafka": s["machine"].get("kafka")},
+        "load_average": load,
+        "wall_seconds": round(time.time() - started, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "latest.json"), "w", encoding="utf-8") as fh:
+        json.dump(latest, fh, indent=2)
+    print()
+    print(table(latest))
+    print(f"\nwritten to {os.path.relpath(os.path.join(RESULTS, 'latest.json'), ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
