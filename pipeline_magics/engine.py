@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import random
-import re
 import threading
 import time
 import traceback
@@ -17,15 +15,12 @@ from .methods import StepContext
 from .metrics import PipelineMetrics, StepMetrics
 from .plan import Plan, PlannedStep
 from .redaction import mask_text
+from .retry import backoff_delay, is_transient, policy_for, resolve_policy
 from .session import is_connect
 from .streaming import is_query
 
 log = logging.getLogger("pipeline_magics")
 
-_TRANSIENT = re.compile(
-    r"Connection refused|Connection reset|connection attempt failed|timed out|Timeout|"
-    r"temporarily unavailable|the database system is (starting|shutting) up|Broken pipe|"
-    r"NOT_ENOUGH_REPLICAS|LEADER_NOT_AVAILABLE|UnknownHostException", re.I)
 
 
 def root_cause(exc: BaseException) -> tuple[str, str]:
@@ -77,16 +72,6 @@ def _innermost(exc: BaseException) -> str | None:
     return None
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True for failures worth retrying (connections refused, timeouts), never for bad SQL or data."""
-    if isinstance(exc, PipelineError):
-        return False
-    text = str(exc)
-    if "AnalysisException" in type(exc).__name__ or "[UNRESOLVED" in text or "PARSE_SYNTAX" in text:
-        return False
-    return bool(_TRANSIENT.search(text))
-
-
 @dataclass
 class Run:
     """The state of one run: the flag Cancel sets, the metrics, the frames made so far."""
@@ -110,6 +95,8 @@ class Run:
     resolver: Resolver = field(init=False)
     #: False: no Observations or other counting (``Pipeline.run(collect_metrics=False)``)
     metrics_enabled: bool = True
+    #: set when ``execute`` returns (a streaming run's queries may go on running)
+    finished: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         spec = self.plan.spec
@@ -122,17 +109,27 @@ class Run:
         return f"pipeline_magics-{self.plan.spec.name}-{self.run_id}"
 
     def cancel(self) -> None:
-        """Sets the flag and interrupts this run's running Spark jobs."""
+        """Sets the flag, stops this run's streaming queries and interrupts its running Spark jobs."""
         self.cancelled.set()
-        _interrupt_tag(self.spark, self.tag)
         from .progress import HUB
 
+        # Queries first: their micro-batch jobs carry the run's tag too, and a query whose batch is
+        # interrupted under it ends with an error (SPARK_JOB_CANCELLED) instead of simply stopping.
         for _, query in self.queries:
             try:
                 HUB.cancelling(str(query.id))
                 query.stop()
             except Exception:  # noqa: BLE001 - already stopped
                 pass
+        _interrupt_tag(self.spark, self.tag)
+        if self.metrics.status == "running" and not self.finished.is_set():
+            # A job the run starts after this (the step was between two jobs) is interrupted too.
+            threading.Thread(target=self._interrupt_until_finished, name=f"cancel-{self.run_id}",
+                             daemon=True).start()
+
+    def _interrupt_until_finished(self) -> None:
+        while not self.finished.wait(0.5):
+            _interrupt_tag(self.spark, self.tag)
 
     def mask(self, text: str) -> str:
         return mask_text(text, self.resolver.secrets)
@@ -178,6 +175,7 @@ def execute(run: Run) -> None:
         if m.status != "running":
             m.end = time.time()
         _remove_tag(spark, run.tag)
+        run.finished.set()
         for key, value in previous_confs.items():
             spark.conf.unset(key) if value is None else spark.conf.set(key, value)
         run.on_update(run)
@@ -191,33 +189,46 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
     context = dict(pipeline=spec.name, step_index=planned.index, step_name=step.name, step_type=step.type,
                    method=step.method, config=step.config)
     line, column = spec.line_of("steps", planned.index)
-    attempts = step.retry.attempts if step.retry else 1
-    backoff = step.retry.backoffSeconds if step.retry else 0.0
+    method_policy = policy_for(step, spec.mode)
     ctx: StepContext | None = None
+    config: Any = None
     try:
-        config = planned.config(run.resolver.resolve(step.config, planned.label))
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:  # credentials are read, then the method runs; a transient failure of either is retried
+            attempt += 1
             sm.attempts = attempt
-            ctx = StepContext(
-                spark=run.spark, pipeline=spec.name, run_id=run.run_id, step=step, index=planned.index,
-                mode=spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
-                emit=lambda kind, payload: _emit(run, planned, kind, payload),
-                metrics_enabled=run.metrics_enabled, run_version=int((run.metrics.start or time.time()) * 1000),
-            )
+            ctx = None
             try:
+                if config is None:
+                    config = planned.config(run.resolver.resolve(step.config, planned.label))
+                ctx = StepContext(
+                    spark=run.spark, pipeline=spec.name, run_id=run.run_id, step=step, index=planned.index,
+                    mode=spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
+                    emit=lambda kind, payload: _emit(run, planned, kind, payload),
+                    metrics_enabled=run.metrics_enabled,
+                    run_version=int((run.metrics.start or time.time()) * 1000),
+                )
                 out = planned.method.func(ctx, config)
                 break
             except Exception as exc:  # noqa: BLE001 - classified below
-                if run.cancelled.is_set() or attempt == attempts or not is_transient(exc):
-                    if attempt > 1 and is_transient(exc):
-                        cause, detail = root_cause(exc)
-                        raise RetryableError(f"failed after {attempt} attempts: {run.mask(cause)}",
-                                             detail=run.mask(detail), params={"attempts": attempt},
-                                             line=line, column=column) from exc
+                policy = method_policy if config is not None else resolve_policy(step)
+                transient = is_transient(exc)
+                if run.cancelled.is_set() or attempt >= policy.attempts or not transient:
+                    if attempt > 1 and transient and not run.cancelled.is_set():
+                        cause = exc.message if isinstance(exc, PipelineError) else root_cause(exc)[0]
+                        detail = exc.detail if isinstance(exc, PipelineError) else root_cause(exc)[1]
+                        raise RetryableError(
+                            f"failed after {attempt} attempts: {run.mask(cause)}", detail=run.mask(detail or ""),
+                            params={"attempts": attempt, "cause": run.mask(cause),
+                                    "cause_code": getattr(exc, "code", None)}, line=line, column=column,
+                            hint="the service stayed unreachable; raise the step's retry: {attempts, "
+                                 "backoffSeconds} or try again later") from None
                     raise
-                delay = backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning("%s step %s: attempt %d failed (%s); retrying in %.1fs", spec.name, planned.label,
-                            attempt, run.mask(root_cause(exc)[0]), delay)
+                delay = backoff_delay(policy, attempt)
+                log.warning("%s step %s: attempt %d of %d failed (%s); retrying in %.1fs", spec.name,
+                            planned.label, attempt, policy.attempts, run.mask(root_cause(exc)[0]), delay)
+                if ctx is not None:  # Observations of the failed attempt never fill
+                    ctx.after.clear()
                 if run.cancelled.wait(delay):
                     raise PipelineCancelledError("the run was cancelled") from None
         if ctx.after:
@@ -227,9 +238,7 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
             sm.extra["query"] = out.name
         elif out is not None:
             if step.cache:
-                from pyspark import StorageLevel
-
-                out = out.persist(getattr(StorageLevel, step.cacheStorageLevel or "MEMORY_AND_DISK"))
+                out = persist(run.spark, out, step.cacheStorageLevel or "MEMORY_AND_DISK")
                 run.cached.append(out)
             run.frames[planned.output] = out
             if step.name and not out.isStreaming:
@@ -286,6 +295,31 @@ def _emit(run: Run, planned: PlannedStep, kind: str, payload: Any) -> None:
         run.emit(kind, payload)
 
 
+#: the confs Spark's cache turns off in a clone of the session to plan a cached query
+_CACHE_CONFS_OFF = ("spark.sql.sources.bucketing.autoBucketedScan.enabled",
+                    "spark.sql.adaptive.applyFinalStageShuffleOptimizations")
+
+
+def persist(spark: Any, df: Any, level: str) -> Any:
+    """``df.persist(level)`` without the session clone Spark makes for it.
+
+    Spark's CacheManager plans a cached query in a clone of the session with ``_CACHE_CONFS_OFF``
+    off, unless they are off already. Each clone leaves an ``ExecutionListenerBus`` on the
+    SparkContext's listener bus for good (about 240 KB of heap and one more listener every event
+    goes to, per cached step and run). They are set off on the session for the call instead.
+    """
+    from pyspark import StorageLevel
+
+    previous = {key: _conf_get(spark, key) for key in _CACHE_CONFS_OFF}
+    try:
+        for key in _CACHE_CONFS_OFF:
+            spark.conf.set(key, "false")
+        return df.persist(getattr(StorageLevel, level))
+    finally:
+        for key, value in previous.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+
+
 def release(run: Run) -> None:
     """Drops the run's temp views and caches (its frames stay usable; they recompute)."""
     for name in run.views:
@@ -309,6 +343,11 @@ def _conf_get(spark: Any, key: str) -> str | None:
         return None
 
 
+#: a classic thread's own ``spark.job.interruptOnCancel`` before a run set it, by run tag
+_INTERRUPT_BEFORE: dict[str, str | None] = {}
+INTERRUPT_ON_CANCEL = "spark.job.interruptOnCancel"
+
+
 def _add_tag(spark: Any, tag: str) -> None:
     """Tags the jobs this thread runs from now on, so that ``_interrupt_tag`` can find them."""
     try:
@@ -317,7 +356,12 @@ def _add_tag(spark: Any, tag: str) -> None:
         pass
     if not is_connect(spark):
         try:
-            spark.sparkContext.addJobTag(tag)  # classic: see _interrupt_tag
+            sc = spark.sparkContext
+            sc.addJobTag(tag)  # classic: see _interrupt_tag
+            # Cancelling interrupts the tasks' threads (as Spark Connect does), so that a task
+            # blocked in a call (a sleep, a socket read) stops now rather than at its next batch.
+            _INTERRUPT_BEFORE[tag] = sc.getLocalProperty(INTERRUPT_ON_CANCEL)
+            sc.setLocalProperty(INTERRUPT_ON_CANCEL, "true")
         except Exception:  # noqa: BLE001
             pass
 
@@ -329,7 +373,10 @@ def _remove_tag(spark: Any, tag: str) -> None:
         pass
     if not is_connect(spark):
         try:
-            spark.sparkContext.removeJobTag(tag)
+            sc = spark.sparkContext
+            sc.removeJobTag(tag)
+            if tag in _INTERRUPT_BEFORE:
+                sc.setLocalProperty(INTERRUPT_ON_CANCEL, _INTERRUPT_BEFORE.pop(tag))  # None removes it
         except Exception:  # noqa: BLE001
             pass
 

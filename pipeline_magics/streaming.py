@@ -78,6 +78,7 @@ class StreamingRun:
     def raise_if_failed(self) -> None:
         """Raises ``StreamingQueryError`` for the first query that stopped with an error."""
         from .engine import root_cause
+        from .retry import is_transient
 
         for index, q in self.queries:
             exc = _exception(q)
@@ -85,10 +86,13 @@ class StreamingRun:
                 planned = self.run.plan.steps[index]
                 cause, detail = root_cause(exc)
                 step = planned.step
+                transient = is_transient(exc)  # e.g. a Kafka broker away longer than the source waits
                 raise StreamingQueryError(
                     f"query '{q.name}' stopped: {self.run.mask(cause)}", pipeline=self.pipeline, step_index=index,
                     step_name=step.name, step_type=step.type, method=step.method, config=step.config,
-                    detail=self.run.mask(detail), params={"query": q.name},
+                    detail=self.run.mask(detail), params={"query": q.name, "transient": transient},
+                    hint="a service was unreachable; run the pipeline again once it is back: it resumes from "
+                         "its checkpoint" if transient else None,
                     line=self.run.plan.spec.line_of("steps", index)[0])
 
     def refresh(self) -> None:

@@ -54,6 +54,31 @@ class Postgres:
                                password=self.password if password is None else password,
                                dbname=database or self.database, autocommit=True, connect_timeout=10)
 
+    def stop(self) -> None:
+        """Stops the server (fast shutdown: open sessions are ended); its data and port are kept (local only)."""
+        _control(self).halt()
+
+    def start(self) -> None:
+        """Starts a stopped server again on the same port and data; returns when it accepts logins."""
+        _control(self).resume()
+        _wait_ready(self)
+
+    @property
+    def running(self) -> bool:
+        return _control(self).started
+
+
+#: the local clusters behind running ``Postgres`` objects, by (host, port): not a field, so that
+#: ``dataclasses.asdict(pg)`` stays plain data
+_CLUSTERS: dict[tuple[str, int], "_LocalCluster"] = {}
+
+
+def _control(pg: Postgres) -> "_LocalCluster":
+    cluster = _CLUSTERS.get((pg.host, pg.port))
+    if cluster is None:
+        raise ServiceUnavailable(f"stop/start needs the local backend (this one is {pg.backend!r})")
+    return cluster
+
 
 # --------------------------------------------------------------------- helpers
 
@@ -242,6 +267,21 @@ class _LocalCluster:
                 raise ServiceUnavailable(f"pg_ctl start failed ({done.returncode}):\n{done.stdout}\n"
                                          f"--- {self.log}:\n{self._log_tail()}")
 
+    def halt(self) -> None:
+        """``pg_ctl stop -m fast``, keeping the folder (``resume`` starts it again on the same port)."""
+        done = self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
+        if done.returncode != 0 and "not running" not in done.stdout.lower():
+            raise RuntimeError(f"pg_ctl stop failed ({done.returncode}):\n{done.stdout}")
+        self.started = False
+
+    def resume(self) -> None:
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
+        done = self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts, "start")
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed ({done.returncode}):\n{done.stdout}\n{self._log_tail()}")
+        self.started = True
+
     def stop(self) -> None:
         try:
             if self.started:
@@ -261,10 +301,12 @@ def _local_postgres() -> Iterator[Postgres]:
         cluster.start()
         assert cluster.port is not None
         pg = Postgres("127.0.0.1", cluster.port, USER, cluster.password, DATABASE, backend="local")
+        _CLUSTERS[(pg.host, pg.port)] = cluster
         _wait_ready(pg)
         _create_database(pg)
         yield pg
     finally:
+        _CLUSTERS.pop(("127.0.0.1", cluster.port or 0), None)
         cluster.stop()
 
 

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from . import delta
+from . import delta, jdbc
 from .jdbc import PostgresConnection
 from .registry import Config, StepContext, register, session_conf
 from .streaming_sink import StreamingOptions, start
@@ -176,29 +176,79 @@ def to_json(ctx: StepContext, cfg: FileSink) -> Any:
 
 
 class PostgresSink(PostgresConnection, StreamingOptions):
-    table: str = Field(description="the target table (created if missing)")
+    table: str = Field(description="the target table, [schema.]name (created if missing)")
     mode: WriteMode = "error"
     batchSize: int | None = Field(None, ge=1, description="rows per INSERT batch")
-    truncate: bool = Field(False, description="overwrite by TRUNCATE (keeps the table's definition)")
+    truncate: bool = Field(False, description="overwrite by TRUNCATE + INSERT (keeps the table's definition, "
+                                              "indexes and grants); default: the table is replaced")
+    atomic: bool = Field(True, description="write to a staging table, then swap it in with one transaction "
+                                           "(needs CREATE on the schema); false: Spark writes the target directly")
+
+    @model_validator(mode="after")
+    def _table_name(self) -> "PostgresSink":
+        jdbc.check_table_name(self.table)
+        return self
+
+
+#: staging tables a failed clean-up left behind (the database was unreachable), by JDBC URL;
+#: the next toPostgres to the same database drops them first
+LEFTOVER_STAGING: dict[str, set[str]] = {}
 
 
 @register("load", "toPostgres", PostgresSink,
           example="config: {url: 'jdbc:postgresql://localhost:5432/shop', table: public.daily,\n"
                   "         user: analyst, password: {env: PGPASSWORD}, mode: overwrite}")
 def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
-    """Writes a PostgreSQL table over JDBC (each micro-batch appended, for streams)."""
+    """Writes a PostgreSQL table over JDBC, all or nothing (each micro-batch appended, for streams)."""
     opts = cfg.jdbc_options()
-    opts["dbtable"] = cfg.table
     if cfg.batchSize:
         opts["batchsize"] = str(cfg.batchSize)
-    if cfg.truncate:
-        opts["truncate"] = "true"
     if ctx.input.isStreaming:
         def write(batch: Any, batch_id: int) -> None:
-            batch.write.format("jdbc").mode("append").options(**opts).save()
+            if cfg.atomic:
+                write_postgres(batch, opts, cfg.table, "append", tag=f"{ctx.run_id}_{batch_id}")
+            else:
+                batch.write.format("jdbc").mode("append").options(**opts, dbtable=cfg.table).save()
 
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.foreachBatch(write))
-    count_rows_written(ctx, ctx.input).write.format("jdbc").mode(cfg.mode).options(**opts).save()
+    df = count_rows_written(ctx, ctx.input)
+    if not cfg.atomic:
+        extra = {"truncate": "true"} if cfg.truncate else {}
+        df.write.format("jdbc").mode(cfg.mode).options(**opts, **extra, dbtable=cfg.table).save()
+        return
+    write_postgres(df, opts, cfg.table, cfg.mode, tag=f"{ctx.run_id}{ctx.index}", truncate=cfg.truncate)
+
+
+def write_postgres(df: Any, opts: dict[str, str], table: str, mode: str, tag: str, truncate: bool = False) -> None:
+    """Writes ``df`` to ``table`` through a staging table swapped in by one transaction (``jdbc.swap_statement``).
+
+    A failure or a cancel at any point leaves ``table`` as it was; the staging table is dropped
+    (or, when the database cannot be reached, dropped by the next write to it).
+    """
+    spark = df.sparkSession
+    url = opts["url"]
+    staging = jdbc.staging_table(table, tag)
+    leftovers = sorted(LEFTOVER_STAGING.pop(url, ()))
+    if leftovers:
+        try:
+            jdbc.run_statement(spark, opts, jdbc.drop_statement(*leftovers))
+        except Exception:  # noqa: BLE001 - still away, or not ours to drop: try again next time
+            LEFTOVER_STAGING.setdefault(url, set()).update(leftovers)
+    if mode in ("error", "errorifexists", "ignore"):  # refuse or skip before anything is written
+        present = jdbc.run_statement(spark, opts, None, f"SELECT to_regclass({jdbc.sql_literal(table)}) IS NOT NULL AS present")
+        if present[0][0] and mode == "ignore":
+            return
+        if present[0][0]:
+            raise ValueError(f"table {table} already exists (mode: {mode}); use mode: append or overwrite")
+    try:
+        df.write.format("jdbc").mode("overwrite").options(**opts, dbtable=staging).save()
+        jdbc.run_statement(spark, opts, jdbc.swap_statement(table, staging, mode, truncate))
+    except BaseException:
+        try:
+            jdbc.run_statement(spark, opts, jdbc.drop_statement(staging))
+        except Exception:  # noqa: BLE001 - the database is away: the next write to it drops the table
+            LEFTOVER_STAGING.setdefault(url, set()).add(staging)
+        raise
 
 
 class KafkaSink(StreamingOptions):
