@@ -10,7 +10,7 @@ MVN := mvn -q -B -s jars/settings.xml -f jars/pom.xml
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup venv jars kafka system demo test test-fast lint clean services bench
+.PHONY: setup venv jars kafka system demo test test-fast lint clean services bench soak
 
 setup: venv jars
 
@@ -51,6 +51,7 @@ system:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
 	@command -v dot >/dev/null || { apt-get update -q && apt-get install -y -q graphviz; }
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+	@command -v promtool >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway; }
 
 demo: system setup
 	$(PY) -m pipeline_magics run examples/quickstart.yaml --var data_dir=examples/data --var lake=/tmp/pipeline_magics_demo
@@ -58,7 +59,13 @@ demo: system setup
 test: system setup kafka
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-# Pipeline.run against the same jobs by hand (batch: 5M Parquet rows; streaming: Kafka -> Delta),
+# The load tests in full: 50 batch pipelines one after another, 4 streaming pipelines at once for 5 minutes
+# (then restarted); prints the memory, thread and listener figures and writes them to soak-figures.json.
+soak: setup
+	PIPELINE_LOAD=full PIPELINE_LOAD_REPORT=$(abspath soak-figures.json) \
+	  $(PY) -m pytest -p no:cacheprovider -q tests/test_load.py $(PYTEST_ARGS)
+
+# Pipeline.run against the same jobs by hand (batch: 20M Parquet rows; streaming: Kafka -> Delta),
 # interleaved and repeated; writes bench/results/latest.json and prints a table. ~10 min on 2 cores.
 bench: setup kafka
 	$(PY) -m bench.run $(BENCH_ARGS)

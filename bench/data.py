@@ -6,7 +6,7 @@ import os
 import shutil
 from typing import Any
 
-ORDERS = int(os.environ.get("PIPELINE_BENCH_ROWS", "5000000"))
+ORDERS = int(os.environ.get("PIPELINE_BENCH_ROWS", "20000000"))  # at least 5M: long enough that fixed costs and noise stay small
 CUSTOMERS = 50_000
 VERSION = 1  # bump when the generator changes
 

@@ -117,13 +117,23 @@ def tagged_write(spark: Any, tag: str, record: dict[str, Any], enabled: bool = T
         record["task_rows_written"] = rows
 
 
-def drain_listener_bus(spark: Any, timeout_ms: int = 10_000) -> None:
-    """Waits until Spark's listeners have seen every event so far (the status store and our listener)."""
-    if is_classic(spark):
+def drain_listener_bus(spark: Any, timeout_ms: int = 5_000) -> None:
+    """Waits until Spark's listeners have seen every event so far (the status store and our listener).
+
+    Not from a listener's own callback (e.g. a widget refreshing on a query's end): that
+    runs on the bus (through py4j's callback thread), which could never drain while it waits.
+    """
+    if is_classic(spark) and not in_py4j_callback():
         try:
             spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(timeout_ms)
         except Exception:  # noqa: BLE001 - a busy bus only means figures arrive later
             pass
+
+
+def in_py4j_callback() -> bool:
+    """True on a thread py4j runs for calls from the JVM (listener callbacks, foreachBatch)."""
+    target = getattr(threading.current_thread(), "_target", None)
+    return type(getattr(target, "__self__", None)).__module__.startswith("py4j")
 
 
 def job_output(spark: Any, tag: str) -> tuple[int, int]:
@@ -227,17 +237,32 @@ def delta_write_figures(record: dict[str, Any], m: dict[str, int]) -> None:
 
 
 def progress_dict(progress: Any) -> dict[str, Any]:
-    """A progress report as a dict, whether given as a dict, a JSON string or a progress object."""
+    """A progress report as a plain dict, whether given as a dict, a JSON string or a progress object.
+
+    Spark Connect's JSON leaves out the query-wide ``numInputRows`` and rates (they
+    are sums over the sources) and gives each observed row as ``{values, schema}``;
+    both are brought to the classic form.
+    """
     if type(progress) is dict:
-        return progress
-    if isinstance(progress, str):
-        return json.loads(progress)
-    text = getattr(progress, "json", None)  # StreamingQueryProgress (a dict whose values may be Rows)
-    if callable(text):
-        text = text()
-    if isinstance(text, str):
-        return json.loads(text)
-    return dict(progress) if isinstance(progress, dict) else {}
+        p = progress
+    elif isinstance(progress, str):
+        p = json.loads(progress)
+    else:
+        text = getattr(progress, "json", None)  # StreamingQueryProgress (a dict whose values may be Rows)
+        if callable(text):
+            text = text()
+        p = json.loads(text) if isinstance(text, str) else (dict(progress) if isinstance(progress, dict) else {})
+    sources = p.get("sources") or []
+    for key in ("numInputRows", "inputRowsPerSecond", "processedRowsPerSecond"):
+        if p.get(key) is None and sources:
+            values = [s.get(key) for s in sources if isinstance(s.get(key), (int, float))]
+            p[key] = sum(values) if values else None
+    observed = p.get("observedMetrics") or {}
+    for name, row in list(observed.items()):
+        if isinstance(row, dict) and set(row) == {"values", "schema"}:
+            fields = [f.get("name") for f in (row.get("schema") or {}).get("fields", [])]
+            observed[name] = dict(zip(fields, row.get("values") or []))
+    return p
 
 
 @dataclass
@@ -277,6 +302,7 @@ class StreamTracker:
         self._lock = threading.Lock()
         self._runs: dict[str, QueryTotals] = {}
         self._sessions: set[int] = set()
+        self._scan = threading.Lock()  # one Delta log scan at a time: two would count commits twice
 
     def add(self, progress: Any) -> None:
         """Counts one progress report (a repeat is ignored)."""
@@ -364,8 +390,12 @@ class StreamTracker:
     def delta_commits(self, spark: Any, totals: QueryTotals, path: str | None, table: str | None,
                       start_version: int) -> None:
         """Adds the rows and bytes of the Delta commits this query run made since they were last read."""
-        if not is_classic(spark):
-            return
+        if is_classic(spark):
+            with self._scan:
+                self._delta_commits(spark, totals, path, table, start_version)
+
+    def _delta_commits(self, spark: Any, totals: QueryTotals, path: str | None, table: str | None,
+                       start_version: int) -> None:
         try:
             dlog = delta_log(spark, path, table)
             latest = int(dlog.unsafeVolatileSnapshot().version())

@@ -140,10 +140,12 @@ class PipelineMetrics:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=str)
+        """The run as JSON (live figures brought up to date first)."""
+        return json.dumps(self.refresh().to_dict(), indent=2, default=str)
 
     def to_text(self) -> str:
-        """A plain table of the steps."""
+        """A plain table of the steps (live figures brought up to date first)."""
+        self.refresh()
         rows = [f"pipeline {self.pipeline}: {self.status} in {fmt_seconds(self.duration)}"]
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
@@ -177,7 +179,7 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
     listener (all of them, once the listener bus is drained) and ``recentProgress``.
     """
     from .figures import (DELTA_STREAM_COMMITS, PROGRESS, SINK_PROGRESS, STREAM_OBSERVATION, STREAMS,
-                          drain_listener_bus)
+                          drain_listener_bus, is_classic)
 
     enabled = getattr(run, "metrics_enabled", True)
     if enabled:
@@ -210,7 +212,7 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
         sm.rows_in, sm.sources["rows_in"] = t.input_rows, PROGRESS
         target = sm.extra.get("delta_target")
         observation = sm.extra.get("observation")
-        if enabled and target:
+        if enabled and target and is_classic(run.spark):  # Connect: the log is out of reach, see below
             STREAMS.delta_commits(run.spark, t, target.get("path"), target.get("table"),
                                   int(target.get("start_version", -1)))
             qm.output_rows, source = t.delta_rows, DELTA_STREAM_COMMITS
