@@ -10,8 +10,9 @@ per Python process (a Connect client next to a classic session is refused, and
 cluster targets run this file again in a child process, with ``PIPELINE_TEST_SPARK_TARGET``
 naming the target. There the session comes from ``get_session()``, exactly as in a
 notebook pointed at the cluster by ``PIPELINE_SPARK_MASTER=spark://...`` or
-``PIPELINE_SPARK_REMOTE=sc://...``. ``test_subset_on`` starts the clusters
-(``cluster_service``), runs the children and fails with their output when they fail.
+``PIPELINE_SPARK_REMOTE=sc://...``. The local run starts the clusters (``cluster_service``)
+and the two children as the module starts, runs its own subset beside them, and
+``test_subset_on`` fails with a child's output when that child failed.
 
 Every path is on this machine, so the server and the executors read and write the same
 files the tests check.
@@ -24,6 +25,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -41,6 +43,8 @@ TARGET = os.environ.get("PIPELINE_TEST_SPARK_TARGET", "local")
 TARGETS = ("local", "standalone", "connect")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "examples", "data")
+ORDERS = "order_id INT, customer_id INT, country STRING, amount DOUBLE, order_date DATE"
+CUSTOMERS = "customer_id INT, name STRING, segment STRING"
 #: the tests that run on every target (``test_subset_on`` checks that all of them passed)
 SUBSET: list[str] = []
 
@@ -61,17 +65,36 @@ def _default_policy(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+#: Delta rebuilds a table's state in this many tasks (default 50): tiny tables need two
+SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _children_first(request):
+    """In the local run, the cluster targets start before the local subset runs, and run beside it."""
+    if TARGET == "local" and any(item.name.startswith("test_subset_on") for item in request.session.items):
+        request.getfixturevalue("child_runs")
+
+
 @pytest.fixture(scope="module")
 def target_spark(request):
     """The session of this run's target: the suite's local one, or the one ``get_session()`` makes."""
     assert TARGET in TARGETS, f"PIPELINE_TEST_SPARK_TARGET={TARGET!r}: use one of {TARGETS}"
     if TARGET == "local":
-        yield request.getfixturevalue("spark")
+        session = request.getfixturevalue("spark")
+        before = session.conf.get(SNAPSHOT_PARTITIONS, None)
+        session.conf.set(SNAPSHOT_PARTITIONS, "2")
+        yield session
+        if before is None:
+            session.conf.unset(SNAPSHOT_PARTITIONS)
+        else:
+            session.conf.set(SNAPSHOT_PARTITIONS, before)
         return
     from pipeline_magics.session import get_session
 
     session = get_session()
-    session.conf.set("spark.sql.shuffle.partitions", "4")
+    session.conf.set("spark.sql.shuffle.partitions", "2")
+    session.conf.set(SNAPSHOT_PARTITIONS, "2")
     if TARGET == "standalone":
         _wait_for_executors(session, 2)
     yield session
@@ -164,8 +187,8 @@ def test_join_aggregate_and_expect_into_delta(target_spark, lake, orders, custom
     spec = f"""
 name: segments_{TARGET}
 steps:
-  - {{type: extract, method: fromCsv, name: orders, config: {{path: "{DATA}/orders.csv", inferSchema: true}}}}
-  - {{type: extract, method: fromCsv, name: customers, config: {{path: "{DATA}/customers.csv", inferSchema: true}}}}
+  - {{type: extract, method: fromCsv, name: orders, config: {{path: "{DATA}/orders.csv", schema: "{ORDERS}"}}}}
+  - {{type: extract, method: fromCsv, name: customers, config: {{path: "{DATA}/customers.csv", schema: "{CUSTOMERS}"}}}}
   - {{type: transform, method: join, name: joined, input: orders, config: {{right: customers, on: customer_id}}}}
   - {{type: transform, method: expect, name: no_test_orders, config: {{condition: "amount >= 5", onFail: drop}}}}
   - type: transform
@@ -241,7 +264,7 @@ def test_failing_expect_writes_nothing(target_spark, lake, orders):
     spec = f"""
 name: gate_{TARGET}
 steps:
-  - {{type: extract, method: fromCsv, config: {{path: "{DATA}/orders.csv", inferSchema: true}}}}
+  - {{type: extract, method: fromCsv, config: {{path: "{DATA}/orders.csv", schema: "{ORDERS}"}}}}
   - {{type: transform, method: expect, name: under_100, config: {{condition: "amount < 100"}}}}
   - {{type: load, method: toDelta, config: {{path: "{out}"}}}}
 """
@@ -261,8 +284,7 @@ SLOW_ROW_MS = 300  # per row: 200 rows take a minute unless the run is cancelled
 def test_cancelled_batch_commits_nothing(target_spark, lake):
     out = lake / "orders"
     load = f"{{type: load, method: toDelta, name: save, config: {{path: \"{out}\", mode: append}}}}"
-    extract = (f"{{type: extract, method: fromCsv, config: {{path: \"{DATA}/orders.csv\", "
-               "schema: 'order_id INT, customer_id INT, country STRING, amount DOUBLE, order_date DATE'}}")
+    extract = f"{{type: extract, method: fromCsv, config: {{path: \"{DATA}/orders.csv\", schema: '{ORDERS}'}}}}"
     Pipeline.from_yaml(f"name: seed_{TARGET}\nsteps:\n  - {extract}\n  - {load}\n").run(target_spark)
     assert delta_versions(target_spark, out) == [0]
 
@@ -291,7 +313,7 @@ steps:
     worker = threading.Thread(target=go, daemon=True)
     worker.start()
     assert writing.wait(120), "the load step never started"
-    time.sleep(3)  # the write's job is running, a row at a time
+    time.sleep(2)  # the write is running, a row at a time
     assert worker.is_alive()
     cancelled_at = time.monotonic()
     slow.cancel()
@@ -331,11 +353,13 @@ steps:
     assert result.status == "done" and not result.queries[0].isActive
     assert result.queries[0].name == f"stream_{TARGET}.sink"
     assert sorted(read_delta(target_spark, out).id) == [r["id"] for r in first if r["v"] >= 3]
+    assert result.metrics.step("sink").rows_out == sum(1 for r in first if r["v"] >= 3)
     assert os.path.isdir(lake / "checkpoints" / f"stream_{TARGET}" / "sink")
 
     second = write_events(src, 40, 30, "b.json")
     again = Pipeline.from_yaml(spec).run(target_spark)  # resumes from the checkpoint
     assert again.status == "done"
+    assert again.metrics.step("sink").rows_out == sum(1 for r in second if r["v"] >= 3)  # this run's rows
     ids = sorted(read_delta(target_spark, out).id)
     assert ids == [r["id"] for r in first + second if r["v"] >= 3]  # the new rows, nothing twice
 
@@ -356,7 +380,7 @@ _FOREIGN = ("SPARK_REMOTE", "PIPELINE_SPARK_REMOTE", "PIPELINE_SPARK_MASTER", "S
             "SPARK_LOCAL_REMOTE", "PYSPARK_SUBMIT_ARGS", "MASTER", "SPARK_API_MODE")
 
 
-def _run_child(target: str, pg: Any, tmp: Any, timeout: float = 480.0) -> ChildRun:
+def _run_child(target: str, pg: Any, tmp: Any, timeout: float = 600.0) -> ChildRun:
     """Starts ``target``, runs this file against it in a child pytest, stops it."""
     try:
         import cluster_service
@@ -372,8 +396,11 @@ def _run_child(target: str, pg: Any, tmp: Any, timeout: float = 480.0) -> ChildR
             cluster = stack.enter_context(cluster_service.standalone_cluster())
             env["PIPELINE_SPARK_MASTER"] = cluster.master_url
             # one small executor per worker; the driver's jars (spark.jars) are shipped to them
-            env["PYSPARK_SUBMIT_ARGS"] = ("--conf spark.executor.memory=512m --conf spark.executor.cores=1 "
-                                          "--conf spark.cores.max=2 --conf spark.ui.enabled=false pyspark-shell")
+            opts = shlex.quote(cluster_service.TEST_JAVA_OPTS)
+            env["PYSPARK_SUBMIT_ARGS"] = (
+                "--conf spark.executor.memory=512m --conf spark.executor.cores=1 --conf spark.cores.max=2 "
+                f"--conf spark.ui.enabled=false --driver-java-options {opts} "
+                f"--conf spark.executor.extraJavaOptions={opts} pyspark-shell")
         else:
             env["PIPELINE_SPARK_REMOTE"] = cluster_service.shared_connect_server().url
         ready = time.monotonic() - started
@@ -393,7 +420,7 @@ def _run_child(target: str, pg: Any, tmp: Any, timeout: float = 480.0) -> ChildR
 
 @pytest.fixture(scope="module")
 def child_runs(pg, tmp_path_factory):
-    """Both cluster targets, started together (their JVMs mostly wait on each other's start-up)."""
+    """Both cluster targets, each run in a thread of its own: their JVMs spend much of their time starting."""
     if TARGET != "local":
         pytest.skip("a child run launches no children")
     pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="everywhere")
