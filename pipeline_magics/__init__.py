@@ -21,12 +21,16 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """Registers ``%%pipeline`` and ``%pipeline`` and their tab completion; starts nothing."""
-    from .magic import PipelineMagics, register_completions
+    from .magic import PipelineMagics, await_pipeline_cells, register_completions
 
     magics = PipelineMagics(ipython)
     ipython.register_magics(magics)
     register_completions(ipython, magics)
+    await_pipeline_cells(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Nothing to undo beyond IPython's own magic table."""
+    """Removes the input transformer; the magics stay in IPython's table (IPython has no way to drop them)."""
+    from .magic import forget_pipeline_cells
+
+    forget_pipeline_cells(ipython)

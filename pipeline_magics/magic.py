@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -80,6 +81,20 @@ class PipelineMagics(Magics):
         """
         if cell is None:
             return self._line(line)
+        return _drive(self._cell(line, cell))
+
+    async def pipeline_async(self, line: str, cell: str | None = None) -> Any:
+        """``%%pipeline`` (or ``%pipeline run``) as a coroutine the cell awaits (see ``await_pipeline_cells``).
+
+        While a cell awaits, ipykernel 7 handles widget messages (a Cancel click) at once;
+        while a cell blocks, they wait until it ends.
+        """
+        if cell is None:
+            return await _drive_async(self._guarded(self._run_file(shlex.split(line)[1:])))
+        return await _drive_async(self._cell(line, cell))
+
+    def _cell(self, line: str, cell: str) -> Any:
+        """The cell magic as a generator: it yields the worker thread of a live run to wait for."""
         try:
             args = parse_argstring(self.pipeline, line)
         except UsageError:
@@ -88,10 +103,20 @@ class PipelineMagics(Magics):
             raise UsageError(f"bad %%pipeline options: {line!r}") from exc
         dry = args.dry_run or self._explain_next
         self._explain_next = False
-        return self._guard(lambda: self.run_text(cell, args, dry))
+        return (yield from self._guarded(self._run_text(cell, args, dry)))
+
+    def _guarded(self, steps: Any) -> Any:
+        try:
+            return (yield from steps)
+        except PipelineError as exc:
+            self.last_error = exc
+            raise
 
     def run_text(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
         """Parses, checks and runs one spec with the cell's options."""
+        return _drive(self._run_text(text, args, dry_run))
+
+    def _run_text(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
         try:
             variables = parse_vars(args.var)
         except ValueError as exc:
@@ -102,7 +127,7 @@ class PipelineMagics(Magics):
             return PlanView(pipeline)
         spark = self._spark(args.spark)
         self.pipelines[pipeline.name] = pipeline
-        result = self._execute(pipeline, spark, args)
+        result = yield from self._execute(pipeline, spark, args)
         result.preview_rows = self.preview_rows
         self.results[pipeline.name] = result
         if args.export:
@@ -117,8 +142,8 @@ class PipelineMagics(Magics):
         return (self.widgets and not args.no_widgets and os.environ.get("PIPELINE_WIDGETS", "1") != "0"
                 and getattr(self.shell, "kernel", None) is not None)
 
-    def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> PipelineResult:
-        """Runs the pipeline; with widgets, off the main thread while this cell keeps handling clicks."""
+    def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> Any:
+        """Runs the pipeline; with widgets, off the main thread: yields that thread for the cell to wait on."""
         options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout)
         if not self._live(args):
             try:
@@ -154,10 +179,7 @@ class PipelineMagics(Magics):
         worker = threading.Thread(target=work, name=f"pipeline-{pipeline.name}", daemon=True)
         worker.start()
         try:
-            with _ui_events() as poll:
-                while worker.is_alive():
-                    poll(20)  # Cancel clicks arrive on the shell channel, queued behind this cell
-                    worker.join(0.05)
+            yield worker  # the cell keeps handling widget messages (Cancel) until it has ended
         except KeyboardInterrupt:
             pipeline.cancel()
             worker.join(60)
@@ -188,6 +210,9 @@ class PipelineMagics(Magics):
 
     def _cmd_run(self, rest: list[str]) -> Any:
         """Runs a spec file: run FILE.yaml [cell options]."""
+        return _drive(self._run_file(rest))
+
+    def _run_file(self, rest: list[str]) -> Any:
         if not rest:
             raise UsageError("usage: %pipeline run FILE.yaml [--var K=V] [--dry-run] [--metrics ...]")
         path, options = rest[0], " ".join(shlex.quote(r) for r in rest[1:])
@@ -197,7 +222,7 @@ class PipelineMagics(Magics):
                 text = fh.read()
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        return self.run_text(text, args, args.dry_run)
+        return (yield from self._run_text(text, args, args.dry_run))
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""
@@ -406,3 +431,75 @@ def _ui_events() -> Any:
         return
     with ui_events() as poll:
         yield poll
+
+
+def _drive(cell: Any) -> Any:
+    """Runs a cell generator to its end here; while it waits for a worker, widget messages are
+    pumped with jupyter-ui-poll (ipykernel 6; elsewhere the pump does nothing)."""
+    try:
+        worker = next(cell)
+        while True:
+            try:
+                with _ui_events() as poll:
+                    while worker.is_alive():
+                        poll(20)  # Cancel clicks arrive on the shell channel, queued behind this cell
+                        worker.join(0.05)
+            except KeyboardInterrupt:
+                worker = cell.throw(KeyboardInterrupt())
+                continue
+            worker = cell.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+async def _drive_async(cell: Any) -> Any:
+    """Runs a cell generator, awaiting its worker so that the kernel goes on handling messages."""
+    try:
+        worker = next(cell)
+        while True:
+            try:
+                while worker.is_alive():
+                    await asyncio.sleep(0.05)
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                worker = cell.throw(KeyboardInterrupt())
+                continue
+            worker = cell.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+#: what IPython makes of a ``%%pipeline`` cell and of a ``%pipeline run`` line
+_CALLS = ("get_ipython().run_cell_magic('pipeline', ", "get_ipython().run_line_magic('pipeline', 'run ")
+
+
+def await_pipeline_cells(shell: Any) -> None:
+    """Makes ``%%pipeline`` cells await their run where the kernel handles widget messages meanwhile.
+
+    IPython turns a ``%%pipeline`` cell into one ``run_cell_magic`` call; this input transformer
+    turns that (and a cell that is only ``%pipeline run FILE``) into ``await ...pipeline_async(...)``.
+    Only for kernels without
+    ``do_one_iteration`` (ipykernel 7 and later, where jupyter-ui-poll cannot pump messages).
+    """
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or hasattr(kernel, "do_one_iteration"):
+        return
+
+    def transform(lines: list[str]) -> list[str]:
+        if len(lines) != 1 or not getattr(shell, "autoawait", False):
+            return lines
+        call = "await get_ipython().magics_manager.registry['PipelineMagics'].pipeline_async("
+        if lines[0].startswith(_CALLS[0]):
+            return [call + lines[0][len(_CALLS[0]):]]
+        if lines[0].startswith(_CALLS[1]):
+            return [call + lines[0][len(_CALLS[1]) - len("'run "):]]
+        return lines
+
+    transform.pipeline_magics = True  # type: ignore[attr-defined]
+    forget_pipeline_cells(shell)
+    shell.input_transformers_post.append(transform)
+
+
+def forget_pipeline_cells(shell: Any) -> None:
+    """Removes the transformer of ``await_pipeline_cells``."""
+    shell.input_transformers_post[:] = [t for t in shell.input_transformers_post
+                                        if not getattr(t, "pipeline_magics", False)]

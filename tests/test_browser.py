@@ -4,7 +4,7 @@ keyboard and the menus, read the widgets and click their buttons.
 
 A: a streaming pipeline's panel shows rows/s; Cancel stops the query (no query is left active).
 B: Cancel clicked while a long batch cell is still executing interrupts it; the Delta table is untouched.
-   (An expected failure where the kernel has ipykernel >= 7: see its xfail reason.)
+   (ipykernel >= 7: the cell awaits the run; ipykernel 6: jupyter-ui-poll pumps the click.)
 C: ``--dry-run`` draws the plan as a graph (SVG with Graphviz, else Mermaid).
 D: the ``%pipeline vault login`` form logs in; the saved .ipynb holds neither the password nor a token.
 
@@ -41,8 +41,6 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 SPARK_START = 180  # seconds: a kernel's first SparkSession on a busy 2-core machine
 #: the notebooks' kernel (this venv's python3; another kernelspec name to try the same pages on another kernel)
 KERNEL = os.environ.get("PIPELINE_TEST_BROWSER_KERNEL", "python3")
-#: whether jupyter-ui-poll can pump messages in this venv's kernel (ipykernel < 7 has do_one_iteration)
-UI_POLL_PUMPS = hasattr(pytest.importorskip("ipykernel.kernelbase").Kernel, "do_one_iteration")
 SLOW = "reflect('java.lang.Thread','sleep', CAST(40 AS BIGINT)) IS NULL"  # 40 ms a row
 
 LOAD = "%load_ext pipeline_magics"
@@ -249,9 +247,6 @@ steps:
     screenshot(page, tmp_path, "cancelled-page.png")
 
 
-@pytest.mark.xfail(KERNEL == "python3" and not UI_POLL_PUMPS, strict=False, reason=(
-    "ipykernel >= 7 has no Kernel.do_one_iteration, so jupyter-ui-poll's poll() (magic._execute) "
-    "processes no message: a widget click waits until the cell ends"))
 def test_cancel_during_a_running_batch_cell_leaves_delta_unchanged(lab, page, tmp_path):
     table = Path(lab.root_dir) / "lake" / "events"
     state = f"""\
