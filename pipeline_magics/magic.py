@@ -176,8 +176,13 @@ class PipelineMagics(Magics):
             except BaseException as exc:  # noqa: BLE001 - handed to the cell's thread
                 outcome["error"] = exc
 
+        def tick() -> None:  # durations go on counting during a long step
+            while not worker.join(1.0) and worker.is_alive():
+                view.refresh()
+
         worker = threading.Thread(target=work, name=f"pipeline-{pipeline.name}", daemon=True)
         worker.start()
+        threading.Thread(target=tick, name=f"pipeline-{pipeline.name}-clock", daemon=True).start()
         try:
             yield worker  # the cell keeps handling widget messages (Cancel) until it has ended
         except KeyboardInterrupt:

@@ -131,3 +131,57 @@ def test_help_lists_every_method(ip, capsys):
     ip.run_line_magic("pipeline", "help fromPostgres")
     out = capsys.readouterr().out
     assert "password" in out and "partitionColumn" in out
+
+
+def test_cells_await_their_run_where_the_kernel_handles_messages_meanwhile(ip, spec, lake, monkeypatch):
+    """ipykernel 7 (no ``do_one_iteration``) handles a Cancel click while a cell awaits, not while it blocks."""
+    from pipeline_magics.magic import await_pipeline_cells, forget_pipeline_cells
+
+    class Kernel7:  # what the transformer looks at: a kernel without do_one_iteration
+        pass
+
+    monkeypatch.setattr(ip, "kernel", Kernel7(), raising=False)
+    await_pipeline_cells(ip)
+    try:
+        cell = f"%%pipeline awaited --no-widgets --var min_amount=100 --var lake={lake}\n{spec}"
+        assert ip.transform_cell(cell).startswith("await get_ipython().magics_manager.registry")
+        assert ip.transform_cell("x = 1\n") == "x = 1\n"
+        outcome = ip.run_cell(cell)
+        assert outcome.success, outcome.error_in_exec
+        assert outcome.result.name == "awaited" and outcome.result.metrics.status == "done"
+        assert outcome.result.metrics.step("step3").rows_out == 29
+    finally:
+        forget_pipeline_cells(ip)
+    assert not ip.transform_cell(cell).startswith("await")
+
+
+def test_async_driver_leaves_the_event_loop_free_while_the_run_goes_on():
+    import asyncio
+    import threading
+    import time
+
+    from pipeline_magics.magic import _drive_async
+
+    def cell():
+        worker = threading.Thread(target=time.sleep, args=(0.5,))
+        worker.start()
+        yield worker
+        return "finished"
+
+    async def main():
+        ticks = 0
+
+        async def other_messages():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(other_messages())
+        out = await _drive_async(cell())
+        task.cancel()
+        return out, ticks
+
+    out, ticks = asyncio.run(main())
+    assert out == "finished"
+    assert ticks >= 10  # the loop ran other work while the cell waited
