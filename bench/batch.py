@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "pipeline": pipeline("pipeline", True),
                 "pipeline_no_metrics": pipeline("pipeline_no_metrics", False)}
     started = time.time()
-    times, cpu = interleaved(variants, args.repeats, pid=jvm_pid(spark))
+    # three warm-up rounds: the JVM goes on compiling the hot code for the first few runs
+    times, cpu = interleaved(variants, args.repeats, warmup=3, pid=jvm_pid(spark))
     written = {n: spark.read.format("delta").load(p).count() for n, p in paths.items()}
     assert len(set(written.values())) == 1 and rows["pipeline"] == written["pipeline"], (written, rows)
     medians = {n: summary(t) for n, t in times.items()}

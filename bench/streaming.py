@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
             by_hand(spark, kafka.bootstrap, topic, path, path + "_cp")
 
         started = time.time()
-        wall, cpu = interleaved({"pyspark": hand, "pipeline": pipeline}, args.repeats, pid=jvm_pid(spark))
+        wall, cpu = interleaved({"pyspark": hand, "pipeline": pipeline}, args.repeats, warmup=2, pid=jvm_pid(spark))
         landed = {name: spark.read.format("delta").load(os.path.join(out, name)).count()
                   for name in (f"pyspark_{args.repeats - 1}", f"pipeline_{args.repeats - 1}")}
         assert set(landed.values()) == {args.records}, landed

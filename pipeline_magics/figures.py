@@ -236,6 +236,16 @@ def delta_write_figures(record: dict[str, Any], m: dict[str, int]) -> None:
 # ------------------------------------------------------------ streaming progress
 
 
+def recent_progress(query: Any) -> list[Any]:
+    """The query's recent progress reports: JSON strings on classic sessions, read straight from
+    the JVM (PySpark's ``recentProgress`` rebuilds each report as Python objects with hundreds of
+    py4j calls: 0.6 s for ten reports), ``recentProgress`` itself on Spark Connect."""
+    jsq = getattr(query, "_jsq", None)
+    if jsq is not None:
+        return [str(p.json()) for p in jsq.recentProgress()]
+    return list(query.recentProgress or [])
+
+
 def progress_dict(progress: Any) -> dict[str, Any]:
     """A progress report as a plain dict, whether given as a dict, a JSON string or a progress object.
 
@@ -301,7 +311,6 @@ class StreamTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, QueryTotals] = {}
-        self._sessions: set[int] = set()
         self._scan = threading.Lock()  # one Delta log scan at a time: two would count commits twice
 
     def add(self, progress: Any) -> None:
@@ -339,7 +348,7 @@ class StreamTracker:
     def poll(self, query: Any) -> None:
         """Counts the query's ``recentProgress`` (repeats are ignored)."""
         try:
-            recent = list(query.recentProgress or [])
+            recent = recent_progress(query)
         except Exception:  # noqa: BLE001 - a stopped Connect query may not answer
             return
         for p in recent:
@@ -350,42 +359,17 @@ class StreamTracker:
             return self._runs.get(str(run_id))
 
     def listen(self, spark: Any) -> bool:
-        """Registers the progress listener on ``spark`` once; False where it cannot be (Spark Connect)."""
+        """Counts every progress report of ``spark``'s queries from now on; False where it cannot
+        (Spark Connect: a listener there runs late, so the figures are polled)."""
         if not is_classic(spark):
-            return False  # a Connect listener runs on the server, out of reach: polling only
-        key = id(spark._jsparkSession)
-        with self._lock:
-            if key in self._sessions:
-                return True
-            self._sessions.add(key)
-        from pyspark.sql.streaming import StreamingQueryListener
-
-        tracker = self
-
-        class ProgressListener(StreamingQueryListener):
-            def onQueryStarted(self, event: Any) -> None:
-                pass
-
-            def onQueryProgress(self, event: Any) -> None:
-                try:
-                    tracker.add(event.progress.json)
-                except Exception as exc:  # noqa: BLE001 - never let a figure break Spark's listener bus
-                    log.debug("progress not counted: %s", exc)
-
-            def onQueryIdle(self, event: Any) -> None:
-                pass
-
-            def onQueryTerminated(self, event: Any) -> None:
-                pass
-
-        try:
-            spark.streams.addListener(ProgressListener())
-        except Exception as exc:  # noqa: BLE001
-            log.debug("no streaming listener (%s); progress is polled", exc)
-            with self._lock:
-                self._sessions.discard(key)
             return False
-        return True
+        from .listener import subscribe
+
+        return subscribe(spark, self)
+
+    def progress(self, report: dict[str, Any]) -> None:
+        """A report from the session's listener (``listener.subscribe``)."""
+        self.add(report)
 
     def delta_commits(self, spark: Any, totals: QueryTotals, path: str | None, table: str | None,
                       start_version: int) -> None:

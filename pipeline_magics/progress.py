@@ -96,32 +96,13 @@ class ProgressHub:
 
 
 HUB = ProgressHub()
-_listening: set[int] = set()
 
 
 def listen(spark: Any, hub: ProgressHub = HUB) -> None:
-    """Adds one progress listener to ``spark`` (once per session)."""
-    if id(spark) in _listening:
-        return
-    from pyspark.sql.streaming import StreamingQueryListener
+    """Feeds ``hub`` from ``spark``'s streaming listener (added once per session)."""
+    from .listener import subscribe
 
-    class _Listener(StreamingQueryListener):
-        def onQueryStarted(self, event: Any) -> None:
-            hub.started(str(event.id), event.name or "")
-
-        def onQueryProgress(self, event: Any) -> None:
-            import json
-
-            hub.progress(json.loads(event.progress.json))
-
-        def onQueryIdle(self, event: Any) -> None:
-            pass
-
-        def onQueryTerminated(self, event: Any) -> None:
-            hub.terminated(str(event.id), event.exception)
-
-    spark.streams.addListener(_Listener())
-    _listening.add(id(spark))
+    subscribe(spark, hub)
 
 
 class Throttle:
