@@ -14,27 +14,6 @@ def is_query(obj: Any) -> bool:
     return hasattr(obj, "awaitTermination") and hasattr(obj, "lastProgress")
 
 
-def progress_figures(progress: Any) -> dict[str, Any]:
-    """The figures of one progress report that the metrics keep."""
-    if not progress:
-        return {}
-    p = progress if isinstance(progress, dict) else getattr(progress, "json", lambda: progress)
-    if callable(p):
-        import json
-
-        p = json.loads(p())
-    sink = p.get("sink") or {}
-    return {
-        "batch_id": p.get("batchId"),
-        "input_rows": p.get("numInputRows"),
-        "input_rows_per_second": p.get("inputRowsPerSecond"),
-        "processed_rows_per_second": p.get("processedRowsPerSecond"),
-        "batch_duration_ms": (p.get("durationMs") or {}).get("triggerExecution"),
-        "sink_rows": sink.get("numOutputRows"),
-        "timestamp": p.get("timestamp"),
-    }
-
-
 @dataclass
 class StreamingRun:
     """One streaming pipeline's run in this kernel: its queries and their step indexes."""
