@@ -89,6 +89,7 @@ class PipelineMagics(Magics):
         While a cell awaits, ipykernel 7 handles widget messages (a Cancel click) at once;
         while a cell blocks, they wait until it ends.
         """
+        line = self.shell.var_expand(line, 1)  # `$name` and `{expr}` of the cell, as run_cell_magic does
         if cell is None:
             return await _drive_async(self._guarded(self._run_file(shlex.split(line)[1:])))
         return await _drive_async(self._cell(line, cell))

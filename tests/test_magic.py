@@ -143,7 +143,8 @@ def test_cells_await_their_run_where_the_kernel_handles_messages_meanwhile(ip, s
     monkeypatch.setattr(ip, "kernel", Kernel7(), raising=False)
     await_pipeline_cells(ip)
     try:
-        cell = f"%%pipeline awaited --no-widgets --var min_amount=100 --var lake={lake}\n{spec}"
+        ip.user_ns.update(threshold=100, line="not this one")  # a notebook variable named like a local
+        cell = f"%%pipeline awaited --no-widgets --var min_amount=$threshold --var lake={lake}\n{spec}"
         assert ip.transform_cell(cell).startswith("await get_ipython().magics_manager.registry")
         assert ip.transform_cell("x = 1\n") == "x = 1\n"
         outcome = ip.run_cell(cell)
