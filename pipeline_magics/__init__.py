@@ -21,7 +21,8 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """Registers ``%%pipeline`` and ``%pipeline`` and their tab completion; starts nothing."""
-    from .magic import PipelineMagics, await_pipeline_cells, register_completions
+    from .cells import await_pipeline_cells
+    from .magic import PipelineMagics, register_completions
 
     magics = PipelineMagics(ipython)
     ipython.register_magics(magics)
@@ -31,6 +32,6 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Removes the input transformer; the magics stay in IPython's table (IPython has no way to drop them)."""
-    from .magic import forget_pipeline_cells
+    from .cells import forget_pipeline_cells
 
     forget_pipeline_cells(ipython)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import shlex
@@ -17,6 +15,7 @@ from IPython.display import HTML, display
 from traitlets import Bool, Int
 
 from .__main__ import parse_vars
+from .cells import drive, drive_async
 from .errors import PipelineCancelledError, PipelineError
 from .pipeline import Pipeline, PipelineResult
 
@@ -81,7 +80,7 @@ class PipelineMagics(Magics):
         """
         if cell is None:
             return self._line(line)
-        return _drive(self._cell(line, cell))
+        return drive(self._cell(line, cell))
 
     async def pipeline_async(self, line: str, cell: str | None = None) -> Any:
         """``%%pipeline`` (or ``%pipeline run``) as a coroutine the cell awaits (see ``await_pipeline_cells``).
@@ -91,8 +90,8 @@ class PipelineMagics(Magics):
         """
         line = self.shell.var_expand(line, 1)  # `$name` and `{expr}` of the cell, as run_cell_magic does
         if cell is None:
-            return await _drive_async(self._guarded(self._run_file(shlex.split(line)[1:])))
-        return await _drive_async(self._cell(line, cell))
+            return await drive_async(self._guarded(self._run_file(shlex.split(line)[1:])))
+        return await drive_async(self._cell(line, cell))
 
     def _cell(self, line: str, cell: str) -> Any:
         """The cell magic as a generator: it yields the worker thread of a live run to wait for."""
@@ -115,7 +114,7 @@ class PipelineMagics(Magics):
 
     def run_text(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
         """Parses, checks and runs one spec with the cell's options."""
-        return _drive(self._run_text(text, args, dry_run))
+        return drive(self._run_text(text, args, dry_run))
 
     def _run_text(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
         try:
@@ -216,7 +215,7 @@ class PipelineMagics(Magics):
 
     def _cmd_run(self, rest: list[str]) -> Any:
         """Runs a spec file: run FILE.yaml [cell options]."""
-        return _drive(self._run_file(rest))
+        return drive(self._run_file(rest))
 
     def _run_file(self, rest: list[str]) -> Any:
         if not rest:
@@ -425,87 +424,3 @@ def register_completions(shell: Any, magics: PipelineMagics) -> None:
 
     for key in ("%pipeline", "%%pipeline"):
         shell.set_hook("complete_command", complete, str_key=key)
-
-
-@contextlib.contextmanager
-def _ui_events() -> Any:
-    """jupyter-ui-poll's event pump, or a no-op where it cannot run (no kernel)."""
-    try:
-        from jupyter_ui_poll import ui_events
-    except ImportError:
-        yield lambda n: None
-        return
-    with ui_events() as poll:
-        yield poll
-
-
-def _drive(cell: Any) -> Any:
-    """Runs a cell generator to its end here; while it waits for a worker, widget messages are
-    pumped with jupyter-ui-poll (ipykernel 6; elsewhere the pump does nothing)."""
-    try:
-        worker = next(cell)
-        while True:
-            try:
-                with _ui_events() as poll:
-                    while worker.is_alive():
-                        poll(20)  # Cancel clicks arrive on the shell channel, queued behind this cell
-                        worker.join(0.05)
-            except KeyboardInterrupt:
-                worker = cell.throw(KeyboardInterrupt())
-                continue
-            worker = cell.send(None)
-    except StopIteration as done:
-        return done.value
-
-
-async def _drive_async(cell: Any) -> Any:
-    """Runs a cell generator, awaiting its worker so that the kernel goes on handling messages."""
-    try:
-        worker = next(cell)
-        while True:
-            try:
-                while worker.is_alive():
-                    await asyncio.sleep(0.05)
-            except (KeyboardInterrupt, asyncio.CancelledError):
-                worker = cell.throw(KeyboardInterrupt())
-                continue
-            worker = cell.send(None)
-    except StopIteration as done:
-        return done.value
-
-
-#: what IPython makes of a ``%%pipeline`` cell and of a ``%pipeline run`` line
-_CALLS = ("get_ipython().run_cell_magic('pipeline', ", "get_ipython().run_line_magic('pipeline', 'run ")
-
-
-def await_pipeline_cells(shell: Any) -> None:
-    """Makes ``%%pipeline`` cells await their run where the kernel handles widget messages meanwhile.
-
-    IPython turns a ``%%pipeline`` cell into one ``run_cell_magic`` call; this input transformer
-    turns that (and a cell that is only ``%pipeline run FILE``) into ``await ...pipeline_async(...)``.
-    Only for kernels without
-    ``do_one_iteration`` (ipykernel 7 and later, where jupyter-ui-poll cannot pump messages).
-    """
-    kernel = getattr(shell, "kernel", None)
-    if kernel is None or hasattr(kernel, "do_one_iteration"):
-        return
-
-    def transform(lines: list[str]) -> list[str]:
-        if len(lines) != 1 or not getattr(shell, "autoawait", False):
-            return lines
-        call = "await get_ipython().magics_manager.registry['PipelineMagics'].pipeline_async("
-        if lines[0].startswith(_CALLS[0]):
-            return [call + lines[0][len(_CALLS[0]):]]
-        if lines[0].startswith(_CALLS[1]):
-            return [call + lines[0][len(_CALLS[1]) - len("'run "):]]
-        return lines
-
-    transform.pipeline_magics = True  # type: ignore[attr-defined]
-    forget_pipeline_cells(shell)
-    shell.input_transformers_post.append(transform)
-
-
-def forget_pipeline_cells(shell: Any) -> None:
-    """Removes the transformer of ``await_pipeline_cells``."""
-    shell.input_transformers_post[:] = [t for t in shell.input_transformers_post
-                                        if not getattr(t, "pipeline_magics", False)]

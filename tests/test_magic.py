@@ -135,7 +135,7 @@ def test_help_lists_every_method(ip, capsys):
 
 def test_cells_await_their_run_where_the_kernel_handles_messages_meanwhile(ip, spec, lake, monkeypatch):
     """ipykernel 7 (no ``do_one_iteration``) handles a Cancel click while a cell awaits, not while it blocks."""
-    from pipeline_magics.magic import await_pipeline_cells, forget_pipeline_cells
+    from pipeline_magics.cells import await_pipeline_cells, forget_pipeline_cells
 
     class Kernel7:  # what the transformer looks at: a kernel without do_one_iteration
         pass
@@ -161,7 +161,7 @@ def test_async_driver_leaves_the_event_loop_free_while_the_run_goes_on():
     import threading
     import time
 
-    from pipeline_magics.magic import _drive_async
+    from pipeline_magics.cells import drive_async
 
     def cell():
         worker = threading.Thread(target=time.sleep, args=(0.5,))
@@ -179,7 +179,7 @@ def test_async_driver_leaves_the_event_loop_free_while_the_run_goes_on():
                 await asyncio.sleep(0.01)
 
         task = asyncio.create_task(other_messages())
-        out = await _drive_async(cell())
+        out = await drive_async(cell())
         task.cancel()
         return out, ticks
 
