@@ -251,9 +251,11 @@ class Resolver:
         """This run's Vault client (the kernel's login, else ``VAULT_TOKEN``)."""
         from . import vault
 
+        from .vault_renewal import RENEWAL
+
         if self.vault_client is None:
             self.vault_client = vault.client()
-        vault.RENEWAL.touch()  # a streaming run keeps the token alive while its queries run
+        RENEWAL.touch()  # a streaming run keeps the token alive while its queries run
         return self.vault_client
 
     def _audit(self, ref: Reference, step: str, outcome: str) -> None:

@@ -538,7 +538,7 @@ class BaoServer:
 @pytest.fixture
 def bao(tmp_path, monkeypatch, postgres):
     """Its own Vault (the suite's stays up), holding the PostgreSQL password; the kernel's login cleared."""
-    from pipeline_magics import vault as kv
+    from pipeline_magics import vault as kv, vault_renewal as renewal
 
     server = BaoServer(tmp_path)
     secrets = {"fault/pg": {"password": postgres.password}}
@@ -547,7 +547,7 @@ def bao(tmp_path, monkeypatch, postgres):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("VAULT_ADDR", server.addr)
     monkeypatch.setenv("VAULT_TOKEN", server.token)
-    kv.RENEWAL.stop()
+    renewal.RENEWAL.stop()
     kv.SESSION.clear()
     kv.SESSION.addr, kv.SESSION.use_env = None, True
     server.restart = lambda: server.start(secrets)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from pipeline_magics import CredentialError, vault as kv
+from pipeline_magics import CredentialError, vault as kv, vault_renewal as renewal
 from pipeline_magics.credentials import AUDIT_ENTRIES, Resolver, SecurityPolicy, as_reference
 
 pytestmark = pytest.mark.vault
@@ -24,11 +24,11 @@ def fresh_session(vault, monkeypatch):
                 "PIPELINE_ALLOW_PLAINTEXT", "PIPELINE_AUDIT_CREDENTIALS", "PIPELINE_AUDIT_LOG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("VAULT_ADDR", vault.addr)
-    kv.RENEWAL.stop()
+    renewal.RENEWAL.stop()
     kv.SESSION.clear()
     kv.SESSION.addr, kv.SESSION.namespace, kv.SESSION.use_env = None, None, True
     yield
-    kv.RENEWAL.stop()
+    renewal.RENEWAL.stop()
     kv.SESSION.clear()
     kv.SESSION.addr, kv.SESSION.use_env = None, True
 
@@ -192,7 +192,7 @@ def test_unreachable_and_unconfigured(monkeypatch):
 def test_renewer_keeps_a_short_token_alive_then_it_expires(vault):
     token = short_token(vault, "3s", explicit_max_ttl="2m")
     keep = {"on": True}
-    renewer = kv.TokenRenewer(lambda: vault.client(token), lambda: keep["on"], poll=0.2).start()
+    renewer = renewal.TokenRenewer(lambda: vault.client(token), lambda: keep["on"], poll=0.2).start()
     try:
         time.sleep(7)
         assert renewer.renewals >= 2 and renewer.last_error is None
@@ -208,7 +208,7 @@ def test_renewer_keeps_a_short_token_alive_then_it_expires(vault):
 
 def test_renew_token_helper(vault):
     token = short_token(vault, "30s")
-    assert kv.renew_token(vault.client(token), increment=120) == 120
+    assert renewal.renew_token(vault.client(token), increment=120) == 120
 
 
 # ---------------------------------------------------------------------- audit

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from pipeline_magics import CredentialError, Pipeline, PipelineExecutionError, vault as kv
+from pipeline_magics import CredentialError, Pipeline, PipelineExecutionError, vault as kv, vault_renewal as renewal
 from pipeline_magics.metrics import to_prometheus
 
 pytestmark = pytest.mark.vault
@@ -24,11 +24,11 @@ def session(vault, monkeypatch):
     for var in POLICY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("VAULT_ADDR", vault.addr)
-    kv.RENEWAL.stop()
+    renewal.RENEWAL.stop()
     kv.SESSION.clear()
     kv.SESSION.addr, kv.SESSION.use_env = None, True
     yield
-    kv.RENEWAL.stop()
+    renewal.RENEWAL.stop()
     kv.SESSION.clear()
     kv.SESSION.addr = None
 
@@ -179,8 +179,8 @@ def test_the_token_is_renewed_while_a_streaming_pipeline_runs(spark, vault, tmp_
                                              token_ttl="5s", token_max_ttl="10m")
     path = put(vault, {"condition": "value >= 0"})
     monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(tmp_path / "cp"))
-    monkeypatch.setattr(kv.RENEWAL, "grace", 2.0)
-    monkeypatch.setattr(kv.RENEWAL, "poll", 0.2)
+    monkeypatch.setattr(renewal.RENEWAL, "grace", 2.0)
+    monkeypatch.setattr(renewal.RENEWAL, "poll", 0.2)
 
 
     def stream(name: str, condition: str) -> str:
@@ -199,14 +199,14 @@ def test_the_token_is_renewed_while_a_streaming_pipeline_runs(spark, vault, tmp_
     try:
         assert result.status == "running"
         time.sleep(12)  # well past the token's 5 s TTL
-        assert kv.status().authenticated, kv.RENEWAL.renewer.last_error
-        assert kv.RENEWAL.renewer.renewals >= 2
+        assert kv.status().authenticated, renewal.RENEWAL.renewer.last_error
+        assert renewal.RENEWAL.renewer.renewals >= 2
     finally:
         result.stop()
     deadline = time.time() + 10
-    while kv.RENEWAL.renewer.running and time.time() < deadline:
+    while renewal.RENEWAL.renewer.running and time.time() < deadline:
         time.sleep(0.2)
-    assert not kv.RENEWAL.renewer.running  # no streaming query left: renewal ends
+    assert not renewal.RENEWAL.renewer.running  # no streaming query left: renewal ends
     time.sleep(5.5)
     assert not kv.status().authenticated  # and the short token expires as it should
 
