@@ -25,42 +25,48 @@ def _ui_events() -> Any:
 
 
 def drive(cell: Any) -> Any:
-    """Runs a cell generator to its end here; while it waits for a worker, widget messages are
+    """Runs a cell generator to its end here; while it waits for its worker, widget messages are
     pumped with jupyter-ui-poll (ipykernel 6; elsewhere the pump does nothing)."""
     try:
         worker = next(cell)
-        while True:
-            try:
-                with _ui_events() as poll:
-                    while worker.is_alive():
-                        poll(20)  # Cancel clicks arrive on the shell channel, queued behind this cell
-                        worker.join(0.05)
-            except KeyboardInterrupt:
-                worker = cell.throw(KeyboardInterrupt())
-                continue
-            worker = cell.send(None)
-    except StopIteration as done:
+    except StopIteration as done:  # nothing to wait for (a dry run, no widgets)
         return done.value
+    try:
+        with _ui_events() as poll:
+            while worker.is_alive():
+                poll(20)  # Cancel clicks arrive on the shell channel, queued behind this cell
+                worker.join(0.05)
+    except KeyboardInterrupt:
+        return _resume(cell, KeyboardInterrupt())
+    return _resume(cell)
 
 
 async def drive_async(cell: Any) -> Any:
     """Runs a cell generator, awaiting its worker so that the kernel goes on handling messages."""
     try:
         worker = next(cell)
-        while True:
-            try:
-                while worker.is_alive():
-                    await asyncio.sleep(0.05)
-            except (KeyboardInterrupt, asyncio.CancelledError):
-                worker = cell.throw(KeyboardInterrupt())
-                continue
-            worker = cell.send(None)
     except StopIteration as done:
         return done.value
+    try:
+        while worker.is_alive():
+            await asyncio.sleep(0.05)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return _resume(cell, KeyboardInterrupt())
+    return _resume(cell)
 
 
-#: what IPython makes of a ``%%pipeline`` cell and of a ``%pipeline run`` line
-_CALLS = ("get_ipython().run_cell_magic('pipeline', ", "get_ipython().run_line_magic('pipeline', 'run ")
+def _resume(cell: Any, interrupt: BaseException | None = None) -> Any:
+    """Resumes the cell once its worker has ended (or throws ``interrupt`` in); returns its value."""
+    try:
+        cell.throw(interrupt) if interrupt is not None else cell.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("a cell waits for one worker only")
+
+
+#: what IPython makes of a ``%%pipeline`` cell and of a ``%pipeline ...`` line
+_CELL_CALL = "get_ipython().run_cell_magic('pipeline', "
+_LINE_CALL = "get_ipython().run_line_magic('pipeline', "
 
 
 def await_pipeline_cells(shell: Any) -> None:
@@ -68,8 +74,8 @@ def await_pipeline_cells(shell: Any) -> None:
 
     IPython turns a ``%%pipeline`` cell into one ``run_cell_magic`` call; this input transformer
     turns that (and a cell that is only ``%pipeline run FILE``) into ``await ...pipeline_async(...)``.
-    Only for kernels without
-    ``do_one_iteration`` (ipykernel 7 and later, where jupyter-ui-poll cannot pump messages).
+    Only for kernels without ``do_one_iteration`` (ipykernel 7 and later, where jupyter-ui-poll
+    cannot pump messages).
     """
     kernel = getattr(shell, "kernel", None)
     if kernel is None or hasattr(kernel, "do_one_iteration"):
@@ -78,11 +84,11 @@ def await_pipeline_cells(shell: Any) -> None:
     def transform(lines: list[str]) -> list[str]:
         if len(lines) != 1 or not getattr(shell, "autoawait", False):
             return lines
-        call = "await get_ipython().magics_manager.registry['PipelineMagics'].pipeline_async("
-        if lines[0].startswith(_CALLS[0]):
-            return [call + lines[0][len(_CALLS[0]):]]
-        if lines[0].startswith(_CALLS[1]):
-            return [call + lines[0][len(_CALLS[1]) - len("'run "):]]
+        code = lines[0]
+        for prefix in (_CELL_CALL, _LINE_CALL):
+            args = code[len(prefix):] if code.startswith(prefix) else ""
+            if args and (prefix == _CELL_CALL or args.startswith("'run ")):
+                return ["await get_ipython().magics_manager.registry['PipelineMagics'].pipeline_async(" + args]
         return lines
 
     transform.pipeline_magics = True  # type: ignore[attr-defined]

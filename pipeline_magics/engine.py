@@ -212,17 +212,10 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                 break
             except Exception as exc:  # noqa: BLE001 - classified below
                 policy = method_policy if config is not None else resolve_policy(step)
-                transient = is_transient(exc)
-                if run.cancelled.is_set() or attempt >= policy.attempts or not transient:
-                    if attempt > 1 and transient and not run.cancelled.is_set():
-                        cause = exc.message if isinstance(exc, PipelineError) else root_cause(exc)[0]
-                        detail = exc.detail if isinstance(exc, PipelineError) else root_cause(exc)[1]
-                        raise RetryableError(
-                            f"failed after {attempt} attempts: {run.mask(cause)}", detail=run.mask(detail or ""),
-                            params={"attempts": attempt, "cause": run.mask(cause),
-                                    "cause_code": getattr(exc, "code", None)}, line=line, column=column,
-                            hint="the service stayed unreachable; raise the step's retry: {attempts, "
-                                 "backoffSeconds} or try again later") from None
+                transient = is_transient(exc) and not run.cancelled.is_set()
+                if not transient or attempt >= policy.attempts:
+                    if transient and attempt > 1:
+                        raise _retries_exhausted(run, exc, attempt, line, column) from None
                     raise
                 delay = backoff_delay(policy, attempt)
                 log.warning("%s step %s: attempt %d of %d failed (%s); retrying in %.1fs", spec.name,
@@ -287,6 +280,17 @@ def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str
         if len(upstream) == 1 and upstream[0].rows_out is not None:
             sm.rows_in = upstream[0].rows_out
             sm.sources.setdefault("rows_in", f"rows out of step {upstream[0].step}")
+
+
+def _retries_exhausted(run: Run, exc: Exception, attempts: int, line: int | None,
+                       column: int | None) -> RetryableError:
+    """The error of a step whose service stayed unreachable for all its attempts."""
+    cause, detail = (exc.message, exc.detail) if isinstance(exc, PipelineError) else root_cause(exc)
+    return RetryableError(
+        f"failed after {attempts} attempts: {run.mask(cause)}", detail=run.mask(detail or ""),
+        params={"attempts": attempts, "cause": run.mask(cause), "cause_code": getattr(exc, "code", None)},
+        line=line, column=column,
+        hint="the service stayed unreachable; raise the step's retry: {attempts, backoffSeconds} or try again later")
 
 
 def _emit(run: Run, planned: PlannedStep, kind: str, payload: Any) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 log = logging.getLogger("pipeline_magics")
 
 _lock = threading.Lock()
-#: the fan-out of each session that has a listener, by session
-_FANOUTS: dict[int, "_Fanout"] = {}
+#: each session that has a listener (kept, so that its id is not reused), with its fan-out, by id
+_FANOUTS: dict[int, tuple[Any, "_Fanout"]] = {}
 
 
 class _Fanout:
@@ -42,9 +42,10 @@ class _Fanout:
 def subscribe(spark: Any, subscriber: Any) -> bool:
     """Hands ``spark``'s streaming events to ``subscriber`` from now on (the listener is added on
     first use); False where no listener can be added."""
-    key = _session_key(spark)
+    jsession = getattr(spark, "_jsparkSession", None)
+    session = spark if jsession is None else jsession  # a classic session's JVM side, else itself
     with _lock:
-        fanout = _FANOUTS.get(key)
+        _, fanout = _FANOUTS.get(id(session), (None, None))
         if fanout is None:
             fanout = _Fanout()
             try:
@@ -52,23 +53,16 @@ def subscribe(spark: Any, subscriber: Any) -> bool:
             except Exception as exc:  # noqa: BLE001
                 log.debug("no streaming listener (%s); progress is polled", exc)
                 return False
-            _FANOUTS[key] = fanout
+            _FANOUTS[id(session)] = (session, fanout)
         if subscriber not in fanout.subscribers:
             fanout.subscribers.append(subscriber)
     return True
 
 
-def _session_key(spark: Any) -> int:
-    jsession = getattr(spark, "_jsparkSession", None)
-    return id(jsession) if jsession is not None else id(spark)
-
-
-def _classic(spark: Any) -> bool:
-    return not type(spark).__module__.startswith("pyspark.sql.connect") and hasattr(spark, "_jsparkSession")
-
-
 def _register(spark: Any, fanout: _Fanout) -> None:
-    if not _classic(spark):
+    from .figures import is_classic
+
+    if not is_classic(spark):
         spark.streams.addListener(_connect_listener(fanout))
         return
     from pyspark import SparkContext

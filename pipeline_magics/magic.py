@@ -177,8 +177,9 @@ class PipelineMagics(Magics):
                 outcome["error"] = exc
 
         def tick() -> None:  # durations go on counting during a long step
-            while not worker.join(1.0) and worker.is_alive():
+            while worker.is_alive():
                 view.refresh()
+                worker.join(1.0)
 
         worker = threading.Thread(target=work, name=f"pipeline-{pipeline.name}", daemon=True)
         worker.start()

@@ -216,7 +216,7 @@ def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
         extra = {"truncate": "true"} if cfg.truncate else {}
         df.write.format("jdbc").mode(cfg.mode).options(**opts, **extra, dbtable=cfg.table).save()
         return
-    write_postgres(df, opts, cfg.table, cfg.mode, tag=f"{ctx.run_id}{ctx.index}", truncate=cfg.truncate)
+    write_postgres(df, opts, cfg.table, cfg.mode, tag=f"{ctx.run_id}_{ctx.index}", truncate=cfg.truncate)
 
 
 def write_postgres(df: Any, opts: dict[str, str], table: str, mode: str, tag: str, truncate: bool = False) -> None:
