@@ -160,11 +160,10 @@ def job_output(spark: Any, tag: str) -> tuple[int, int]:
 
 
 def delta_log(spark: Any, path: str | None = None, table: str | None = None) -> Any:
-    """The table's ``DeltaLog`` (JVM object) through ``DeltaTable``; nothing is read."""
-    from delta.tables import DeltaTable
-
-    dt = DeltaTable.forName(spark, table) if table else DeltaTable.forPath(spark, path)
-    return dt._jdt.deltaLog()
+    """The table's ``DeltaLog`` (JVM object) through the JVM's ``DeltaTable``; nothing is read."""
+    tables = spark._jvm.io.delta.tables.DeltaTable
+    jdt = tables.forName(spark._jsparkSession, table) if table else tables.forPath(spark._jsparkSession, path)
+    return jdt.deltaLog()
 
 
 def delta_latest_version(spark: Any, path: str | None = None, table: str | None = None) -> int:

@@ -415,9 +415,7 @@ steps:
     assert exc.params == {"failed": bad, "total": len(orders)}
     assert f"failed for {bad} of {len(orders)} rows" in str(exc) and "step 2 'chk'" in str(exc)
     assert not os.path.exists(target)
-    from delta.tables import DeltaTable
-
-    assert not DeltaTable.isDeltaTable(spark, str(target))
+    assert not spark._jvm.io.delta.tables.DeltaTable.isDeltaTable(spark._jsparkSession, str(target))
     metrics = exc.result.metrics
     assert metrics.status == "failed"
     assert metrics.step("chk").status == "failed" and metrics.step("out").status == "pending"
