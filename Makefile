@@ -1,33 +1,44 @@
 # pipeline_magics — set-up, demo and tests. `make demo` and `make test` work on a fresh machine.
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+# The development set: the newest Spark whose Delta Lake, Kafka-connector and JDBC jars all resolve
+# (pipeline_magics/spark/versions.py has the table). `make SPARK=4.1.1 VENV=.venv-spark-4.1.1 ...`
+# builds another environment beside it; `make test-matrix` does that for every other supported line.
+SPARK ?= 4.2.0
+MATRIX ?= 4.1.1 4.0.0 3.5.7
+VENV ?= .venv
 PY := $(VENV)/bin/python
-JARS := $(VENV)/share/pipeline_magics/jars
 KAFKA := $(VENV)/share/pipeline_magics/kafka
-MVN := mvn -q -B -s jars/settings.xml -f jars/pom.xml
+MVN := mvn -q -B -s pipeline_magics/spark/maven/settings.xml
 # Spark and every service stay on loopback.
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup venv jars kafka system demo test test-fast lint clean services bench soak
+.PHONY: setup setup-test venv venv-test jars kafka java system demo test test-matrix test-fast lint clean services bench soak
 
 setup: venv jars
+setup-test: venv-test jars
 
-venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+# pyspark is pinned here, not in pyproject.toml: the package itself runs on whatever Spark the
+# environment has and never replaces it.
+venv: $(VENV)/.installed-$(SPARK)
+$(VENV)/.installed-$(SPARK): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" -e .
 	touch $@
 
-# Delta Lake, the Spark-Kafka connector and the PostgreSQL JDBC driver, once, from
-# Maven Central; the jars Spark ships itself are left out. Spark then loads them with no network.
-jars: $(JARS)/.fetched
-$(JARS)/.fetched: jars/pom.xml | venv
-	mkdir -p $(JARS)
-	$(MVN) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS)) \
-	  -DexcludeArtifactIds=$(shell paste -sd, jars/provided-by-spark.txt)
+venv-test: $(VENV)/.installed-test-$(SPARK)
+$(VENV)/.installed-test-$(SPARK): $(VENV)/.installed-$(SPARK)
+	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" -e '.[test]'
+	touch $@
+
+# Delta Lake, the Spark-Kafka connector and the PostgreSQL JDBC driver for the installed pyspark,
+# once, from Maven Central (python -m pipeline_magics jars); the jars Spark ships itself are left
+# out. Spark then loads them with no network.
+jars: $(VENV)/.jars-$(SPARK)
+$(VENV)/.jars-$(SPARK): pipeline_magics/spark/maven/pom.xml pipeline_magics/spark/versions.py | venv
+	$(PY) -m pipeline_magics jars
 	touch $@
 
 # A real Apache Kafka broker (KRaft) for the tests and `make services`: kafka_2.13 and its
@@ -35,40 +46,58 @@ $(JARS)/.fetched: jars/pom.xml | venv
 kafka: $(KAFKA)/.fetched
 $(KAFKA)/.fetched: services/kafka/pom.xml | venv
 	rm -rf $(KAFKA) && mkdir -p $(KAFKA)
-	mvn -q -B -s jars/settings.xml -f services/kafka/pom.xml dependency:copy-dependencies \
+	$(MVN) -f services/kafka/pom.xml dependency:copy-dependencies \
 	  -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA))
 	touch $@
 
 # A Kafka broker on 127.0.0.1:9092 in the foreground for local trials; Ctrl-C stops it.
-services: venv kafka
+services: venv-test kafka
 	$(PY) tests/kafka_service.py --port 9092
 
-# Java 17, the PostgreSQL server, Graphviz (pipeline pictures as SVG) and Chromium (the browser tests,
-# tests/test_browser.py, drive it with Playwright) from Debian packages.
-system:
+# Java 17 and Maven, if missing: all the quickstart needs besides Python packages.
+java:
 	@command -v java >/dev/null || { apt-get update -q && apt-get install -y -q openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { apt-get update -q && apt-get install -y -q maven; }
+
+# For the suite: the PostgreSQL server, Graphviz (pipeline pictures as SVG), Chromium (the browser
+# tests, tests/test_browser.py, drive it with Playwright) and promtool, from Debian packages.
+system: java
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
 	@command -v dot >/dev/null || { apt-get update -q && apt-get install -y -q graphviz; }
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 	@command -v promtool >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway; }
 
-demo: system setup
+demo: java setup
 	$(PY) -m pipeline_magics run examples/quickstart.yaml --var data_dir=examples/data --var lake=/tmp/pipeline_magics_demo
 
-test: system setup kafka
+test: system setup-test kafka
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# A representative subset on every other supported Spark, each in its own environment
+# (.venv-spark-VERSION): every batch method against pandas, Delta merge, Kafka streaming with a
+# restart, PostgreSQL, a failing expect, a cancelled batch, metrics counts, and Spark Connect.
+MATRIX_TESTS := tests/test_batch_methods.py tests/test_everywhere.py \
+  tests/test_streaming_kafka.py::test_exactly_once_into_delta_after_sigkill \
+  tests/test_postgres.py::test_table_read_transform_and_overwrite \
+  tests/test_metrics.py::test_batch_delta_append_overwrite_table_and_merge \
+  tests/test_metrics.py::test_stream_kafka_into_delta_counts_every_batch
+test-matrix: system
+	@set -e; for v in $(MATRIX); do \
+	  echo "== Spark $$v"; \
+	  $(MAKE) --no-print-directory SPARK=$$v VENV=.venv-spark-$$v setup-test kafka; \
+	  PYSPARK_PYTHON=$(CURDIR)/.venv-spark-$$v/bin/python .venv-spark-$$v/bin/python -m pytest -p no:cacheprovider -q $(MATRIX_TESTS) $(PYTEST_ARGS); \
+	done
 
 # The load tests in full: 50 batch pipelines one after another, 4 streaming pipelines at once for 5 minutes
 # (then restarted); prints the memory, thread and listener figures and writes them to soak-figures.json.
-soak: setup
+soak: setup-test
 	PIPELINE_LOAD=full PIPELINE_LOAD_REPORT=$(abspath soak-figures.json) \
 	  $(PY) -m pytest -p no:cacheprovider -q tests/test_load.py $(PYTEST_ARGS)
 
 # Pipeline.run against the same jobs by hand (batch: 20M Parquet rows; streaming: Kafka -> Delta),
 # interleaved and repeated; writes bench/results/latest.json and prints a table. ~10 min on 2 cores.
-bench: setup kafka
+bench: setup-test kafka
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) spark-warehouse metastore_db derby.log .pytest_cache
+	rm -rf $(VENV) .venv-spark-* spark-warehouse metastore_db derby.log .pytest_cache

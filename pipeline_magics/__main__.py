@@ -55,6 +55,19 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
     return 0
 
 
+def jars(list_only: bool = False, out: Any = sys.stdout) -> int:
+    """Fetches (or lists) the jars of the installed pyspark's version."""
+    from .spark import jars as spark_jars
+    from .spark.versions import local_line, pyspark_version
+
+    packages = local_line().packages(pyspark_version())
+    if list_only:
+        print("\n".join(packages), file=out)
+        return 0
+    print(f"Spark {pyspark_version()}: {', '.join(packages)} -> {spark_jars.fetch()}", file=out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m pipeline_magics", description=__doc__)
@@ -68,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
     p_run.add_argument("--timeout", type=float, help="streaming: stop waiting after SECONDS")
     sub.add_parser("schema", help="print the spec's JSON Schema")
+    p_jars = sub.add_parser("jars", help="fetch the Delta Lake, Kafka and JDBC jars for the installed pyspark")
+    p_jars.add_argument("--list", action="store_true", help="print the Maven coordinates instead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "schema":
@@ -76,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:
+        if args.command == "jars":
+            return jars(args.list)
         return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode,
                    timeout=args.timeout)
     except PipelineError as exc:

@@ -1,38 +1,23 @@
 """Finding or creating the SparkSession, and the jars a local session loads."""
 from __future__ import annotations
 
-import glob
 import os
-import sys
 from typing import Any
 
 from .errors import PipelineExecutionError
+from .spark.jars import local_jars
+from .spark.versions import check_session, local_line, pyspark_version
 
-#: One consistent set: pyspark 4.0.0, Scala 2.13 (see jars/pom.xml).
-SPARK_VERSION = "4.0.0"
-PACKAGES = (
-    "io.delta:delta-spark_2.13:4.0.0",
-    "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0",
-    "org.postgresql:postgresql:42.7.8",
-)
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 
 
-def jars_dir() -> str:
-    """Where ``make jars`` puts the jars: ``$PIPELINE_JARS_DIR``, else inside the Python environment."""
-    return os.environ.get("PIPELINE_JARS_DIR") or os.path.join(sys.prefix, "share", "pipeline_magics", "jars")
-
-
-def local_jars() -> list[str]:
-    """The fetched jars, or ``[]`` when none were fetched."""
-    return sorted(glob.glob(os.path.join(jars_dir(), "*.jar")))
-
-
 def builder_confs() -> dict[str, str]:
-    """Spark confs for a session that pipeline_magics creates itself."""
+    """Spark confs for a session that pipeline_magics creates itself, with the jars of the installed
+    pyspark's version (``SPARK_VERSION_UNSUPPORTED`` for any other)."""
+    line = local_line()
     confs = {
         **DELTA_CONFS,
         "spark.ui.showConsoleProgress": "false",
@@ -46,7 +31,7 @@ def builder_confs() -> dict[str, str]:
         confs["spark.jars"] = ",".join(jars)
     else:
         # Resolved by Spark from ~/.m2 (or Maven Central) on first start.
-        confs["spark.jars.packages"] = ",".join(PACKAGES)
+        confs["spark.jars.packages"] = ",".join(line.packages(pyspark_version()))
     if os.environ.get("SPARK_LOCAL_IP"):
         confs["spark.driver.host"] = os.environ["SPARK_LOCAL_IP"]
         confs["spark.driver.bindAddress"] = os.environ["SPARK_LOCAL_IP"]
@@ -70,12 +55,12 @@ def get_session(spark: Any = None) -> Any:
     the fetched jars.
     """
     if spark is not None:
-        return spark
+        return checked(spark)
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
-        return active
+        return checked(active)
     remote = remote_url()
     if remote:
         return connect_session(remote)
@@ -83,7 +68,7 @@ def get_session(spark: Any = None) -> Any:
         os.environ.get("PIPELINE_SPARK_MASTER", "local[*]"))
     for key, value in builder_confs().items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    session = checked(builder.getOrCreate())
     if not is_connect(session):  # spark.api.mode=connect gives a Connect session even here
         # JVM warnings go to the kernel's terminal, not the notebook; keep them to errors.
         session.sparkContext.setLogLevel(os.environ.get("PIPELINE_SPARK_LOG_LEVEL", "ERROR"))
@@ -105,11 +90,11 @@ def connect_session(url: str) -> Any:
     for key, value in confs.items():
         builder = builder.config(key, value)
     try:
-        return builder.getOrCreate()
+        return checked(builder.getOrCreate())
     except ImportError as exc:  # pyspark's check for the Connect client's own packages
         raise PipelineExecutionError(
             f"cannot use Spark Connect at {url}: {exc}", code="CONNECT_CLIENT_MISSING",
-            hint="install the Connect client: pip install 'pyspark[connect]==" + SPARK_VERSION + "'") from None
+            hint=f"install the Connect client: pip install 'pyspark[connect]=={pyspark_version()}'") from None
     except Exception as exc:  # noqa: BLE001 - only pyspark's 'classic session exists' is translated
         condition = getattr(exc, "getCondition", lambda: None)()
         if condition != "SESSION_ALREADY_EXIST":
@@ -119,6 +104,17 @@ def connect_session(url: str) -> Any:
             code="CONNECT_SESSION_CONFLICT",
             hint="PySpark allows one kind of session per process: restart the kernel with "
                  "PIPELINE_SPARK_REMOTE set before any session is created (or unset it to stay local)") from None
+
+
+_CHECKED: dict[int, Any] = {}
+
+
+def checked(spark: Any) -> Any:
+    """``spark``, once its Spark version is known to be supported (asked once per session)."""
+    if _CHECKED.get(id(spark)) is not spark:
+        check_session(spark)
+        _CHECKED[id(spark)] = spark
+    return spark
 
 
 def is_connect(spark: Any) -> bool:
@@ -140,6 +136,14 @@ def require_delta(spark: Any) -> None:
         "this SparkSession has no Delta Lake configured",
         code="DELTA_NOT_CONFIGURED",
         hint=("create it with the Delta jar and these confs:\n"
-              f"    SparkSession.builder\n      .config('spark.jars.packages', {PACKAGES[0]!r})\n{lines}\n"
+              f"    SparkSession.builder\n      .config('spark.jars.packages', {delta_package(spark)!r})\n{lines}\n"
               "  or stop it and let pipeline_magics create a local session with Delta"),
     )
+
+
+def delta_package(spark: Any) -> str:
+    """The Delta Lake coordinate for ``spark``'s version (of the installed pyspark if it cannot be read)."""
+    try:
+        return check_session(spark).delta
+    except Exception:  # noqa: BLE001 - only a hint is built from it
+        return local_line().delta
