@@ -14,7 +14,7 @@ MVN := mvn -q -B -s pipeline_magics/spark/maven/settings.xml
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup setup-test venv venv-test jars kafka java system demo test test-matrix test-fast lint clean services bench soak
+.PHONY: setup setup-test venv venv-test jars kafka java system client demo test test-matrix test-fast lint clean services bench soak
 
 setup: venv jars
 setup-test: venv-test jars
@@ -70,8 +70,17 @@ system: java
 demo: java setup
 	$(PY) -m pipeline_magics run examples/quickstart.yaml --var data_dir=examples/data --var lake=/tmp/pipeline_magics_demo
 
-test: system setup-test kafka
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+# A Connect-only environment (pyspark-client: no JVM, no jars) for the suite's test of a notebook
+# that has no Spark of its own.
+CLIENT := .venv-client
+client: $(CLIENT)/.installed-$(SPARK)
+$(CLIENT)/.installed-$(SPARK): pyproject.toml
+	test -x $(CLIENT)/bin/python || $(PYTHON) -m venv $(CLIENT)
+	$(CLIENT)/bin/python -m pip install -q "pyspark-client==$(SPARK)" -e .
+	touch $@
+
+test: system setup-test kafka client
+	PIPELINE_TEST_CLIENT_PYTHON=$(abspath $(CLIENT))/bin/python $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # A representative subset on every other supported Spark, each in its own environment
 # (.venv-spark-VERSION): every batch method against pandas, Delta merge, Kafka streaming with a
@@ -100,4 +109,4 @@ bench: setup-test kafka
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-spark-* spark-warehouse metastore_db derby.log .pytest_cache
+	rm -rf $(VENV) .venv-spark-* $(CLIENT) spark-warehouse metastore_db derby.log .pytest_cache

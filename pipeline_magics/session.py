@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import PipelineExecutionError
 from .spark.jars import local_jars
-from .spark.versions import check_session, local_line, pyspark_version
+from .spark.versions import check_session, local_line, pyspark_version, spark_home
 
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -38,6 +38,17 @@ def builder_confs() -> dict[str, str]:
     return confs
 
 
+def active_session() -> Any:
+    """The active session, or None; with only pyspark-client (no local Spark) only Connect sessions exist."""
+    if spark_home() is None:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+        return ConnectSession.getActiveSession()
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
+
+
 def remote_url() -> str | None:
     """The Spark Connect server to use, if any: ``$PIPELINE_SPARK_REMOTE``, else ``$SPARK_REMOTE``,
     else ``$PIPELINE_SPARK_MASTER`` when it is an ``sc://`` address."""
@@ -56,14 +67,20 @@ def get_session(spark: Any = None) -> Any:
     """
     if spark is not None:
         return checked(spark)
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
+    active = active_session()
     if active is not None:
         return checked(active)
     remote = remote_url()
     if remote:
         return connect_session(remote)
+    if spark_home() is None:
+        raise PipelineExecutionError(
+            "this Python has only the Spark Connect client (pyspark-client) and no Spark Connect server is named",
+            code="CONNECT_ONLY",
+            hint="set PIPELINE_SPARK_REMOTE=sc://HOST:PORT before the first pipeline runs, or pass --spark "
+                 "with a Connect session")
+    from pyspark.sql import SparkSession
+
     builder = SparkSession.builder.appName("pipeline_magics").master(
         os.environ.get("PIPELINE_SPARK_MASTER", "local[*]"))
     for key, value in builder_confs().items():

@@ -10,8 +10,11 @@ from .errors import StreamingQueryError
 
 
 def is_query(obj: Any) -> bool:
-    """True for a StreamingQuery (classic or Spark Connect)."""
-    return hasattr(obj, "awaitTermination") and hasattr(obj, "lastProgress")
+    """True for a StreamingQuery (classic or Spark Connect).
+
+    By class, not by attribute: a Spark Connect DataFrame answers any attribute name with a column.
+    """
+    return any(cls.__name__ == "StreamingQuery" for cls in type(obj).__mro__)
 
 
 @dataclass

@@ -64,7 +64,7 @@ def spark_home() -> str:
 
 def cluster_jars() -> list[str]:
     """The jars of ``make jars`` (Delta, the Kafka connector, the PostgreSQL driver)."""
-    from pipeline_magics.session import jars_dir, local_jars
+    from pipeline_magics.spark.jars import jars_dir, local_jars
 
     jars = local_jars()
     if not jars:
