@@ -172,3 +172,7 @@ def _mask_record(record: logging.LogRecord) -> None:
     if record.exc_info and not record.exc_text:
         text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         record.exc_text = mask_text(text)
+        if record.exc_text != text:
+            # Formatters that read the exception itself (pyspark's JSONFormatter does) would show it:
+            # they get the masked text only.
+            record.exc_info = None

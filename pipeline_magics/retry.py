@@ -70,6 +70,10 @@ _PERMANENT_TEXT = re.compile(
     r"AMBIGUOUS_\w+|INVALID_\w+|MISSING_\w+)[.\]]|AnalysisException|ParseException")
 
 
+#: Spark's condition for "could not connect to the database": judged by its cause, not its class.
+_CONNECTING = re.compile(r"\[FAILED_JDBC\.CONNECTION\]")
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying (a service unreachable just now), never for bad SQL, schema or data."""
     return transient_reason(exc) is not None
@@ -83,11 +87,13 @@ def transient_reason(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, (ConnectionError, TimeoutError)):  # Python's own: refused, reset, timed out
         return type(exc).__name__
-    if "AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__:
+    connecting = _CONNECTING.match(str(exc))
+    if not connecting and ("AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__):
         return None
     chain = _jvm_chain(exc)
     if chain is not None:
-        return _chain_reason(chain)
+        # Spark 4.2 reports a JDBC connection that failed as an AnalysisException; its causes decide.
+        return _chain_reason([link for link in chain if not (connecting and link[0] & PERMANENT_CLASSES)])
     text = str(exc)
     if _PERMANENT_TEXT.search(text.split("\n", 1)[0]):
         return None
