@@ -9,6 +9,8 @@ import sys
 from typing import Any, Sequence
 
 from .errors import PipelineError
+from .pipeline import Pipeline
+from .schema import json_schema
 
 
 def parse_vars(items: Sequence[str]) -> dict[str, str]:
@@ -26,8 +28,6 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
         name: str | None = None, mode: str | None = None, out: Any = sys.stdout,
         timeout: float | None = None) -> int:
     """Runs one spec file; prints the step table and a preview; returns the exit code."""
-    from .pipeline import Pipeline
-
     pipeline = Pipeline.from_file(spec_path, variables, name=name, mode=mode)
     if dry_run:
         print(pipeline.explain(), file=out)
@@ -71,8 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "schema":
-        from .schema import json_schema
-
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:

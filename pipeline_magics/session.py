@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .errors import PipelineExecutionError
+from .spark_kind import is_connect
 
 #: One consistent set: pyspark 4.0.0, Scala 2.13 (see jars/pom.xml).
 SPARK_VERSION = "4.0.0"
@@ -119,11 +120,6 @@ def connect_session(url: str) -> Any:
             code="CONNECT_SESSION_CONFLICT",
             hint="PySpark allows one kind of session per process: restart the kernel with "
                  "PIPELINE_SPARK_REMOTE set before any session is created (or unset it to stay local)") from None
-
-
-def is_connect(spark: Any) -> bool:
-    """True for a Spark Connect session."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def require_delta(spark: Any) -> None:
