@@ -15,8 +15,11 @@ from .vault_renewal import RENEWAL
 
 
 def is_query(obj: Any) -> bool:
-    """True for a StreamingQuery (classic or Spark Connect)."""
-    return hasattr(obj, "awaitTermination") and hasattr(obj, "lastProgress")
+    """True for a StreamingQuery (classic or Spark Connect).
+
+    Asked of the class: a Spark Connect DataFrame answers any attribute (a column by that name).
+    """
+    return hasattr(type(obj), "awaitTermination") and hasattr(type(obj), "lastProgress")
 
 
 @dataclass
