@@ -216,7 +216,8 @@ class PipelineMagics(Magics):
             stream = REGISTRY.get(name)
             if stream is not None:
                 stream.refresh()
-            status = (stream.run.metrics if stream else result.metrics).status if stream or result else "running"
+            metrics = stream.run.metrics if stream else (result.metrics if result else None)
+            status = metrics.status if metrics is not None else "running"  # as the run's status machine set it
             print(f"{name}: {status}")
             for q in stream.describe() if stream else []:
                 state = "active" if q["active"] else ("failed: " + q["error"] if q["error"] else "stopped")

@@ -169,8 +169,9 @@ def build_plan(spec: PipelineSpec, policy: SecurityPolicy | None = None) -> Plan
             raise _err(SpecError, spec, i, f"{step.label} needs an input, and no step comes before it",
                        ("type",), code="NO_INPUT", hint="start the pipeline with an extract step")
         if len(inputs) < method.min_inputs:
-            raise _err(SpecError, spec, i, f"{step.method} needs at least {_COUNT.get(method.min_inputs, method.min_inputs)} "
-                       "inputs", ("inputs",), code="INPUTS", hint="write inputs: [first, second]")
+            fewest = _COUNT.get(method.min_inputs, method.min_inputs)
+            raise _err(SpecError, spec, i, f"{step.method} needs at least {fewest} inputs", ("inputs",),
+                       code="INPUTS", hint="write inputs: [first, second]")
         references = [(("input",) if step.input else ("inputs", n), name) for n, name in enumerate(inputs)]
         references += [(("config", s), step.config[s]) for s in method.frame_settings if s in step.config]
         for path, name in references:

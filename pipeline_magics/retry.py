@@ -82,7 +82,7 @@ def transient_reason(exc: BaseException) -> str | None:
         return type(exc).__name__
     if "AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__:
         return None
-    chain = _jvm_chain(exc)
+    chain = _chain_links(exc)
     if chain is not None:
         return _chain_reason(chain)
     text = str(exc)
@@ -113,8 +113,8 @@ def _chain_reason(chain: list[tuple[set[str], str | None, str]]) -> str | None:
     return reason
 
 
-def _jvm_chain(exc: BaseException) -> list[tuple[set[str], str | None, str]] | None:
-    """The JVM cause chain (classic sessions) as (class names incl. superclasses, SQLSTATE, message)
+def _chain_links(exc: BaseException) -> list[tuple[set[str], str | None, str]] | None:
+    """The JVM cause chain (``causes.jvm_chain``) as (class names incl. superclasses, SQLSTATE, message)
     per link, or None when there is no JVM object."""
     chain = jvm_chain(exc)
     if chain is None:

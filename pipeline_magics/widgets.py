@@ -44,7 +44,8 @@ class QueryPanel:
                              + (f" — {html.escape(s.error)}" if s.error else ""))
         self.figures.value = (
             f"batch {s.batch_id if s.batch_id is not None else '—'} · "
-            f"input {s.input_rows_per_second or 0:,.1f} rows/s · processed {s.processed_rows_per_second or 0:,.1f} rows/s · "
+            f"input {s.input_rows_per_second or 0:,.1f} rows/s · "
+            f"processed {s.processed_rows_per_second or 0:,.1f} rows/s · "
             f"total {s.total_rows:,} rows · last batch {s.last_batch_ms if s.last_batch_ms is not None else '—'} ms")
         self.chart.value = sparkline(s.rates)
         self.stop_button.disabled = s.status in FINAL

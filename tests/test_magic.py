@@ -223,8 +223,8 @@ steps:
 """
     json_path, prom_path = lake / "m.json", lake / "m.prom"
     with pytest.raises(PipelineError) as info:
-        ip.run_cell_magic("pipeline", f"--no-widgets --metrics json:{json_path} --metrics prometheus:{prom_path}",
-                          spec)
+        ip.run_cell_magic("pipeline", f"--no-widgets --metrics json:{json_path} "
+                                      f"--metrics prometheus:{prom_path}", spec)
     result = info.value.result
     capsys.readouterr()
     assert info.value.step_index == 2

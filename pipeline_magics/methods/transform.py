@@ -230,7 +230,7 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
         return ctx.input.filter(ok) if cfg.onFail == "drop" else ctx.input
     if ctx.input.isStreaming:
         # An Observation takes no streams: a named observation is reported with every micro-batch
-        # and the run sums it (figures.StreamTracker).
+        # and the run sums it (queries.QueryRecord).
         name = f"pm_expect_{ctx.run_id}_{ctx.index}"
         ctx.record.update(observation=name, on_fail=cfg.onFail)
         counted = ctx.input.observe(name, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
