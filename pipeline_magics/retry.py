@@ -60,6 +60,10 @@ _TRANSIENT_TEXT = re.compile(
     r"LEADER_NOT_AVAILABLE|NOT_LEADER_OR_FOLLOWER|NOT_ENOUGH_REPLICAS|NetworkException|DisconnectException|"
     r"Broker may not be available")
 
+#: Spark conditions of an AnalysisException that only wraps a failed connection (Spark 4.2 reports a
+#: JDBC source it cannot reach while resolving its schema so): its cause chain judges.
+CONNECTION_CONDITIONS = frozenset({"FAILED_JDBC.CONNECTION"})
+
 #: Analysis and parse failures, by the condition Spark gives them (never retried).
 _PERMANENT_TEXT = re.compile(
     r"\[(?:UNRESOLVED_\w+|PARSE_SYNTAX_ERROR|TABLE_OR_VIEW_NOT_FOUND|TABLE_OR_VIEW_ALREADY_EXISTS|"
@@ -80,9 +84,12 @@ def transient_reason(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, (ConnectionError, TimeoutError)):  # Python's own: refused, reset, timed out
         return type(exc).__name__
-    if "AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__:
+    wrapper = _condition(exc) in CONNECTION_CONDITIONS
+    if not wrapper and ("AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__):
         return None
     chain = _chain_links(exc)
+    if wrapper and chain:
+        chain = chain[1:]  # the wrapping AnalysisException judges nothing; its cause does
     if chain is not None:
         return _chain_reason(chain)
     text = str(exc)
@@ -90,6 +97,13 @@ def transient_reason(exc: BaseException) -> str | None:
         return None
     found = _TRANSIENT_TEXT.search(text)
     return found.group(0) if found else None
+
+
+def _condition(exc: BaseException) -> str | None:
+    try:
+        return exc.getCondition()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not a Spark error
+        return None
 
 
 def _chain_reason(chain: list[tuple[set[str], str | None, str]]) -> str | None:
