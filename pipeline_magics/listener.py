@@ -44,8 +44,7 @@ class _Fanout:
 def subscribe(spark: Any, subscriber: Any) -> bool:
     """Hands ``spark``'s streaming events to ``subscriber`` from now on (the listener is added on
     first use); False where no listener can be added."""
-    jsession = getattr(spark, "_jsparkSession", None)
-    session = spark if jsession is None else jsession  # a classic session's JVM side, else itself
+    session = spark._jsparkSession if is_classic(spark) else spark  # a classic session's JVM side, else itself
     with _lock:
         _, fanout = _FANOUTS.get(id(session), (None, None))
         if fanout is None:
