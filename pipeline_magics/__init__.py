@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cells import await_pipeline_cells, forget_pipeline_cells
 from .errors import (CredentialError, DataFrameResolutionError, ExpectationError, PipelineCancelledError,
                      PipelineError, PipelineExecutionError, RetryableError, SpecError, StreamingQueryError)
 from .pipeline import Pipeline, PipelineResult
@@ -21,7 +22,8 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """Registers ``%%pipeline`` and ``%pipeline`` and their tab completion; starts nothing."""
-    from .cells import await_pipeline_cells
+    # The notebook layer (IPython, ipywidgets) is imported only where the extension is loaded:
+    # the Python API and the CLI work without it.
     from .magic import PipelineMagics, register_completions
 
     magics = PipelineMagics(ipython)
@@ -32,6 +34,4 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Removes the input transformer; the magics stay in IPython's table (IPython has no way to drop them)."""
-    from .cells import forget_pipeline_cells
-
     forget_pipeline_cells(ipython)

@@ -9,6 +9,10 @@ import sys
 from typing import Any, Sequence
 
 from .errors import PipelineError
+from .spark import jars as spark_jars
+from .spark.versions import local_line, pyspark_version
+from .pipeline import Pipeline
+from .schema import json_schema
 
 
 def parse_vars(items: Sequence[str]) -> dict[str, str]:
@@ -26,8 +30,6 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
         name: str | None = None, mode: str | None = None, out: Any = sys.stdout,
         timeout: float | None = None) -> int:
     """Runs one spec file; prints the step table and a preview; returns the exit code."""
-    from .pipeline import Pipeline
-
     pipeline = Pipeline.from_file(spec_path, variables, name=name, mode=mode)
     if dry_run:
         print(pipeline.explain(), file=out)
@@ -57,9 +59,6 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
 
 def jars(list_only: bool = False, out: Any = sys.stdout) -> int:
     """Fetches (or lists) the jars of the installed pyspark's version."""
-    from .spark import jars as spark_jars
-    from .spark.versions import local_line, pyspark_version
-
     packages = local_line().packages(pyspark_version())
     if list_only:
         print("\n".join(packages), file=out)
@@ -86,8 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "schema":
-        from .schema import json_schema
-
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:

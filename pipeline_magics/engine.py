@@ -4,77 +4,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .causes import root_cause
 from .credentials import Resolver, SecurityPolicy
 from .errors import PipelineCancelledError, PipelineError, PipelineExecutionError, RetryableError
+from .figures import STREAMS
 from .methods import StepContext
 from .metrics import PipelineMetrics, StepMetrics
 from .plan import Plan, PlannedStep
+from .progress import HUB
 from .redaction import mask_text
 from .retry import backoff_delay, is_transient, policy_for, resolve_policy
-from .session import is_connect
+from .run_state import RUNNING, RunStatus
+from .spark_tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
 from .streaming import is_query
 
 log = logging.getLogger("pipeline_magics")
 
 
-
-def root_cause(exc: BaseException) -> tuple[str, str]:
-    """One readable line for ``exc`` (the deepest JVM cause where there is one) and the full detail."""
-    detail = "".join(traceback.format_exception(exc))
-    jvm_trace = getattr(exc, "_stackTrace", None)
-    if jvm_trace:
-        detail += "\nJVM stack trace:\n" + str(jvm_trace)
-    innermost = _innermost(exc)
-    if innermost is not None:
-        return innermost[:400], detail
-    text = str(exc).strip() or type(exc).__name__
-    first = text.splitlines()[0]
-    if len(first) > 400:
-        first = first[:400] + "…"
-    if not hasattr(exc, "getCondition") and not isinstance(exc, (ValueError, KeyError)):
-        first = f"{type(exc).__name__}: {first}"
-    return first, detail
-
-
-def _first_line(text: Any) -> str:
-    return (str(text or "").strip().splitlines() or [""])[0]
-
-
-def _innermost(exc: BaseException) -> str | None:
-    """The message of the innermost cause of a wrapped Spark failure, or None when not wrapped.
-
-    PySpark keeps causes as converted Python exceptions (``_cause``) and the JVM
-    exception itself (``_origin`` / ``java_exception``); both chains are followed.
-    """
-    current: Any = exc
-    for _ in range(50):
-        if getattr(current, "_cause", None) is None:
-            break
-        current = current._cause
-    java = getattr(current, "_origin", None) or getattr(current, "java_exception", None)
-    try:
-        depth = 0
-        while java is not None and java.getCause() is not None and depth < 50:
-            java, depth = java.getCause(), depth + 1
-        if java is not None and (depth or current is not exc or not hasattr(exc, "getCondition")):
-            message = _first_line(java.getMessage())
-            # Spark's own messages start with their [CONDITION]; others need the class name.
-            return message if message.startswith("[") else f"{java.getClass().getSimpleName()}: {message}"
-    except Exception:  # noqa: BLE001 - fall back to the Python text
-        pass
-    if current is not exc:
-        return _first_line(getattr(current, "_desc", None) or current)
-    return None
-
-
 @dataclass
 class Run:
-    """The state of one run: the flag Cancel sets, the metrics, the frames made so far."""
+    """The state of one run: the flag Cancel sets, the metrics and its status, the frames made so far."""
 
     plan: Plan
     spark: Any
@@ -89,6 +42,8 @@ class Run:
     #: streaming queries started by load steps: (step index, StreamingQuery)
     queries: list[tuple[int, Any]] = field(default_factory=list)
     metrics: PipelineMetrics = field(init=False)
+    #: the only writer of the run's and its steps' status (``run_state``)
+    state: RunStatus = field(init=False)
     on_update: Callable[["Run"], None] = lambda run: None
     emit: Callable[[str, Any], None] | None = None
     policy: SecurityPolicy = field(default_factory=SecurityPolicy.from_env)
@@ -102,6 +57,7 @@ class Run:
         spec = self.plan.spec
         self.metrics = PipelineMetrics(spec.name, self.run_id, spec.mode, steps=[
             StepMetrics(p.index, p.label, p.step.type, p.step.method) for p in self.plan.steps])
+        self.state = RunStatus(self.metrics)
         self.resolver = Resolver(self.policy, spec.name)
 
     @property
@@ -111,8 +67,6 @@ class Run:
     def cancel(self) -> None:
         """Sets the flag, stops this run's streaming queries and interrupts its running Spark jobs."""
         self.cancelled.set()
-        from .progress import HUB
-
         # Queries first: their micro-batch jobs carry the run's tag too, and a query whose batch is
         # interrupted under it ends with an error (SPARK_JOB_CANCELLED) instead of simply stopping.
         for _, query in self.queries:
@@ -121,15 +75,15 @@ class Run:
                 query.stop()
             except Exception:  # noqa: BLE001 - already stopped
                 pass
-        _interrupt_tag(self.spark, self.tag)
-        if self.metrics.status == "running" and not self.finished.is_set():
+        interrupt_tag(self.spark, self.tag)
+        if self.state.status == RUNNING and not self.finished.is_set():
             # A job the run starts after this (the step was between two jobs) is interrupted too.
             threading.Thread(target=self._interrupt_until_finished, name=f"cancel-{self.run_id}",
                              daemon=True).start()
 
     def _interrupt_until_finished(self) -> None:
         while not self.finished.wait(0.5):
-            _interrupt_tag(self.spark, self.tag)
+            interrupt_tag(self.spark, self.tag)
 
     def mask(self, text: str) -> str:
         return mask_text(text, self.resolver.secrets)
@@ -137,15 +91,13 @@ class Run:
 
 def execute(run: Run) -> None:
     """Runs every step of ``run.plan``; raises a ``PipelineError`` on failure (metrics say where)."""
-    spec, spark, m = run.plan.spec, run.spark, run.metrics
-    m.status, m.start = "running", time.time()
+    spec, spark = run.plan.spec, run.spark
+    run.state.start()
     previous_confs = {k: _conf_get(spark, k) for k in spec.spark}
     for key, value in spec.spark.items():
         spark.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
-    _add_tag(spark, run.tag)
+    add_tag(spark, run.tag)
     if spec.mode == "streaming" and run.metrics_enabled:
-        from .figures import STREAMS
-
         STREAMS.listen(spark)  # before any query starts, so that no progress report is missed
     try:
         for planned in run.plan.steps:
@@ -154,27 +106,23 @@ def execute(run: Run) -> None:
                                              step_index=planned.index, step_name=planned.step.name,
                                              step_type=planned.step.type, method=planned.step.method)
             _run_step(run, planned)
-        m.status = "running" if run.queries else "done"
+        run.state.steps_over(run.cancelled.is_set())  # done, unless a streaming query runs on
     except PipelineError as exc:
-        for _, query in run.queries:  # a half-started streaming pipeline is stopped whole
-            try:
-                query.stop()
-            except Exception:  # noqa: BLE001
-                pass
         if run.cancelled.is_set() and not isinstance(exc, PipelineCancelledError):
             exc = PipelineCancelledError("the run was cancelled", pipeline=spec.name, step_index=exc.step_index,
                                          step_name=exc.step_name, step_type=exc.step_type, method=exc.method)
-        m.status = "cancelled" if isinstance(exc, PipelineCancelledError) else "failed"
-        m.error = str(exc)
-        for s in m.steps:
-            if s.status in ("pending", "running"):
-                s.status = "cancelled" if m.status == "cancelled" else s.status
+        # Failed first: the queries stopped below then leave their steps cancelled, whatever reads them.
+        run.state.fail(str(exc), cancelled=isinstance(exc, PipelineCancelledError))
+        for _, query in run.queries:  # a half-started streaming pipeline is stopped whole
+            try:
+                HUB.cancelling(str(query.id))
+                query.stop()
+            except Exception:  # noqa: BLE001
+                pass
         raise exc from None
     finally:
         read_pending(run)
-        if m.status != "running":
-            m.end = time.time()
-        _remove_tag(spark, run.tag)
+        remove_tag(spark, run.tag)
         run.finished.set()
         for key, value in previous_confs.items():
             spark.conf.unset(key) if value is None else spark.conf.set(key, value)
@@ -184,7 +132,8 @@ def execute(run: Run) -> None:
 def _run_step(run: Run, planned: PlannedStep) -> None:
     spec, step = run.plan.spec, planned.step
     sm = run.metrics.steps[planned.index]
-    sm.status, sm.start = "running", time.time()
+    run.state.step_started(planned.index)
+    sm.start = time.time()
     run.on_update(run)
     context = dict(pipeline=spec.name, step_index=planned.index, step_name=step.name, step_type=step.type,
                    method=step.method, config=step.config)
@@ -238,7 +187,7 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                 out.createOrReplaceTempView(step.name)
                 run.views.append(step.name)
         _fill_rows(run, planned, sm, ctx.record)
-        sm.status = "running" if is_query(out) else "done"
+        run.state.step_finished(planned.index, query=is_query(out))
         read_pending(run)
     except PipelineError as exc:
         if ctx is not None:
@@ -246,12 +195,11 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
         exc.with_context(**context, line=line, column=column)
         exc.message = run.mask(exc.message)
         exc.hint = run.mask(exc.hint) if exc.hint else exc.hint
-        sm.status, sm.error = ("cancelled" if run.cancelled.is_set() else "failed"), str(exc)
+        run.state.step_failed(planned.index, str(exc), cancelled=run.cancelled.is_set())
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a PipelineExecutionError
         cause, detail = root_cause(exc)
-        sm.status = "cancelled" if run.cancelled.is_set() else "failed"
-        sm.error = run.mask(cause)
+        run.state.step_failed(planned.index, run.mask(cause), cancelled=run.cancelled.is_set())
         raise PipelineExecutionError(run.mask(cause), detail=run.mask(detail), line=line, column=column,
                                      **context) from None
     finally:
@@ -345,57 +293,3 @@ def _conf_get(spark: Any, key: str) -> str | None:
         return spark.conf.get(key, None)
     except Exception:  # noqa: BLE001
         return None
-
-
-#: a classic thread's own ``spark.job.interruptOnCancel`` before a run set it, by run tag
-_INTERRUPT_BEFORE: dict[str, str | None] = {}
-INTERRUPT_ON_CANCEL = "spark.job.interruptOnCancel"
-
-
-def _add_tag(spark: Any, tag: str) -> None:
-    """Tags the jobs this thread runs from now on, so that ``_interrupt_tag`` can find them."""
-    try:
-        spark.addTag(tag)  # Spark Connect sends it with every operation of this thread
-    except Exception:  # noqa: BLE001 - sessions without job tags cannot be interrupted by tag
-        pass
-    if not is_connect(spark):
-        try:
-            sc = spark.sparkContext
-            sc.addJobTag(tag)  # classic: see _interrupt_tag
-            # Cancelling interrupts the tasks' threads (as Spark Connect does), so that a task
-            # blocked in a call (a sleep, a socket read) stops now rather than at its next batch.
-            _INTERRUPT_BEFORE[tag] = sc.getLocalProperty(INTERRUPT_ON_CANCEL)
-            sc.setLocalProperty(INTERRUPT_ON_CANCEL, "true")
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _remove_tag(spark: Any, tag: str) -> None:
-    try:
-        spark.removeTag(tag)
-    except Exception:  # noqa: BLE001
-        pass
-    if not is_connect(spark):
-        try:
-            sc = spark.sparkContext
-            sc.removeJobTag(tag)
-            if tag in _INTERRUPT_BEFORE:
-                sc.setLocalProperty(INTERRUPT_ON_CANCEL, _INTERRUPT_BEFORE.pop(tag))  # None removes it
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _interrupt_tag(spark: Any, tag: str) -> None:
-    """Interrupts the run's running jobs (those tagged ``tag``), from whatever thread calls it.
-
-    Spark Connect interrupts a tag's operations on the server, whichever thread asks. A
-    classic session's own tags belong to the thread that added them (its ``interruptTag``
-    finds nothing from another thread), so there the SparkContext's job tag is cancelled.
-    """
-    try:
-        if is_connect(spark):
-            spark.interruptTag(tag)
-        else:
-            spark.sparkContext.cancelJobsWithTag(tag)
-    except Exception:  # noqa: BLE001 - nothing running, or a session without job tags
-        pass

@@ -18,8 +18,14 @@ import contextlib
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
+
+from .queries import QUERIES as STREAMS  # noqa: F401  (re-exported: the kernel's query records)
+from .queries import QueryRecord as QueryTotals  # noqa: F401
+from .queries import QueryStore as StreamTracker  # noqa: F401
+from .queries import progress_dict, progress_figures, recent_progress  # noqa: F401
+from .spark_kind import is_classic
+from .spark_tags import job_tag
 
 log = logging.getLogger("pipeline_magics.metrics")
 
@@ -43,11 +49,6 @@ def note(record: dict[str, Any], key: str, value: Any, source: str) -> None:
         return
     record[key] = int(value)
     record.setdefault("sources", {})[key] = source
-
-
-def is_classic(spark: Any) -> bool:
-    """True for a classic (py4j) session, whose JVM can be asked for figures directly."""
-    return not type(spark).__module__.startswith("pyspark.sql.connect") and hasattr(spark, "_jsparkSession")
 
 
 # ------------------------------------------------------------ batch observations
@@ -100,12 +101,8 @@ def tagged_write(spark: Any, tag: str, record: dict[str, Any], enabled: bool = T
     if not enabled or not is_classic(spark):
         yield
         return
-    sc = spark.sparkContext
-    sc.addJobTag(tag)
-    try:
+    with job_tag(spark, tag):
         yield
-    finally:
-        sc.removeJobTag(tag)
     try:
         rows, size = job_output(spark, tag)
     except Exception as exc:  # noqa: BLE001 - a figure Spark does not give is left out, not an error
@@ -232,192 +229,92 @@ def delta_write_figures(record: dict[str, Any], m: dict[str, int]) -> None:
         record["delta_version"] = m["version"]
 
 
-# ------------------------------------------------------------ streaming progress
+# ------------------------------------------------------------ streaming queries
+
+_SCAN = threading.Lock()  # one Delta log scan at a time: two would count commits twice
 
 
-def recent_progress(query: Any) -> list[Any]:
-    """The query's recent progress reports: JSON strings on classic sessions, read straight from
-    the JVM (PySpark's ``recentProgress`` rebuilds each report as Python objects with hundreds of
-    py4j calls: 0.6 s for ten reports), ``recentProgress`` itself on Spark Connect."""
-    jsq = getattr(query, "_jsq", None)
-    if jsq is not None:
-        return [str(p.json()) for p in jsq.recentProgress()]
-    return list(query.recentProgress or [])
+def delta_stream_commits(spark: Any, totals: Any, path: str | None, table: str | None, start_version: int) -> None:
+    """Adds the rows and bytes of the Delta commits a query run (``queries.QueryRecord``) made since last read."""
+    if is_classic(spark):
+        with _SCAN:
+            _delta_commits(spark, totals, path, table, start_version)
 
 
-def progress_dict(progress: Any) -> dict[str, Any]:
-    """A progress report as a plain dict, whether given as a dict, a JSON string or a progress object.
-
-    Spark Connect's JSON leaves out the query-wide ``numInputRows`` and rates (they
-    are sums over the sources) and gives each observed row as ``{values, schema}``;
-    both are brought to the classic form.
-    """
-    if type(progress) is dict:
-        p = progress
-    elif isinstance(progress, str):
-        p = json.loads(progress)
-    else:
-        text = getattr(progress, "json", None)  # StreamingQueryProgress (a dict whose values may be Rows)
-        if callable(text):
-            text = text()
-        p = json.loads(text) if isinstance(text, str) else (dict(progress) if isinstance(progress, dict) else {})
-    sources = p.get("sources") or []
-    for key in ("numInputRows", "inputRowsPerSecond", "processedRowsPerSecond"):
-        if p.get(key) is None and sources:
-            values = [s.get(key) for s in sources if isinstance(s.get(key), (int, float))]
-            p[key] = sum(values) if values else None
-    observed = p.get("observedMetrics") or {}
-    for name, row in list(observed.items()):
-        if isinstance(row, dict) and set(row) == {"values", "schema"}:
-            fields = [f.get("name") for f in (row.get("schema") or {}).get("fields", [])]
-            observed[name] = dict(zip(fields, row.get("values") or []))
-    return p
-
-
-@dataclass
-class QueryTotals:
-    """Everything one run of a streaming query has reported so far, summed over its batches."""
-
-    id: str
-    run_id: str
-    name: str | None = None
-    first_batch: int | None = None
-    last_batch: int | None = None
-    batches: int = 0
-    input_rows: int = 0
-    #: sum of the sink's numOutputRows, None once a batch reported -1 (the sink does not count)
-    sink_rows: int | None = 0
-    #: per named observation, the sum of each figure
-    observed: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: the latest batch's report, as ``progress_figures`` returns it
-    last: dict[str, Any] = field(default_factory=dict)
-    #: True when reports were missed (only polling, and more than ``recentProgress`` holds passed)
-    gap: bool = False
-    #: Delta sink: commits of this query read so far
-    delta_version: int | None = None
-    delta_rows: int = 0
-    delta_bytes: int = 0
-    delta_commits: int = 0
-
-
-class StreamTracker:
-    """Totals per streaming query run, fed by a listener and by polling ``recentProgress``.
-
-    Each batch is counted once: reports are taken in batch order, and a batch
-    id not above the last one counted is a repeat.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str, QueryTotals] = {}
-        self._scan = threading.Lock()  # one Delta log scan at a time: two would count commits twice
-
-    def add(self, progress: Any) -> None:
-        """Counts one progress report (a repeat is ignored)."""
-        p = progress_dict(progress)
-        run_id, batch = p.get("runId"), p.get("batchId")
-        if run_id is None or batch is None:
-            return
-        with self._lock:
-            t = self._runs.get(run_id)
-            if t is None:
-                t = self._runs[run_id] = QueryTotals(str(p.get("id")), run_id, p.get("name"))
-            if t.last_batch is not None and batch <= t.last_batch:
-                return
-            if t.last_batch is not None and batch > t.last_batch + 1:
-                t.gap = True
-            if t.first_batch is None:
-                t.first_batch = batch
-            t.last_batch = batch
-            t.batches += 1
-            t.input_rows += int(p.get("numInputRows") or 0)
-            sink = (p.get("sink") or {}).get("numOutputRows")
-            if sink is None or int(sink) < 0:
-                t.sink_rows = None
-            elif t.sink_rows is not None:
-                t.sink_rows += int(sink)
-            for name, row in (p.get("observedMetrics") or {}).items():
-                sums = t.observed.setdefault(name, {})
-                row = row.asDict() if hasattr(row, "asDict") else (row or {})
-                for key, value in row.items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        sums[key] = sums.get(key, 0) + int(value)
-            t.last = progress_figures(p)
-
-    def poll(self, query: Any) -> None:
-        """Counts the query's ``recentProgress`` (repeats are ignored)."""
+def _delta_commits(spark: Any, totals: Any, path: str | None, table: str | None, start_version: int) -> None:
+    try:
+        dlog = delta_log(spark, path, table)
+        latest = int(dlog.unsafeVolatileSnapshot().version())
+    except Exception:  # noqa: BLE001 - no table yet: nothing committed
+        return
+    first = max(start_version, totals.delta_version if totals.delta_version is not None else start_version) + 1
+    for version in range(first, latest + 1):
         try:
-            recent = recent_progress(query)
+            info = commit_info(spark, dlog, version) or {}
+        except Exception:  # noqa: BLE001 - a commit file cleaned up already
+            totals.gap = True
+            continue
+        params = info.get("operationParameters") or {}
+        epoch = params.get("epochId")
+        if params.get("queryId") == totals.id and epoch is not None and \
+                (totals.first_batch is None or int(epoch) >= totals.first_batch):
+            m = info.get("operationMetrics") or {}
+            totals.delta_rows += int(m.get("numOutputRows") or 0)
+            totals.delta_bytes += int(m.get("numOutputBytes") or 0)
+            totals.delta_commits += 1
+        totals.delta_version = version
+
+
+def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
+    """Brings the figures of a streaming run's steps up to date from its queries (``engine.Run``).
+
+    Totals cover every batch of the query's current run: reports come from the
+    listener (all of them, once the listener bus is drained) and ``recentProgress``.
+    """
+    enabled = getattr(run, "metrics_enabled", True)
+    if enabled:
+        drain_listener_bus(run.spark)
+    observations: dict[str, dict[str, int]] = {}
+    for index, q in queries:
+        sm = run.metrics.steps[index]
+        STREAMS.poll(q)
+        try:
+            ids = (q.name, str(q.id), str(q.runId))
         except Exception:  # noqa: BLE001 - a stopped Connect query may not answer
-            return
-        for p in recent:
-            self.add(p)
-
-    def get(self, run_id: str) -> QueryTotals | None:
-        with self._lock:
-            return self._runs.get(str(run_id))
-
-    def listen(self, spark: Any) -> bool:
-        """Counts every progress report of ``spark``'s queries from now on; False where it cannot
-        (Spark Connect: a listener there runs late, so the figures are polled)."""
-        if not is_classic(spark):
-            return False
-        from .listener import subscribe
-
-        return subscribe(spark, self)
-
-    def progress(self, report: dict[str, Any]) -> None:
-        """A report from the session's listener (``listener.subscribe``)."""
-        self.add(report)
-
-    def delta_commits(self, spark: Any, totals: QueryTotals, path: str | None, table: str | None,
-                      start_version: int) -> None:
-        """Adds the rows and bytes of the Delta commits this query run made since they were last read."""
-        if is_classic(spark):
-            with self._scan:
-                self._delta_commits(spark, totals, path, table, start_version)
-
-    def _delta_commits(self, spark: Any, totals: QueryTotals, path: str | None, table: str | None,
-                       start_version: int) -> None:
+            continue
+        qm = t = sm.query = STREAMS.state(ids[1], ids[0] or "", ids[2])  # the record the live panel shows too
         try:
-            dlog = delta_log(spark, path, table)
-            latest = int(dlog.unsafeVolatileSnapshot().version())
-        except Exception:  # noqa: BLE001 - no table yet: nothing committed
-            return
-        first = max(start_version, totals.delta_version if totals.delta_version is not None else start_version) + 1
-        for version in range(first, latest + 1):
-            try:
-                info = commit_info(spark, dlog, version) or {}
-            except Exception:  # noqa: BLE001 - a commit file cleaned up already
-                totals.gap = True
-                continue
-            params = info.get("operationParameters") or {}
-            epoch = params.get("epochId")
-            if params.get("queryId") == totals.id and epoch is not None and \
-                    (totals.first_batch is None or int(epoch) >= totals.first_batch):
-                m = info.get("operationMetrics") or {}
-                totals.delta_rows += int(m.get("numOutputRows") or 0)
-                totals.delta_bytes += int(m.get("numOutputBytes") or 0)
-                totals.delta_commits += 1
-            totals.delta_version = version
-
-
-def progress_figures(progress: Any) -> dict[str, Any]:
-    """The figures of one progress report that the metrics keep."""
-    if not progress:
-        return {}
-    p = progress_dict(progress)
-    sink = p.get("sink") or {}
-    return {
-        "batch_id": p.get("batchId"),
-        "input_rows": p.get("numInputRows"),
-        "input_rows_per_second": p.get("inputRowsPerSecond"),
-        "processed_rows_per_second": p.get("processedRowsPerSecond"),
-        "batch_duration_ms": (p.get("durationMs") or {}).get("triggerExecution"),
-        "sink_rows": sink.get("numOutputRows"),
-        "timestamp": p.get("timestamp"),
-    }
-
-
-#: The tracker of this Python process (one kernel).
-STREAMS = StreamTracker()
+            qm.active = bool(q.isActive)
+        except Exception:  # noqa: BLE001
+            qm.active = False
+        if not t.batches:
+            continue
+        sm.extra["progress"] = dict(t.last)
+        sm.rows_in, sm.sources["rows_in"] = t.input_rows, PROGRESS
+        target = sm.extra.get("delta_target")
+        observation = sm.extra.get("observation")
+        if enabled and target and is_classic(run.spark):  # Connect: the log is out of reach, see below
+            delta_stream_commits(run.spark, t, target.get("path"), target.get("table"),
+                                 int(target.get("start_version", -1)))
+            qm.output_rows, source = t.delta_rows, DELTA_STREAM_COMMITS
+            sm.bytes_written, sm.sources["bytes_written"] = t.delta_bytes, DELTA_STREAM_COMMITS
+        elif t.sink_rows is not None:
+            qm.output_rows, source = t.sink_rows, SINK_PROGRESS
+        elif observation in t.observed:
+            qm.output_rows, source = t.observed[observation].get("rows", 0), STREAM_OBSERVATION
+        else:
+            qm.output_rows, source = None, ""
+        if qm.output_rows is not None:
+            sm.rows_out, sm.sources["rows_out"] = qm.output_rows, source
+        if t.gap:
+            sm.extra["figures_incomplete"] = True  # progress reports were missed (polling only)
+        observations.update(t.observed)
+    # Steps counted by a named observation inside a query (a streaming ``expect``).
+    for sm in run.metrics.steps:
+        sums = observations.get(sm.extra.get("observation") or "")
+        if sm.type == "load" or sums is None:
+            continue
+        n, bad = sums.get("n", 0), sums.get("bad", 0)
+        sm.rows_in, sm.failed_rows = n, bad
+        sm.rows_out = n - bad if sm.extra.get("on_fail") == "drop" else n
+        sm.sources.update(rows_in=STREAM_OBSERVATION, rows_out=STREAM_OBSERVATION, failed_rows=STREAM_OBSERVATION)

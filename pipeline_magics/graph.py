@@ -10,13 +10,13 @@ installed, else as Mermaid in Markdown (JupyterLab 4 draws it), else as text;
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from .graph_render import DETAIL_WIDTH, _dot, _mermaid, _short, _wrap, graph_format, render_svg  # noqa: F401
 from .redaction import MASK, redact
+from .references import as_reference
 
 if TYPE_CHECKING:
     from .metrics import PipelineMetrics
@@ -28,7 +28,6 @@ KIND_COLOURS = {"extract": ("#e3f2fd", "#1565c0"), "transform": ("#f5f5f5", "#61
 STATUS_COLOURS = {"done": ("#c8e6c9", "#2e7d32"), "failed": ("#ffcdd2", "#c62828"),
                   "running": ("#bbdefb", "#1565c0"), "cancelled": ("#ffe0b2", "#ef6c00"),
                   "pending": ("#eeeeee", "#9e9e9e")}
-DETAIL_WIDTH = 90
 
 
 @dataclass(frozen=True)
@@ -251,7 +250,7 @@ def build_graph(plan: "Plan", metrics: "PipelineMetrics | None" = None) -> Pipel
         ))
         sources = [(name, "") for name in p.inputs]
         sources += [(step.config[s], s) for s in p.method.frame_settings if isinstance(step.config.get(s), str)]
-        if step.method == "sql" and isinstance(step.config.get("query"), str):
+        if p.method.reads_views and isinstance(step.config.get("query"), str):
             query = step.config["query"]
             read = tables_read(query)
             sources += [(name, "sql") for name in views if name not in p.inputs and name.lower() in read]
@@ -282,7 +281,7 @@ def frame_rows(plan: "Plan", metrics: "PipelineMetrics") -> dict[str, int]:
             continue
         if p.step.type != "load" and sm.rows_out is not None:
             rows[p.output] = sm.rows_out
-        elif p.step.type == "load" and len(p.inputs) == 1 and p.step.method != "display":
+        elif p.step.type == "load" and len(p.inputs) == 1 and p.method.sink != "display":
             written = sm.rows_in if sm.rows_in is not None else (
                 sm.rows_out if p.step.config.get("mode") != "merge" else None)
             if written is not None:
@@ -315,20 +314,14 @@ def tables_read(query: str) -> set[str]:
 
 def _ref(value: Any) -> str:
     """A config value as short text; credential references as ``vault:…`` / ``env:…``."""
+    ref = as_reference(value)
+    if ref is not None:
+        return f"{ref.source}:{ref.path}" + (f"#{ref.key}" if ref.key else "")
     if isinstance(value, dict):
-        if "vault" in value:
-            return f"vault:{value['vault']}" + (f"#{value['key']}" if "key" in value else "")
-        if "env" in value:
-            return f"env:{value['env']}"
         return MASK if value else ""
     if isinstance(value, (list, tuple)):
         return ", ".join(_ref(v) for v in value)
     return "" if value is None else str(value)
-
-
-def _short(text: str, width: int = DETAIL_WIDTH) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 _TRANSFORM_DETAIL: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -355,9 +348,10 @@ def _detail(p: "PlannedStep", pipeline: str, streaming: bool) -> str:
     if p.step.type == "transform":
         describe = _TRANSFORM_DETAIL.get(method)
         return _short(describe(cfg)) if describe else ""
-    if method in ("toMemory", "display"):
+    sink = p.method.sink
+    if sink in ("memory", "display"):
         where = cfg.get("queryName") or p.step.name or f"{pipeline}_{p.label}".replace("-", "_")
-        text = f"memory table {where}" if method == "toMemory" or streaming else f"notebook, {cfg.get('n', 20)} rows"
+        text = f"memory table {where}" if sink == "memory" or streaming else f"notebook, {cfg.get('n', 20)} rows"
     else:
         what = next((_ref(cfg[k]) for k in ("path", "table", "topic", "subscribePattern", "query", "queryName")
                      if cfg.get(k)), "")
@@ -365,67 +359,10 @@ def _detail(p: "PlannedStep", pipeline: str, streaming: bool) -> str:
             f"{cfg['host']}/{cfg.get('database', '')}" if cfg.get("host") else _ref(cfg.get("bootstrapServers")))
         what = what if len(what) <= DETAIL_WIDTH // 2 else "…" + what[-(DETAIL_WIDTH // 2 - 1):]  # the tail names it
         text = f"{what} @ {where}" if what and where else what or where
-        if p.step.type == "load" and cfg.get("mode") and method != "toKafka":
+        if p.step.type == "load" and cfg.get("mode") and sink != "kafka":
             text += f" ({cfg['mode']})"
     trigger = cfg.get("trigger") if streaming else None
     if isinstance(trigger, dict):
         text += ", " + ("every " + str(trigger["processingTime"]) if trigger.get("processingTime")
                         else "available now" if trigger.get("availableNow") else "once")
     return _short(text)
-
-
-# ------------------------------------------------------------------ rendering
-
-
-def graph_format() -> str:
-    """``auto`` (SVG if Graphviz is there, else Mermaid), or ``svg``/``mermaid``/``text`` from ``PIPELINE_GRAPH``."""
-    value = os.environ.get("PIPELINE_GRAPH", "auto").strip().lower()
-    return value if value in ("auto", "svg", "mermaid", "text") else "auto"
-
-
-def render_svg(dot: str) -> str | None:
-    """SVG markup for DOT source via the ``graphviz`` package; None if it or the ``dot`` program is missing."""
-    if shutil.which("dot") is None:
-        return None
-    try:
-        import graphviz
-    except ImportError:
-        return None
-    try:
-        svg = graphviz.Source(dot).pipe(format="svg", encoding="utf-8")
-    except Exception:  # noqa: BLE001 - a picture never breaks the output around it
-        return None
-    start = svg.find("<svg")
-    svg = svg[start:] if start >= 0 else svg
-    # scale down to the output's width instead of scrolling sideways
-    return svg.replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
-
-
-def _wrap(line: str, width: int = 30, most: int = 3) -> list[str]:
-    """A long label line as at most ``most`` lines, broken after spaces, commas and slashes."""
-    if len(line) <= width:
-        return [line]
-    lines, current = [], ""
-    for token in re.split(r"(?<=[/ ,])", line):
-        if current and len(current) + len(token) > width:
-            lines.append(current.rstrip())
-            current = ""
-        current += token
-    lines.append(current.rstrip())
-    if len(lines) > most:
-        lines = lines[: most - 1] + [_short(" ".join(lines[most - 1:]), width)]
-    return lines
-
-
-def _dot(text: str) -> str:
-    """Escapes a string for a double-quoted DOT attribute."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-_MERMAID_ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "#": "#35;", "|": "#124;"}
-
-
-def _mermaid(text: str) -> str:
-    """Escapes a string for a quoted Mermaid label."""
-    return "".join(_MERMAID_ESCAPES.get(ch, ch) for ch in text)
-

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from pydantic import BaseModel, SecretStr
 
 from .methods import METHODS, Method, methods_of
+from .methods.streaming_sink import STREAMING_KEYS, StreamingOptions
 from .redaction import is_secret_key
 from .spec import STEP_TYPES, suggest
 
@@ -62,7 +63,7 @@ class MethodHelp:
         modes = " and ".join(m for m in ("batch", "streaming") if m in self.method.modes)
         arity = self.method.arity
         inputs = ("reads a source, takes no input" if arity == 0 else
-                  "reads the named steps its query mentions" if self.method.name == "sql" else
+                  "reads the named steps its query mentions" if self.method.reads_views else
                   "takes several inputs: 'inputs: [a, b]'" if arity == "many" else
                   "takes one input (default: the previous step's output)")
         return f"{modes} mode; {inputs}"
@@ -162,8 +163,6 @@ def example_step(method: Method) -> str:
 
 
 def _streaming_keys(method: Method) -> frozenset[str]:
-    from .methods.streaming_sink import STREAMING_KEYS, StreamingOptions
-
     # queryName also names a batch toMemory table, so it is not streaming-only
     return STREAMING_KEYS - {"queryName"} if issubclass(method.config, StreamingOptions) else frozenset()
 

@@ -7,8 +7,8 @@ this module implements Spark's ``PythonStreamingQueryListener`` interface itself
 reads each report as one JSON string, once for all subscribers. On Spark Connect,
 PySpark's listener is used: its events arrive as JSON already.
 
-A subscriber has any of ``started(query_id, name)``, ``progress(report: dict)`` and
-``terminated(query_id, error)``; a failing subscriber never breaks the listener bus.
+A subscriber has any of ``started(query_id, name, run_id)``, ``progress(report: dict)`` and
+``terminated(query_id, error, cancelled, run_id)``; a failing subscriber never breaks the listener bus.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import json
 import logging
 import threading
 from typing import Any
+
+from .spark_kind import is_classic
 
 log = logging.getLogger("pipeline_magics")
 
@@ -42,8 +44,7 @@ class _Fanout:
 def subscribe(spark: Any, subscriber: Any) -> bool:
     """Hands ``spark``'s streaming events to ``subscriber`` from now on (the listener is added on
     first use); False where no listener can be added."""
-    jsession = getattr(spark, "_jsparkSession", None)
-    session = spark if jsession is None else jsession  # a classic session's JVM side, else itself
+    session = spark._jsparkSession if is_classic(spark) else spark  # a classic session's JVM side, else itself
     with _lock:
         _, fanout = _FANOUTS.get(id(session), (None, None))
         if fanout is None:
@@ -60,8 +61,6 @@ def subscribe(spark: Any, subscriber: Any) -> bool:
 
 
 def _register(spark: Any, fanout: _Fanout) -> None:
-    from .figures import is_classic
-
     if not is_classic(spark):
         spark.streams.addListener(_connect_listener(fanout))
         return
@@ -81,7 +80,7 @@ class _JvmListener:
         self.fanout = fanout
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's interface
-        self.fanout.send("started", str(event.id().toString()), event.name() or "")
+        self.fanout.send("started", str(event.id().toString()), event.name() or "", str(event.runId().toString()))
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         self.fanout.send("progress", json.loads(event.progress().json()))
@@ -91,7 +90,8 @@ class _JvmListener:
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
         error = event.exception()
-        self.fanout.send("terminated", str(event.id().toString()), error.get() if error.isDefined() else None)
+        self.fanout.send("terminated", str(event.id().toString()), error.get() if error.isDefined() else None,
+                         False, str(event.runId().toString()))
 
     class Java:
         implements = ["org.apache.spark.sql.streaming.PythonStreamingQueryListener"]
@@ -102,7 +102,7 @@ def _connect_listener(fanout: _Fanout) -> Any:
 
     class ConnectListener(StreamingQueryListener):
         def onQueryStarted(self, event: Any) -> None:
-            fanout.send("started", str(event.id), event.name or "")
+            fanout.send("started", str(event.id), event.name or "", str(event.runId))
 
         def onQueryProgress(self, event: Any) -> None:
             fanout.send("progress", json.loads(event.progress.json))
@@ -111,6 +111,6 @@ def _connect_listener(fanout: _Fanout) -> Any:
             pass
 
         def onQueryTerminated(self, event: Any) -> None:
-            fanout.send("terminated", str(event.id), event.exception)
+            fanout.send("terminated", str(event.id), event.exception, False, str(event.runId))
 
     return ConnectListener()

@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import shlex
-import threading
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -14,10 +13,21 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import HTML, display
 from traitlets import Bool, Int
 
+from . import help as helptext
+from . import vault
 from .__main__ import parse_vars
+from .audit import audit_command
 from .cells import drive, drive_async
 from .errors import PipelineCancelledError, PipelineError
+from .graph import build_graph
+from .live import run_live
+from .metrics import to_prometheus
 from .pipeline import Pipeline, PipelineResult
+from .schema import json_schema
+from .session import get_session
+from .spec import suggest
+from .streaming import REGISTRY
+from .vault_form import VaultLoginForm
 
 SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help",
                "vault", "audit")
@@ -28,8 +38,6 @@ class PlanView:
     """The plan of a dry run: a picture of the steps (SVG, Mermaid or text), the settings folded below."""
 
     def __init__(self, pipeline: Pipeline, note: str = "dry run: nothing was executed") -> None:
-        from .graph import build_graph
-
         self.pipeline = pipeline
         self.graph = build_graph(pipeline.plan)
         self.note = note
@@ -131,7 +139,7 @@ class PipelineMagics(Magics):
         result.preview_rows = self.preview_rows
         self.results[pipeline.name] = result
         if args.export:
-            self.shell.user_ns.update({k: v for k, v in result.frames.items() if not k.startswith("step")})
+            self.shell.user_ns.update(result.named_frames())
         if result.error is not None:
             display(HTML(result._repr_html_()))
             raise result.error
@@ -151,52 +159,7 @@ class PipelineMagics(Magics):
             except KeyboardInterrupt:
                 pipeline.cancel()
                 raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
-        from .progress import listen
-        from .widgets import PipelineView
-
-        if pipeline.spec.mode == "streaming":
-            listen(spark)
-        view = PipelineView(None, pipeline.cancel)
-        display(view.widget)
-        shown: set[int] = set()
-
-        def update(run: Any) -> None:
-            view.bind(run.metrics)
-            for _, query in run.queries:
-                if id(query) not in shown:
-                    shown.add(id(query))
-                    view.add_query(query, query.stop)
-            view.refresh()
-
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["result"] = pipeline.run(spark, on_update=update, **options)
-            except BaseException as exc:  # noqa: BLE001 - handed to the cell's thread
-                outcome["error"] = exc
-
-        def tick() -> None:  # durations go on counting during a long step
-            while worker.is_alive():
-                view.refresh()
-                worker.join(1.0)
-
-        worker = threading.Thread(target=work, name=f"pipeline-{pipeline.name}", daemon=True)
-        worker.start()
-        threading.Thread(target=tick, name=f"pipeline-{pipeline.name}-clock", daemon=True).start()
-        try:
-            yield worker  # the cell keeps handling widget messages (Cancel) until it has ended
-        except KeyboardInterrupt:
-            pipeline.cancel()
-            worker.join(60)
-            view.refresh.flush()
-            raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
-        view.refresh.flush()
-        if "error" in outcome:
-            raise outcome["error"]
-        result = outcome["result"]
-        result.live = True
-        return result
+        return (yield from run_live(pipeline, spark, options))
 
     # ------------------------------------------------------------------ line
 
@@ -207,8 +170,6 @@ class PipelineMagics(Magics):
         command, rest = parts[0], parts[1:]
         handler = getattr(self, "_cmd_" + command.replace("-", "_"), None)
         if command not in SUBCOMMANDS or handler is None:
-            from .spec import suggest
-
             close = suggest(command, SUBCOMMANDS)
             raise UsageError(f"unknown subcommand '{command}'" + (f" — did you mean '{close}'?" if close else "")
                              + "; subcommands: " + ", ".join(SUBCOMMANDS))
@@ -232,11 +193,7 @@ class PipelineMagics(Magics):
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""
-        import os
-
         if rest and rest[0] in self.pipelines and not os.path.exists(rest[0]):
-            from .graph import build_graph
-
             result = self.results.get(rest[0])
             display(build_graph(self.pipelines[rest[0]].plan, result.metrics if result else None))
             return None
@@ -248,14 +205,10 @@ class PipelineMagics(Magics):
 
     def _cmd_schema(self, rest: list[str]) -> None:
         """Prints the spec's JSON Schema."""
-        from .schema import json_schema
-
         print(json.dumps(json_schema(), indent=2))
 
     def _cmd_list(self, rest: list[str]) -> None:
         """Lists the kernel's pipelines and their streaming queries."""
-        from .streaming import REGISTRY
-
         if not self.pipelines:
             print("no pipelines have run in this kernel")
         for name in self.pipelines:
@@ -263,7 +216,8 @@ class PipelineMagics(Magics):
             stream = REGISTRY.get(name)
             if stream is not None:
                 stream.refresh()
-            status = stream.run.metrics.status if stream else (result.status if result else "running")
+            metrics = stream.run.metrics if stream else (result.metrics if result else None)
+            status = metrics.status if metrics is not None else "running"  # as the run's status machine set it
             print(f"{name}: {status}")
             for q in stream.describe() if stream else []:
                 state = "active" if q["active"] else ("failed: " + q["error"] if q["error"] else "stopped")
@@ -276,8 +230,6 @@ class PipelineMagics(Magics):
         for name in names:
             if name not in self.results:
                 raise UsageError(f"no pipeline '{name}'; known: {', '.join(self.results) or 'none'}")
-            from .streaming import REGISTRY
-
             stream = REGISTRY.get(name)
             if stream is not None:
                 stream.refresh()
@@ -296,13 +248,9 @@ class PipelineMagics(Magics):
         for name in names:
             if name not in self.pipelines:
                 raise UsageError(f"no pipeline '{name}'; known: {', '.join(self.pipelines) or 'none'}")
-            from .streaming import REGISTRY
-
             self.pipelines[name].cancel()
             if REGISTRY.get(name) is not None:
                 REGISTRY.stop(name)
-            if name in self.results:
-                self.results[name].status = self.results[name].metrics.status
             print(f"stopped {name}")
 
     def _cmd_metrics(self, rest: list[str]) -> None:
@@ -317,8 +265,6 @@ class PipelineMagics(Magics):
         if args.name not in self.results:
             raise UsageError(f"no metrics for '{args.name}'; known: {', '.join(self.results) or 'none'}")
         m = self.results[args.name].metrics
-        from .metrics import to_prometheus
-
         print({"json": m.to_json, "prometheus": lambda: to_prometheus(m), "text": m.to_text}[args.format]())
 
     def _cmd_last_error(self, rest: list[str]) -> None:
@@ -337,23 +283,17 @@ class PipelineMagics(Magics):
 
     def _cmd_vault(self, rest: list[str]) -> Any:
         """Vault for this kernel: vault login [--method M --username U | --token-env VAR] | logout | status."""
-        from . import vault
-
         try:
             args = vault.parse_args(rest)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if args.interactive and self.widgets and getattr(self.shell, "kernel", None) is not None:
-            from .vault_form import VaultLoginForm
-
             return VaultLoginForm(address=args.address)  # the cell shows it; no secret ever enters it
         print(vault.command(args))
         return None
 
     def _cmd_audit(self, rest: list[str]) -> None:
         """This kernel's audited credential reads: audit [--pipeline NAME] [--last N] [--json]."""
-        from .credentials import audit_command
-
         try:
             print(audit_command(rest))
         except ValueError as exc:
@@ -361,8 +301,6 @@ class PipelineMagics(Magics):
 
     def _cmd_help(self, rest: list[str]) -> None:
         """Lists subcommands and methods: help [METHOD | extract|transform|load | SUBCOMMAND]."""
-        from . import help as helptext
-
         docs = {name: (getattr(self, "_cmd_" + name.replace("-", "_"), None).__doc__ or "").strip().split("\n")[0]
                 for name in SUBCOMMANDS if hasattr(self, "_cmd_" + name.replace("-", "_"))}
         if not rest:
@@ -391,8 +329,6 @@ class PipelineMagics(Magics):
         return {k: v for k, v in ns.items() if not k.startswith("_") and isinstance(v, SIMPLE_TYPES)}
 
     def _spark(self, expr: str | None) -> Any:
-        from .session import get_session
-
         if not expr:
             return get_session()
         if expr not in self.shell.user_ns:
@@ -406,17 +342,9 @@ class PipelineMagics(Magics):
 
 def register_completions(shell: Any, magics: PipelineMagics) -> None:
     """Tab completion: ``%pipeline`` subcommands, pipeline names, methods, spec files; ``%%pipeline`` options."""
-    from . import help as helptext
 
     def names() -> list[str]:
-        found = set(magics.pipelines) | set(magics.results)
-        try:
-            from .streaming import REGISTRY
-
-            found |= set(REGISTRY.names())
-        except Exception:  # noqa: BLE001 - completion never raises
-            pass
-        return sorted(found)
+        return sorted(set(magics.pipelines) | set(magics.results) | set(REGISTRY.names()))
 
     def complete(_shell: Any, event: Any) -> list[str]:
         options = [s for a in PipelineMagics.pipeline.parser._actions for s in a.option_strings if s != "-h"]

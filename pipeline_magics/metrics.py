@@ -12,33 +12,15 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from .figures import observed  # noqa: F401  (re-exported: methods import it from here)
+from .figures import update_streaming  # noqa: F401  (re-exported)
+from .queries import QueryRecord as QueryMetrics  # the record of a streaming query run, also the panel's
+from .run_state import STATUSES
 
 log = logging.getLogger("pipeline_magics.metrics")
-
-STATUSES = ("pending", "running", "done", "failed", "cancelled")
-
-
-@dataclass
-class QueryMetrics:
-    """One streaming query's figures: totals over its batches so far, and the latest batch."""
-
-    name: str | None
-    id: str
-    run_id: str
-    batches: int = 0
-    input_rows: int = 0
-    output_rows: int | None = None
-    last_batch_id: int | None = None
-    input_rows_per_second: float | None = None
-    processed_rows_per_second: float | None = None
-    batch_duration_ms: int | None = None
-    timestamp: str | None = None
-    active: bool = False
-
 
 @dataclass
 class StepMetrics:
@@ -59,7 +41,7 @@ class StepMetrics:
     error: str | None = None
     #: where each figure came from, e.g. {"rows_out": "observation", "bytes_written": "task output metrics"}
     sources: dict[str, str] = field(default_factory=dict)
-    #: streaming loads: their query's figures
+    #: streaming loads: their query's record (the one its live panel shows)
     query: QueryMetrics | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,7 +52,8 @@ class StepMetrics:
         return (self.end or time.time()) - self.start
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(replace(self, query=None))
+        d["query"] = None if self.query is None else self.query.to_dict()
         d["duration"] = self.duration
         return d
 
@@ -167,76 +150,6 @@ def fmt_count(value: int | None) -> str:
 
 def fmt_rate(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
-
-
-# ------------------------------------------------------------------ streaming
-
-
-def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
-    """Brings the figures of a streaming run's steps up to date from its queries (``engine.Run``).
-
-    Totals cover every batch of the query's current run: reports come from the
-    listener (all of them, once the listener bus is drained) and ``recentProgress``.
-    """
-    from .figures import (DELTA_STREAM_COMMITS, PROGRESS, SINK_PROGRESS, STREAM_OBSERVATION, STREAMS,
-                          drain_listener_bus, is_classic)
-
-    enabled = getattr(run, "metrics_enabled", True)
-    if enabled:
-        drain_listener_bus(run.spark)
-    observations: dict[str, dict[str, int]] = {}
-    for index, q in queries:
-        sm = run.metrics.steps[index]
-        STREAMS.poll(q)
-        try:
-            ids = (q.name, str(q.id), str(q.runId))
-        except Exception:  # noqa: BLE001 - a stopped Connect query may not answer
-            continue
-        if sm.query is None or sm.query.run_id != ids[2]:
-            sm.query = QueryMetrics(*ids)
-        qm = sm.query
-        try:
-            qm.active = bool(q.isActive)
-        except Exception:  # noqa: BLE001
-            qm.active = False
-        t = STREAMS.get(ids[2])
-        if t is None:
-            continue
-        last = t.last
-        qm.batches, qm.input_rows, qm.last_batch_id = t.batches, t.input_rows, t.last_batch
-        qm.input_rows_per_second = last.get("input_rows_per_second")
-        qm.processed_rows_per_second = last.get("processed_rows_per_second")
-        qm.batch_duration_ms = last.get("batch_duration_ms")
-        qm.timestamp = last.get("timestamp")
-        sm.extra["progress"] = dict(last)
-        sm.rows_in, sm.sources["rows_in"] = t.input_rows, PROGRESS
-        target = sm.extra.get("delta_target")
-        observation = sm.extra.get("observation")
-        if enabled and target and is_classic(run.spark):  # Connect: the log is out of reach, see below
-            STREAMS.delta_commits(run.spark, t, target.get("path"), target.get("table"),
-                                  int(target.get("start_version", -1)))
-            qm.output_rows, source = t.delta_rows, DELTA_STREAM_COMMITS
-            sm.bytes_written, sm.sources["bytes_written"] = t.delta_bytes, DELTA_STREAM_COMMITS
-        elif t.sink_rows is not None:
-            qm.output_rows, source = t.sink_rows, SINK_PROGRESS
-        elif observation in t.observed:
-            qm.output_rows, source = t.observed[observation].get("rows", 0), STREAM_OBSERVATION
-        else:
-            qm.output_rows, source = None, ""
-        if qm.output_rows is not None:
-            sm.rows_out, sm.sources["rows_out"] = qm.output_rows, source
-        if t.gap:
-            sm.extra["figures_incomplete"] = True  # progress reports were missed (polling only)
-        observations.update(t.observed)
-    # Steps counted by a named observation inside a query (a streaming ``expect``).
-    for sm in run.metrics.steps:
-        sums = observations.get(sm.extra.get("observation") or "")
-        if sm.type == "load" or sums is None:
-            continue
-        n, bad = sums.get("n", 0), sums.get("bad", 0)
-        sm.rows_in, sm.failed_rows = n, bad
-        sm.rows_out = n - bad if sm.extra.get("on_fail") == "drop" else n
-        sm.sources.update(rows_in=STREAM_OBSERVATION, rows_out=STREAM_OBSERVATION, failed_rows=STREAM_OBSERVATION)
 
 
 # ------------------------------------------------------------------ Prometheus

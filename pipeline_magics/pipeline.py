@@ -7,11 +7,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .credentials import SecurityPolicy
 from .engine import Run, execute, release
 from .errors import PipelineError
+from .graph import build_graph, frame_rows
 from .metrics import PipelineMetrics, export, fmt_count, fmt_seconds
 from .plan import Plan, build_plan
+from .policy import SecurityPolicy
+from .session import get_session
 from .spec import PipelineSpec, parse_spec
 from .streaming import REGISTRY, StreamingRun
 
@@ -21,7 +23,6 @@ class PipelineResult:
     """What a run produced: status, metrics, the named DataFrames, streaming queries."""
 
     name: str
-    status: str
     metrics: PipelineMetrics
     frames: dict[str, Any] = field(default_factory=dict)
     queries: list[Any] = field(default_factory=list)
@@ -38,16 +39,18 @@ class PipelineResult:
         """Streaming: waits for the queries to end (True) or ``timeout`` seconds (False)."""
         if self.stream is None:
             return True
-        done = self.stream.await_termination(timeout)
-        self.status = self.metrics.status
-        return done
+        return self.stream.await_termination(timeout)
 
     def stop(self) -> None:
         """Streaming: stops the queries."""
         if self.stream is not None:
             self.stream.run.cancel()
             self.stream.stop()
-            self.status = self.metrics.status
+
+    @property
+    def status(self) -> str:
+        """The run's status, as its ``Run`` set it (``run_state``); never worked out here."""
+        return self.metrics.status
 
     @property
     def ok(self) -> bool:
@@ -64,19 +67,22 @@ class PipelineResult:
 
     def graph(self) -> Any:
         """The pipeline's picture, each step coloured by its status and annotated with its row count."""
-        from .graph import build_graph
-
         if self.plan is None:
             raise ValueError("this result carries no plan to draw")
         return build_graph(self.plan, self.metrics)
 
     def frame_rows(self) -> dict[str, int]:
         """Row counts of the frames, from the run's metrics (nothing is counted again)."""
-        from .graph import frame_rows
-
         if self.plan is None:
             return {s.step: s.rows_out for s in self.metrics.steps if s.type != "load" and s.rows_out is not None}
         return frame_rows(self.plan, self.metrics)
+
+    def named_frames(self) -> dict[str, Any]:
+        """The frames of the steps the spec names (``--export`` binds these), by name."""
+        if self.plan is None:
+            return {k: v for k, v in self.frames.items() if not re.fullmatch(r"step\d+", k)}
+        named = {p.step.name for p in self.plan.steps if p.step.name}
+        return {k: v for k, v in self.frames.items() if k in named}
 
     @property
     def last_frame(self) -> Any:
@@ -120,8 +126,6 @@ def render_html(result: PipelineResult, preview: bool = True) -> str:
     if m.error:
         out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
     if result.plan is not None:
-        from .graph import build_graph
-
         svg = build_graph(result.plan, m).svg()
         if svg:
             out += f"<details><summary>graph</summary>{svg}</details>"
@@ -130,12 +134,9 @@ def render_html(result: PipelineResult, preview: bool = True) -> str:
     return out + "</div>"
 
 
-_UNNAMED = re.compile(r"step\d+")
-
-
 def render_frames(result: PipelineResult) -> str:
     """Each named frame (else the last one): its row count from the metrics, its schema, its first rows."""
-    names = [n for n in result.frames if not _UNNAMED.fullmatch(n)] or list(result.frames)[-1:]
+    names = list(result.named_frames()) or list(result.frames)[-1:]
     counted = result.frame_rows()
     out = ""
     for name in names:
@@ -206,8 +207,6 @@ class Pipeline:
         finite trigger (``availableNow``/``once``: it waits for them) or ``timeout``
         seconds are given (it waits at most that long).
         """
-        from .session import get_session
-
         run = Run(self.plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
         if on_update is not None:
             run.on_update = on_update
@@ -228,13 +227,12 @@ class Pipeline:
         except PipelineError as exc:
             error = exc
             if stream is not None:
+                run.state.fail(str(exc), cancelled=run.cancelled.is_set())
                 stream.stop()
-                run.metrics.status = "cancelled" if run.cancelled.is_set() else "failed"
-                run.metrics.error = str(exc)
         finally:
             if stream is None or not stream.active:
                 release(run)
-        result = PipelineResult(self.name, run.metrics.status, run.metrics, dict(run.frames),
+        result = PipelineResult(self.name, run.metrics, dict(run.frames),
                                 [q for _, q in run.queries], error, run.displays)
         result.stream = stream
         result.plan = self.plan

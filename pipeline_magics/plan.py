@@ -14,8 +14,11 @@ from pydantic import ValidationError
 from .credentials import SecurityPolicy, as_reference, placeholders, walk
 from .errors import CredentialError, DataFrameResolutionError, SpecError
 from .methods import METHODS, Method, methods_of
+from .methods.streaming_sink import STREAMING_KEYS
+from .redaction import redact
 from .spec import PipelineSpec, Step, suggest
 
+_COUNT = {2: "two", 3: "three"}
 STORAGE_LEVELS = ("DISK_ONLY", "DISK_ONLY_2", "DISK_ONLY_3", "MEMORY_AND_DISK", "MEMORY_AND_DISK_2",
                   "MEMORY_AND_DISK_DESER", "MEMORY_ONLY", "MEMORY_ONLY_2", "OFF_HEAP", "NONE")
 
@@ -46,8 +49,6 @@ class Plan:
 
     def text(self) -> str:
         """The plan as plain text (the config redacted)."""
-        from .redaction import redact
-
         lines = [f"pipeline {self.spec.name} ({self.spec.mode}), {len(self.steps)} steps"]
         for p in self.steps:
             src = f" <- {', '.join(p.inputs)}" if p.inputs else ""
@@ -89,11 +90,10 @@ def _method(spec: PipelineSpec, i: int) -> Method:
 
 
 def _check_config(spec: PipelineSpec, i: int, method: Method, policy: SecurityPolicy) -> None:
-    from .methods.streaming_sink import STREAMING_KEYS
-
     step = spec.steps[i]
     if spec.mode == "batch":
-        for key in STREAMING_KEYS & set(step.config) - {"queryName"} if step.method != "toMemory" else ():
+        # queryName also names a batch in-memory table
+        for key in STREAMING_KEYS & set(step.config) - {"queryName"} if method.sink != "memory" else ():
             raise _err(SpecError, spec, i, f"'{key}' applies to streaming pipelines only", ("config", key),
                        code="STREAMING_ONLY_SETTING", hint="set 'mode: streaming', or remove it")
     for path, problem in policy.check(step.config):
@@ -164,15 +164,14 @@ def build_plan(spec: PipelineSpec, policy: SecurityPolicy | None = None) -> Plan
         elif step.input:
             inputs = (step.input,)
         elif previous is not None:
-            inputs = (previous,) if method.arity != "many" or step.method != "union" else ()
-            if step.method == "sql":
-                inputs = ()  # sql reads the named views it mentions
+            inputs = (previous,) if method.default_input else ()  # e.g. sql reads the views it names
         else:
             raise _err(SpecError, spec, i, f"{step.label} needs an input, and no step comes before it",
                        ("type",), code="NO_INPUT", hint="start the pipeline with an extract step")
-        if step.method == "union" and len(inputs) < 2:
-            raise _err(SpecError, spec, i, "union needs at least two inputs", ("inputs",), code="INPUTS",
-                       hint="write inputs: [first, second]")
+        if len(inputs) < method.min_inputs:
+            fewest = _COUNT.get(method.min_inputs, method.min_inputs)
+            raise _err(SpecError, spec, i, f"{step.method} needs at least {fewest} inputs", ("inputs",),
+                       code="INPUTS", hint="write inputs: [first, second]")
         references = [(("input",) if step.input else ("inputs", n), name) for n, name in enumerate(inputs)]
         references += [(("config", s), step.config[s]) for s in method.frame_settings if s in step.config]
         for path, name in references:

@@ -1,108 +1,24 @@
-"""Live state of streaming queries, fed by a StreamingQueryListener (not by polling).
-
-Pure logic: the listener updates :class:`QueryState` objects; views (widgets,
-text) read them and are told to refresh, at most a few times a second.
+"""Live state of streaming queries for views: the records of :mod:`.queries`, fed by the session's
+StreamingQueryListener, and the throttle that redraws views at most a few times a second.
 """
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-Subscriber = Callable[["QueryState"], None]
+from .queries import QUERIES, QueryRecord, QueryStore
+
+#: what a panel shows for one streaming query: its record, the same one the metrics read
+QueryState = QueryRecord
+#: the query records fed by the listener
+ProgressHub = QueryStore
+HUB = QUERIES
 
 
-@dataclass
-class QueryState:
-    """What a panel shows for one streaming query."""
-
-    name: str
-    id: str
-    status: str = "running"  # running | done | failed | cancelled
-    batch_id: int | None = None
-    input_rows_per_second: float = 0.0
-    processed_rows_per_second: float = 0.0
-    total_rows: int = 0
-    last_batch_ms: int | None = None
-    error: str | None = None
-    #: recent processed rows/s, for the small chart
-    rates: deque = field(default_factory=lambda: deque(maxlen=60))
-    updated: float = field(default_factory=time.time)
-
-    def apply_progress(self, p: dict[str, Any]) -> None:
-        """Takes one progress report (the dict form of ``StreamingQueryProgress``)."""
-        self.batch_id = p.get("batchId", self.batch_id)
-        self.input_rows_per_second = float(p.get("inputRowsPerSecond") or 0.0)
-        self.processed_rows_per_second = float(p.get("processedRowsPerSecond") or 0.0)
-        self.total_rows += int(p.get("numInputRows") or 0)
-        self.last_batch_ms = (p.get("durationMs") or {}).get("triggerExecution", self.last_batch_ms)
-        self.rates.append(self.processed_rows_per_second)
-        self.updated = time.time()
-
-
-class ProgressHub:
-    """Query states by id, and who wants to hear about them."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, QueryState] = {}
-        self._subscribers: dict[str, list[Subscriber]] = {}
-        self._cancelling: set[str] = set()
-        self._lock = threading.Lock()
-
-    def cancelling(self, query_id: str) -> None:
-        """The query is being stopped on purpose: its end is a cancel, not a finish."""
-        self._cancelling.add(query_id)
-
-    def state(self, query_id: str, name: str = "") -> QueryState:
-        with self._lock:
-            if query_id not in self.states:
-                self.states[query_id] = QueryState(name, query_id)
-            return self.states[query_id]
-
-    def subscribe(self, query_id: str, callback: Subscriber) -> None:
-        with self._lock:
-            self._subscribers.setdefault(query_id, []).append(callback)
-
-    def unsubscribe(self, query_id: str) -> None:
-        with self._lock:
-            self._subscribers.pop(query_id, None)
-
-    def _notify(self, state: QueryState) -> None:
-        for callback in list(self._subscribers.get(state.id, [])):
-            try:
-                callback(state)
-            except Exception:  # noqa: BLE001 - a broken view never breaks the stream
-                pass
-
-    def started(self, query_id: str, name: str) -> None:
-        s = self.state(query_id, name)
-        s.name = name or s.name
-        self._notify(s)
-
-    def progress(self, progress: dict[str, Any]) -> None:
-        s = self.state(str(progress.get("id")), progress.get("name") or "")
-        s.apply_progress(progress)
-        self._notify(s)
-
-    def terminated(self, query_id: str, error: str | None, cancelled: bool = False) -> None:
-        cancelled = cancelled or query_id in self._cancelling
-        self._cancelling.discard(query_id)
-        s = self.state(query_id)
-        s.status = "failed" if error else ("cancelled" if cancelled else "done")
-        s.error = (error or "").splitlines()[0] if error else None
-        self._notify(s)
-
-
-HUB = ProgressHub()
-
-
-def listen(spark: Any, hub: ProgressHub = HUB) -> None:
-    """Feeds ``hub`` from ``spark``'s streaming listener (added once per session)."""
-    from .listener import subscribe
-
-    subscribe(spark, hub)
+def listen(spark: Any, hub: QueryStore = HUB) -> None:
+    """Feeds ``hub`` from ``spark``'s streaming listener (added once per session), on Spark Connect too."""
+    hub.listen(spark, connect=True)
 
 
 class Throttle:

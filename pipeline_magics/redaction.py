@@ -17,6 +17,8 @@ import traceback
 from typing import Any, Iterable
 from urllib.parse import quote, quote_plus
 
+from .references import as_reference
+
 MASK = "***"
 #: Shorter values are not masked in free text: they would blank out ordinary words and digits.
 MIN_MASKED = 3
@@ -25,18 +27,11 @@ _SECRET_NAMES = {"password", "passwd", "token", "secret", "sasl.jaas.config", "k
                  "client_secret", "secret_id", "secretid", "private_key", "privatekey"}
 _SECRET_SUFFIXES = ("Password", "Secret", "Token", ".password", ".secret", ".token", ".secret.key",
                     "sasl.jaas.config", "_password", "_secret", "_token")
-_REFERENCE_KEYS = {"vault", "key", "env", "mount"}
 
 
 def is_secret_key(key: str) -> bool:
     """True for settings whose values are credentials (SPEC section 3)."""
     return key.lower() in _SECRET_NAMES or key.endswith(_SECRET_SUFFIXES)
-
-
-def _is_reference(value: Any) -> bool:
-    if isinstance(value, dict):
-        return bool(value) and set(value) <= _REFERENCE_KEYS and ("vault" in value or "env" in value)
-    return isinstance(value, str) and value.startswith("vault:")
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -46,7 +41,7 @@ def redact(value: Any, key: str = "") -> Any:
     not secrets themselves and stay visible, so a reader can see where a value
     comes from. Known secret values and URL passwords are masked in any string.
     """
-    if _is_reference(value):
+    if as_reference(value) is not None:
         return dict(value) if isinstance(value, dict) else value
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}

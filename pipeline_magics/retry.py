@@ -19,17 +19,14 @@ import random
 import re
 from typing import Any
 
+from .causes import jvm_chain
 from .errors import CredentialError, PipelineError
+from .methods import METHODS
 from .spec import RetryPolicy
 
 #: The retry of a step without a ``retry`` setting that talks to a service (see ``policy_for``).
 DEFAULT_RETRY = RetryPolicy(attempts=3, backoffSeconds=1.0)
 NO_RETRY = RetryPolicy(attempts=1, backoffSeconds=0.0)
-
-#: (type, method) of the steps that get ``DEFAULT_RETRY`` in batch mode: they open connections
-#: themselves, or (toDelta) their write runs the reads upstream and is idempotent across retries.
-CONNECTION_STEPS = frozenset({("extract", "fromPostgres"), ("load", "toPostgres"), ("extract", "fromKafka"),
-                              ("load", "toDelta")})
 
 #: SQLSTATEs worth a retry: connection exceptions (class 08), admin/crash shutdown and "cannot
 #: connect now" (57P01-57P03), too many connections, serialization failure, deadlock.
@@ -63,15 +60,15 @@ _TRANSIENT_TEXT = re.compile(
     r"LEADER_NOT_AVAILABLE|NOT_LEADER_OR_FOLLOWER|NOT_ENOUGH_REPLICAS|NetworkException|DisconnectException|"
     r"Broker may not be available")
 
+#: Spark conditions of an AnalysisException that only wraps a failed connection (Spark 4.2 reports a
+#: JDBC source it cannot reach while resolving its schema so): its cause chain judges.
+CONNECTION_CONDITIONS = frozenset({"FAILED_JDBC.CONNECTION"})
+
 #: Analysis and parse failures, by the condition Spark gives them (never retried).
 _PERMANENT_TEXT = re.compile(
     r"\[(?:UNRESOLVED_\w+|PARSE_SYNTAX_ERROR|TABLE_OR_VIEW_NOT_FOUND|TABLE_OR_VIEW_ALREADY_EXISTS|"
     r"DATATYPE_MISMATCH\w*|PATH_NOT_FOUND|PATH_ALREADY_EXISTS|SCHEMA_NOT_FOUND|COLUMN_ALREADY_EXISTS|"
     r"AMBIGUOUS_\w+|INVALID_\w+|MISSING_\w+)[.\]]|AnalysisException|ParseException")
-
-
-#: Spark's condition for "could not connect to the database": judged by its cause, not its class.
-_CONNECTING = re.compile(r"\[FAILED_JDBC\.CONNECTION\]")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -87,18 +84,26 @@ def transient_reason(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, (ConnectionError, TimeoutError)):  # Python's own: refused, reset, timed out
         return type(exc).__name__
-    connecting = _CONNECTING.match(str(exc))
-    if not connecting and ("AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__):
+    wrapper = _condition(exc) in CONNECTION_CONDITIONS
+    if not wrapper and ("AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__):
         return None
-    chain = _jvm_chain(exc)
+    chain = _chain_links(exc)
+    if wrapper and chain:
+        chain = chain[1:]  # the wrapping AnalysisException judges nothing; its cause does
     if chain is not None:
-        # Spark 4.2 reports a JDBC connection that failed as an AnalysisException; its causes decide.
-        return _chain_reason([link for link in chain if not (connecting and link[0] & PERMANENT_CLASSES)])
+        return _chain_reason(chain)
     text = str(exc)
     if _PERMANENT_TEXT.search(text.split("\n", 1)[0]):
         return None
     found = _TRANSIENT_TEXT.search(text)
     return found.group(0) if found else None
+
+
+def _condition(exc: BaseException) -> str | None:
+    try:
+        return exc.getCondition()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not a Spark error
+        return None
 
 
 def _chain_reason(chain: list[tuple[set[str], str | None, str]]) -> str | None:
@@ -122,22 +127,15 @@ def _chain_reason(chain: list[tuple[set[str], str | None, str]]) -> str | None:
     return reason
 
 
-def _jvm_chain(exc: BaseException) -> list[tuple[set[str], str | None, str]] | None:
-    """The JVM exception's cause chain (classic sessions), or None when there is no JVM object."""
-    current: Any = exc
-    for _ in range(50):  # PySpark keeps converted causes in ``_cause``; the JVM object is on each
-        if getattr(current, "_cause", None) is None:
-            break
-        current = current._cause
-    java = getattr(exc, "_origin", None) or getattr(exc, "java_exception", None) or \
-        getattr(current, "_origin", None) or getattr(current, "java_exception", None)
-    if java is None:
+def _chain_links(exc: BaseException) -> list[tuple[set[str], str | None, str]] | None:
+    """The JVM cause chain (``causes.jvm_chain``) as (class names incl. superclasses, SQLSTATE, message)
+    per link, or None when there is no JVM object."""
+    chain = jvm_chain(exc)
+    if chain is None:
         return None
-    chain = []
+    links = []
     try:
-        for _ in range(30):
-            if java is None:
-                break
+        for java in chain:
             classes, cls = set(), java.getClass()
             while cls is not None and len(classes) < 20:
                 classes.add(str(cls.getName()))
@@ -147,20 +145,19 @@ def _jvm_chain(exc: BaseException) -> list[tuple[set[str], str | None, str]] | N
                 state = str(java.getSQLState() or "") or None
             # Only a database's SQLSTATE judges: Spark's own (in its messages) names Spark's
             # condition, e.g. a write that failed, not why it failed.
-            chain.append((classes, state, str(java.getMessage() or "")))
-            nxt = java.getCause()
-            java = None if nxt is None or nxt.equals(java) else nxt
+            links.append((classes, state, str(java.getMessage() or "")))
     except Exception:  # noqa: BLE001 - a JVM that went away: judge by the text instead
         return None
-    return chain
+    return links
 
 
 def policy_for(step: Any, mode: str) -> RetryPolicy:
     """How often the step's method is tried: its ``retry``, else ``DEFAULT_RETRY`` for batch steps
-    that talk to a service (``CONNECTION_STEPS``), else once."""
+    whose method is registered as ``retried`` (it talks to a service), else once."""
     if step.retry is not None:
         return step.retry
-    return DEFAULT_RETRY if mode == "batch" and (step.type, step.method) in CONNECTION_STEPS else NO_RETRY
+    method = METHODS.get((step.type, step.method))
+    return DEFAULT_RETRY if mode == "batch" and method is not None and method.retried else NO_RETRY
 
 
 def resolve_policy(step: Any) -> RetryPolicy:

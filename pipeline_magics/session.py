@@ -7,6 +7,7 @@ from typing import Any
 from .errors import PipelineExecutionError
 from .spark.jars import local_jars
 from .spark.versions import check_session, local_line, pyspark_version, spark_home
+from .spark_kind import is_connect
 
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -132,11 +133,6 @@ def checked(spark: Any) -> Any:
         check_session(spark)
         _CHECKED[id(spark)] = spark
     return spark
-
-
-def is_connect(spark: Any) -> bool:
-    """True for a Spark Connect session."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def require_delta(spark: Any) -> None:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .errors import SpecError
+from .redaction import redact
 
 Path = tuple[Any, ...]
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -53,8 +54,6 @@ class Step(Frozen):
         return f"{self.type}.{self.method}"
 
     def __repr_args__(self) -> Any:
-        from .redaction import redact
-
         for key, value in super().__repr_args__():
             yield key, (redact(value) if key == "config" else value)
 

@@ -6,15 +6,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .causes import root_cause
 from .errors import StreamingQueryError
+from .metrics import update_streaming
+from .retry import is_transient
+from .run_state import RUNNING
+from .vault_renewal import RENEWAL
 
 
 def is_query(obj: Any) -> bool:
     """True for a StreamingQuery (classic or Spark Connect).
 
-    By class, not by attribute: a Spark Connect DataFrame answers any attribute name with a column.
+    Asked of the class: a Spark Connect DataFrame answers any attribute (a column by that name).
     """
-    return any(cls.__name__ == "StreamingQuery" for cls in type(obj).__mro__)
+    return hasattr(type(obj), "awaitTermination") and hasattr(type(obj), "lastProgress")
 
 
 @dataclass
@@ -59,9 +64,6 @@ class StreamingRun:
 
     def raise_if_failed(self) -> None:
         """Raises ``StreamingQueryError`` for the first query that stopped with an error."""
-        from .engine import root_cause
-        from .retry import is_transient
-
         for index, q in self.queries:
             exc = _exception(q)
             if exc is not None:
@@ -78,26 +80,19 @@ class StreamingRun:
                     line=self.run.plan.spec.line_of("steps", index)[0])
 
     def refresh(self) -> None:
-        """Copies the queries' progress into the run's metrics."""
-        from .metrics import update_streaming
+        """Copies the queries' progress into the run's metrics and tells the run's status which queries ended.
 
-        m = self.run.metrics
+        The status only moves forward (``run_state``): a run that failed stays failed, however
+        its stopped queries read afterwards.
+        """
         update_streaming(self.run, self.queries)  # totals over every batch, with where each comes from
-        states = []
+        cancelled = self.run.cancelled.is_set()
         for index, q in self.queries:
-            sm = m.steps[index]
-            failed = _exception(q) is not None
-            active = _is_active(q)
-            sm.status = "running" if active else ("failed" if failed else
-                                                   ("cancelled" if self.run.cancelled.is_set() else "done"))
-            states.append(sm.status)
-        if states:
-            if "running" in states:
-                m.status = "running"
-            else:
-                m.status = "failed" if "failed" in states else (
-                    "cancelled" if self.run.cancelled.is_set() else "done")
-                m.end = m.end or time.time()
+            if _is_active(q):
+                continue
+            exc = _exception(q)
+            error = None if exc is None else self.run.mask(root_cause(exc)[0])
+            self.run.state.query_ended(index, error, cancelled)
 
     def describe(self) -> list[dict[str, Any]]:
         """Per query: name, id, state and the last progress figures."""
@@ -152,6 +147,16 @@ class Registry:
     def names(self) -> list[str]:
         return list(self._runs)
 
+    def running(self) -> bool:
+        """True while a streaming pipeline of this kernel runs: starting (no query yet) or with a running query."""
+        for stream in list(self._runs.values()):
+            if stream.queries:
+                if stream.active:
+                    return True
+            elif stream.run.state.status == RUNNING:
+                return True  # its steps are still running; the queries start with its loads
+        return False
+
     def stop(self, name: str) -> None:
         run = self._runs.get(name)
         if run is None:
@@ -168,3 +173,4 @@ class Registry:
 
 #: The registry of this Python process (one kernel).
 REGISTRY = Registry()
+RENEWAL.busy = REGISTRY.running  # the Vault token is renewed while a streaming pipeline runs

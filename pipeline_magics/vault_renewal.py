@@ -1,8 +1,9 @@
 """Keeping the kernel's Vault token alive while a run needs it (streaming queries may run for days).
 
 A run that reads Vault calls ``RENEWAL.touch()``; a daemon thread then renews the token
-once less than half its lifetime is left, for a grace period and for as long as a
-streaming pipeline of this kernel runs.
+once less than half its lifetime is left, for a grace period and for as long as
+``RENEWAL.busy()`` says a streaming pipeline of this kernel runs (the streaming registry
+sets it, so this module needs nothing above the Vault session).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from typing import Any, Callable
 
 from .redaction import mask_text
-from .vault import client, fmt_ttl
+from .vault_session import client, fmt_ttl
 
 log = logging.getLogger("pipeline_magics.vault")
 
@@ -110,23 +111,6 @@ class TokenRenewer:
             self._stop.wait(self.poll)
 
 
-def streaming_active() -> bool:
-    """True while a streaming pipeline of this kernel runs: starting (no query yet) or with a running query."""
-    try:
-        from .streaming import REGISTRY
-
-        for name in REGISTRY.names():
-            stream = REGISTRY.get(name)
-            if getattr(stream, "queries", None):
-                if stream.active:
-                    return True
-            elif getattr(getattr(getattr(stream, "run", None), "metrics", None), "status", None) == "running":
-                return True  # its steps are still running; the queries start with its loads
-        return False
-    except Exception:  # noqa: BLE001 - no streaming module or a query that does not answer
-        return False
-
-
 class Renewal:
     """The kernel's renewal: started when a run reads Vault, running while streaming queries run."""
 
@@ -135,6 +119,8 @@ class Renewal:
     poll = 1.0
 
     def __init__(self) -> None:
+        #: True while a run that may read Vault later goes on (set by the streaming registry)
+        self.busy: Callable[[], bool] = lambda: False
         self._hold_until = 0.0
         self._renewer: TokenRenewer | None = None
         self._lock = threading.Lock()
@@ -150,7 +136,12 @@ class Renewal:
         return client()
 
     def _should_run(self) -> bool:
-        return time.monotonic() < self._hold_until or streaming_active()
+        if time.monotonic() < self._hold_until:
+            return True
+        try:
+            return self.busy()
+        except Exception:  # noqa: BLE001 - a query that does not answer keeps nothing alive
+            return False
 
     @property
     def renewer(self) -> TokenRenewer | None:

@@ -1,7 +1,8 @@
 """ipywidgets views over a run's state: step table, streaming query panels, Cancel and Stop.
 
-Thin on purpose: the engine updates ``PipelineMetrics`` and the listener updates
-``QueryState``; these classes only draw them, throttled to a few updates a second.
+Thin on purpose: the run's status (``run_state``) updates ``PipelineMetrics`` and the
+listener updates each query's ``QueryRecord`` (the record the metrics read too); these
+classes only draw them, throttled to a few updates a second.
 """
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency
 
 from .metrics import PipelineMetrics, fmt_seconds
 from .pipeline import STATUS_COLOURS, steps_table
-from .progress import HUB, ProgressHub, QueryState, Throttle, sparkline
-
-FINAL = ("done", "failed", "cancelled")
+from .progress import HUB, Throttle, sparkline
+from .queries import QueryRecord, QueryStore
+from .run_state import TERMINAL as FINAL
 
 
 class QueryPanel:
     """One streaming query: state, batch, rates, total rows, last batch time, a chart, Stop."""
 
-    def __init__(self, state: QueryState, on_stop: Callable[[], None]) -> None:
+    def __init__(self, state: QueryRecord, on_stop: Callable[[], None]) -> None:
         self.state = state
         self.header = W.HTML()
         self.figures = W.HTML()
@@ -43,7 +44,8 @@ class QueryPanel:
                              + (f" — {html.escape(s.error)}" if s.error else ""))
         self.figures.value = (
             f"batch {s.batch_id if s.batch_id is not None else '—'} · "
-            f"input {s.input_rows_per_second:,.1f} rows/s · processed {s.processed_rows_per_second:,.1f} rows/s · "
+            f"input {s.input_rows_per_second or 0:,.1f} rows/s · "
+            f"processed {s.processed_rows_per_second or 0:,.1f} rows/s · "
             f"total {s.total_rows:,} rows · last batch {s.last_batch_ms if s.last_batch_ms is not None else '—'} ms")
         self.chart.value = sparkline(s.rates)
         self.stop_button.disabled = s.status in FINAL
@@ -52,7 +54,7 @@ class QueryPanel:
 class PipelineView:
     """The live view of one run: title, Cancel, the step table, one panel per streaming query."""
 
-    def __init__(self, metrics: PipelineMetrics | None, on_cancel: Callable[[], None], hub: ProgressHub = HUB) -> None:
+    def __init__(self, metrics: PipelineMetrics | None, on_cancel: Callable[[], None], hub: QueryStore = HUB) -> None:
         self.metrics = metrics
         self.hub = hub
         self.title = W.HTML()
@@ -94,12 +96,12 @@ class PipelineView:
 
     def add_query(self, query: Any, on_stop: Callable[[], None]) -> QueryPanel:
         """A panel for ``query``, fed by the progress listener."""
-        state = self.hub.state(str(query.id), query.name or "")
+        state = self.hub.state(str(query.id), query.name or "", _run_id(query))
         panel = QueryPanel(state, on_stop)
         self.panels[state.id] = panel
         self.queries.children = tuple(p.widget for p in self.panels.values())
 
-        def changed(_: QueryState) -> None:
+        def changed(_: QueryRecord) -> None:
             panel.refresh()
             if state.status in FINAL:
                 if self.metrics is not None:  # a query's end changes the run's status only when recomputed
@@ -117,3 +119,9 @@ class PipelineView:
         for panel in self.panels.values():
             panel.refresh.flush()
 
+
+def _run_id(query: Any) -> str | None:
+    try:
+        return str(query.runId)
+    except Exception:  # noqa: BLE001 - a query that no longer answers: its latest run
+        return None

@@ -186,3 +186,72 @@ def test_async_driver_leaves_the_event_loop_free_while_the_run_goes_on():
     out, ticks = asyncio.run(main())
     assert out == "finished"
     assert ticks >= 10  # the loop ran other work while the cell waited
+
+
+def test_export_binds_every_named_step_even_one_named_like_step(ip, data_dir):
+    spec = (f"name: export_names\nsteps:\n"
+            f"  - {{type: extract, method: fromCsv, name: stepwise_x, "
+            f"config: {{path: '{os.path.abspath(data_dir)}/customers.csv', header: true}}}}\n"
+            f"  - {{type: transform, method: filterRows, config: {{condition: 'customer_id > 10'}}}}\n"
+            f"  - {{type: transform, method: filterRows, name: step9, config: {{condition: 'customer_id > 20'}}}}\n")
+    for name in ("stepwise_x", "step9", "step2"):
+        ip.user_ns.pop(name, None)
+    result = ip.run_cell_magic("pipeline", "--export --no-widgets", spec)
+    assert result.ok
+    assert ip.user_ns["stepwise_x"].count() == 40  # a named step whose name starts with "step"
+    assert ip.user_ns["step9"].count() == 20  # named so by the spec: bound too
+    assert "step2" not in ip.user_ns  # an unnamed step's frame (its key "step2") is not bound
+
+
+def test_streaming_run_whose_later_load_fails_at_start_is_failed_everywhere(ip, spark, lake, monkeypatch, capsys):
+    """The first load's query starts, the second load fails as it starts: the run is failed in its
+    result, in list/status and in every exporter, stays failed when refreshed, and the query stops."""
+    import logging
+
+    from pipeline_magics.errors import PipelineError
+    from pipeline_magics.metrics import export, to_prometheus
+    from pipeline_magics.streaming import REGISTRY
+
+    monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
+    spec = f"""
+name: half_started
+mode: streaming
+steps:
+  - {{type: extract, method: fromRate, name: ticks, config: {{rowsPerSecond: 5}}}}
+  - {{type: load, method: toMemory, name: first, config: {{queryName: half_started_first, trigger: {{processingTime: "1 second"}}}}}}
+  - {{type: load, method: toParquet, name: second, input: ticks, config: {{path: "{lake}/second", outputMode: complete}}}}
+"""
+    json_path, prom_path = lake / "m.json", lake / "m.prom"
+    with pytest.raises(PipelineError) as info:
+        ip.run_cell_magic("pipeline", f"--no-widgets --metrics json:{json_path} "
+                                      f"--metrics prometheus:{prom_path}", spec)
+    result = info.value.result
+    capsys.readouterr()
+    assert info.value.step_index == 2
+    assert result.status == "failed" and result.metrics.status == "failed"
+    first = result.queries[0]
+    assert first.name == "half_started_first" and not first.isActive  # the started query was stopped
+    assert all(q.name != "half_started_first" for q in spark.streams.active)
+    assert json.loads(json_path.read_text())["status"] == "failed"
+    assert 'pipeline_run_status{pipeline="half_started",status="failed"} 1.0' in prom_path.read_text()
+    # A later refresh (each exporter makes one) re-reads the stopped query: the run stays failed.
+    REGISTRY.get("half_started").refresh()
+    assert REGISTRY.get("half_started").run.metrics.status == "failed"
+    assert 'pipeline_run_status{pipeline="half_started",status="failed"} 1.0' in to_prometheus(result.metrics)
+    assert json.loads(result.metrics.to_json())["status"] == "failed"
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("half_started_test")
+    logger.addHandler(Keep())
+    export(result.metrics, "log:half_started_test")
+    assert records[-1].pipeline_metrics["status"] == "failed"
+    assert result.status == "failed"
+    ip.run_line_magic("pipeline", "list")
+    assert "half_started: failed" in capsys.readouterr().out
+    ip.run_line_magic("pipeline", "status half_started")
+    out = capsys.readouterr().out
+    assert "pipeline half_started: failed" in out

@@ -177,3 +177,69 @@ steps:
     assert panel.state.status == "cancelled" and "cancelled" in panel.header.value
     assert not result.queries[0].isActive
     assert HUB.states[str(result.queries[0].id)] is panel.state
+
+
+CONNECT_PANEL = r"""
+import json, os, sys, time, traceback
+from pipeline_magics import Pipeline
+from pipeline_magics.progress import listen
+from pipeline_magics.session import get_session, is_connect
+from pipeline_magics.widgets import PipelineView
+
+spark = get_session()
+assert is_connect(spark), type(spark)
+try:
+    listen(spark)
+    pipeline = Pipeline.from_yaml(
+        "name: connect_panel\nmode: streaming\nsteps:\n  - {type: extract, method: fromRate, config: {rowsPerSecond: 50}}\n"
+        "  - {type: load, method: toMemory, config: {queryName: connect_panel_rows, trigger: {processingTime: '500 milliseconds'}}}\n")
+    view = PipelineView(None, pipeline.cancel)
+
+    def update(run):
+        view.bind(run.metrics)
+        for _, q in run.queries:
+            if str(q.id) not in view.panels:
+                view.add_query(q, q.stop)
+
+    result = pipeline.run(spark, on_update=update)
+    panel = next(iter(view.panels.values()))
+    deadline = time.time() + 90
+    while (panel.state.processed_rows_per_second or 0) <= 0 and time.time() < deadline:
+        time.sleep(0.2)
+    panel.draw()
+    state = panel.state
+    print("PANEL " + json.dumps({"rate": state.processed_rows_per_second, "input_rate": state.input_rows_per_second,
+                                 "total": state.total_rows, "batch": state.batch_id, "figures": panel.figures.value}))
+    result.stop()
+    code = 0
+except BaseException:
+    traceback.print_exc()
+    code = 1
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)  # the Connect client's listener thread would keep the process waiting
+"""
+
+
+def test_connect_live_panel_shows_real_rows_per_second(tmp_path):
+    """On Spark Connect the listener's reports leave out the query-wide rates (they are per source):
+    the panel still shows them (in a child process: one kind of session per process)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    import cluster_service
+
+    server = cluster_service.shared_connect_server()
+    env = {**os.environ, "PIPELINE_SPARK_REMOTE": server.url, "SPARK_LOCAL_IP": "127.0.0.1",
+           "PIPELINE_CHECKPOINT_ROOT": str(tmp_path / "cp"),
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    done = subprocess.run([sys.executable, "-c", CONNECT_PANEL], env=env, capture_output=True, text=True,
+                          timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PANEL ")]
+    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
+    got = json.loads(lines[-1][len("PANEL "):])
+    assert got["rate"] > 0 and got["input_rate"] > 0 and got["total"] > 0 and got["batch"] is not None
+    assert f"processed {got['rate']:,.1f} rows/s" in got["figures"] and "processed 0.0 rows/s" not in got["figures"]

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..session import require_delta
 from .jdbc import PostgresConnection
 from .registry import Config, StepContext, register
 
@@ -74,8 +75,6 @@ class DeltaSource(Config):
 @register("extract", "fromDelta", DeltaSource, example="config: {path: /tmp/lake/orders}")
 def from_delta(ctx: StepContext, cfg: DeltaSource) -> Any:
     """Reads a Delta table by path or name (a stream in streaming mode)."""
-    from ..session import require_delta
-
     require_delta(ctx.spark)
     streaming = ctx.mode == "streaming"
     reader = (ctx.spark.readStream if streaming else ctx.spark.read).format("delta").options(**cfg.options)
@@ -117,7 +116,7 @@ class PostgresSource(PostgresConnection):
         return self
 
 
-@register("extract", "fromPostgres", PostgresSource, modes=("batch",),
+@register("extract", "fromPostgres", PostgresSource, modes=("batch",), retried=True,
           example="config: {host: localhost, database: shop, table: public.orders, user: analyst,\n"
                   "         password: vault:secret/pg#password}")
 def from_postgres(ctx: StepContext, cfg: PostgresSource) -> Any:
@@ -153,7 +152,7 @@ class KafkaSource(Config):
         return self
 
 
-@register("extract", "fromKafka", KafkaSource,
+@register("extract", "fromKafka", KafkaSource, retried=True,
           example="config: {bootstrapServers: localhost:9092, topic: orders, format: json,\n"
                   "         schema: 'id INT, amount DOUBLE'}")
 def from_kafka(ctx: StepContext, cfg: KafkaSource) -> Any:

@@ -5,6 +5,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..figures import (ACTION, delta_commit, delta_latest_version, delta_write_figures, note, observe_rows,
+                       tagged_write)
+from ..session import require_delta
 from . import delta, jdbc
 from .jdbc import PostgresConnection
 from .registry import Config, StepContext, register, session_conf
@@ -17,8 +20,6 @@ def count_rows_written(ctx: StepContext, df: Any) -> Any:
     """Wraps ``df`` so the write itself counts its rows (an Observation: no second pass)."""
     if not ctx.metrics_enabled:
         return df
-    from ..figures import observe_rows
-
     return observe_rows(df, f"load_{ctx.run_id}_{ctx.index}", ctx.record, ctx.after, ("rows_out", "rows_in"))
 
 
@@ -57,20 +58,16 @@ def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None
     """Rows and bytes from the Delta commit this step made: the commit's own operationMetrics."""
     if not ctx.metrics_enabled:
         return
-    from ..figures import delta_commit, delta_write_figures
-
     # Read from the commit file itself on classic sessions (DESCRIBE HISTORY would run a Spark job).
     m = delta_commit(ctx.spark, marker, cfg.path, cfg.table, history=delta.commit_metrics)
     if m is not None:
         delta_write_figures(ctx.record, m)
 
 
-@register("load", "toDelta", DeltaSink,
+@register("load", "toDelta", DeltaSink, retried=True, sink="delta",
           example="config: {path: /tmp/lake/orders, mode: merge, mergeKeys: [order_id]}")
 def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     """Writes a Delta table: append, overwrite, or merge (upsert) on keys."""
-    from ..session import require_delta
-
     require_delta(ctx.spark)
     if ctx.input.isStreaming:
         return _stream_to_delta(ctx, cfg)
@@ -122,8 +119,6 @@ def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
         return w.partitionBy(*cfg.partitionBy) if cfg.partitionBy else w
 
     if ctx.metrics_enabled:  # the query's own commits after this version give its rows and bytes
-        from ..figures import delta_latest_version
-
         ctx.record["delta_target"] = {"path": cfg.path, "table": cfg.table,
                                       "start_version": delta_latest_version(ctx.spark, cfg.path, cfg.table)}
     return start(ctx, cfg, count_stream_rows(ctx, ctx.input), configure, path=cfg.path, table=cfg.table,
@@ -144,8 +139,6 @@ def _write_files(ctx: StepContext, fmt: str, cfg: FileSink, **options: Any) -> A
             return w.partitionBy(*cfg.partitionBy) if cfg.partitionBy else w
 
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), configure, path=cfg.path)
-    from ..figures import tagged_write
-
     writer = count_rows_written(ctx, ctx.input).write.format(fmt).mode(cfg.mode).options(**options, **cfg.options)
     if cfg.partitionBy:
         writer = writer.partitionBy(*cfg.partitionBy)
@@ -153,7 +146,7 @@ def _write_files(ctx: StepContext, fmt: str, cfg: FileSink, **options: Any) -> A
         writer.save(cfg.path)  # its tasks' output metrics give the bytes written
 
 
-@register("load", "toParquet", FileSink, example="config: {path: /tmp/out/orders.parquet, mode: overwrite}")
+@register("load", "toParquet", FileSink, sink="files", example="config: {path: /tmp/out/orders.parquet, mode: overwrite}")
 def to_parquet(ctx: StepContext, cfg: FileSink) -> Any:
     """Writes Parquet files."""
     return _write_files(ctx, "parquet", cfg)
@@ -163,13 +156,13 @@ class CsvSink(FileSink):
     header: bool = True
 
 
-@register("load", "toCsv", CsvSink, example="config: {path: /tmp/out/orders_csv, mode: overwrite}")
+@register("load", "toCsv", CsvSink, sink="files", example="config: {path: /tmp/out/orders_csv, mode: overwrite}")
 def to_csv(ctx: StepContext, cfg: CsvSink) -> Any:
     """Writes CSV files (with a header line by default)."""
     return _write_files(ctx, "csv", cfg, header=str(cfg.header).lower())
 
 
-@register("load", "toJson", FileSink, example="config: {path: /tmp/out/orders_json, mode: overwrite}")
+@register("load", "toJson", FileSink, sink="files", example="config: {path: /tmp/out/orders_json, mode: overwrite}")
 def to_json(ctx: StepContext, cfg: FileSink) -> Any:
     """Writes JSON lines files."""
     return _write_files(ctx, "json", cfg)
@@ -195,7 +188,7 @@ class PostgresSink(PostgresConnection, StreamingOptions):
 LEFTOVER_STAGING: dict[str, set[str]] = {}
 
 
-@register("load", "toPostgres", PostgresSink,
+@register("load", "toPostgres", PostgresSink, retried=True, sink="jdbc",
           example="config: {url: 'jdbc:postgresql://localhost:5432/shop', table: public.daily,\n"
                   "         user: analyst, password: {env: PGPASSWORD}, mode: overwrite}")
 def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
@@ -270,7 +263,7 @@ def kafka_frame(df: Any, cfg: KafkaSink) -> Any:
     return df.select(*cols)
 
 
-@register("load", "toKafka", KafkaSink, example="config: {bootstrapServers: localhost:9092, topic: alerts, key: id}")
+@register("load", "toKafka", KafkaSink, sink="kafka", example="config: {bootstrapServers: localhost:9092, topic: alerts, key: id}")
 def to_kafka(ctx: StepContext, cfg: KafkaSink) -> Any:
     """Writes rows to a Kafka topic (each row as JSON unless 'value' names a column)."""
     if ctx.input.isStreaming:
@@ -294,15 +287,13 @@ def memory_table_name(ctx: StepContext, cfg: StreamingOptions) -> str:
     return cfg.queryName or ctx.step.name or f"{ctx.pipeline}_{ctx.step_name}".replace("-", "_")
 
 
-@register("load", "toMemory", MemorySink, example="config: {queryName: preview}")
+@register("load", "toMemory", MemorySink, sink="memory", example="config: {queryName: preview}")
 def to_memory(ctx: StepContext, cfg: MemorySink) -> Any:
     """Keeps the rows in memory as a table you can query with spark.sql."""
     name = memory_table_name(ctx, cfg)
     ctx.record["table"] = name
     if ctx.input.isStreaming:
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.format("memory"), name=name, durable=False)
-    from ..figures import ACTION, note
-
     df = ctx.input.persist()
     note(ctx.record, "rows_out", df.count(), ACTION)  # the one action: it also fills the cache
     df.createOrReplaceTempView(name)
@@ -312,15 +303,13 @@ class Display(StreamingOptions):
     n: int = Field(20, ge=1, le=10_000, description="how many rows to show")
 
 
-@register("load", "display", Display, example="config: {n: 10}")
+@register("load", "display", Display, sink="display", example="config: {n: 10}")
 def display(ctx: StepContext, cfg: Display) -> Any:
     """Shows the first rows in the notebook (a stream fills an in-memory table of that name)."""
     if ctx.input.isStreaming:
         name = memory_table_name(ctx, cfg)
         ctx.record["table"] = name
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.format("memory"), name=name, durable=False)
-    from ..figures import ACTION, note
-
     preview = ctx.input.limit(cfg.n).toPandas()
     note(ctx.record, "rows_out", len(preview), ACTION)
     ctx.emit("display", preview)

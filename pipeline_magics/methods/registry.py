@@ -69,6 +69,16 @@ class Method:
     #: how many inputs the method takes: 0 (extract), 1, or "many" (inputs: [...])
     arity: int | str = 1
     example: str = ""
+    #: batch mode retries it by default (it opens its own connections, or its write is idempotent)
+    retried: bool = False
+    #: with no input named, it takes the previous step's output (sql and union take none)
+    default_input: bool = True
+    #: fewest inputs it takes
+    min_inputs: int = 0
+    #: it reads the temp views its query names (sql)
+    reads_views: bool = False
+    #: loads: where the rows go (delta, files, jdbc, kafka, memory: a table in the session, display)
+    sink: str | None = None
 
     @property
     def summary(self) -> str:
@@ -102,13 +112,19 @@ def register(
     frame_settings: tuple[str, ...] = (),
     arity: int | str | None = None,
     example: str = "",
+    retried: bool = False,
+    default_input: bool = True,
+    min_inputs: int = 0,
+    reads_views: bool = False,
+    sink: str | None = None,
 ) -> Callable[[Callable[[StepContext, Any], Any]], Callable[[StepContext, Any], Any]]:
-    """Registers a method function under ``type`` and ``name``."""
+    """Registers a method function under ``type`` and ``name``, with the facts the planner and the engine read."""
 
     def decorate(func: Callable[[StepContext, Any], Any]) -> Callable[[StepContext, Any], Any]:
         METHODS[(type, name)] = Method(
             type, name, func, config, frozenset(modes), frame_settings,
             arity if arity is not None else (0 if type == "extract" else 1), example,
+            retried, default_input, min_inputs, reads_views, sink,
         )
         return func
 

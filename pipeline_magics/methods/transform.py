@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..errors import ExpectationError
+from ..figures import ACTION, OBSERVATION, note, observed
 from .registry import Config, StepContext, register
 
 log = logging.getLogger("pipeline_magics")
@@ -16,7 +18,7 @@ class SqlConfig(Config):
     query: str = Field(description="Spark SQL; earlier named steps are temp views")
 
 
-@register("transform", "sql", SqlConfig, arity="many",
+@register("transform", "sql", SqlConfig, arity="many", default_input=False, reads_views=True,
           example="inputs: [orders, customers]\nconfig: {query: 'SELECT * FROM orders JOIN customers USING (id)'}")
 def sql(ctx: StepContext, cfg: SqlConfig) -> Any:
     """Runs a Spark SQL query over the pipeline's named DataFrames."""
@@ -109,7 +111,8 @@ class Union(Config):
     allowMissingColumns: bool = Field(False, description="fill columns missing on one side with nulls")
 
 
-@register("transform", "union", Union, arity="many", example="inputs: [orders_2024, orders_2025]")
+@register("transform", "union", Union, arity="many", default_input=False, min_inputs=2,
+          example="inputs: [orders_2024, orders_2025]")
 def union(ctx: StepContext, cfg: Union) -> Any:
     """Stacks the rows of all inputs."""
     if cfg.byName:
@@ -207,10 +210,6 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    from ..errors import ExpectationError
-    from ..figures import ACTION, OBSERVATION, note
-    from ..metrics import observed
-
     ok = F.coalesce(F.expr(cfg.condition), F.lit(False))
     label = cfg.name or cfg.condition
     ctx.record["expectation"] = label
@@ -231,7 +230,7 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
         return ctx.input.filter(ok) if cfg.onFail == "drop" else ctx.input
     if ctx.input.isStreaming:
         # An Observation takes no streams: a named observation is reported with every micro-batch
-        # and the run sums it (figures.StreamTracker).
+        # and the run sums it (queries.QueryRecord).
         name = f"pm_expect_{ctx.run_id}_{ctx.index}"
         ctx.record.update(observation=name, on_fail=cfg.onFail)
         counted = ctx.input.observe(name, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
