@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .causes import root_cause
+from .spark.causes import root_cause
 from .credentials import Resolver, SecurityPolicy
 from .errors import PipelineCancelledError, PipelineError, PipelineExecutionError, RetryableError
 from .figures import STREAMS
@@ -19,7 +19,7 @@ from .progress import HUB
 from .redaction import mask_text
 from .retry import backoff_delay, is_transient, policy_for, resolve_policy
 from .run_state import RUNNING, RunStatus
-from .spark_tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
+from .spark.tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
 from .streaming import is_query
 
 log = logging.getLogger("pipeline_magics")

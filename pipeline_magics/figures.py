@@ -24,8 +24,8 @@ from .queries import QUERIES as STREAMS  # noqa: F401  (re-exported: the kernel'
 from .queries import QueryRecord as QueryTotals  # noqa: F401
 from .queries import QueryStore as StreamTracker  # noqa: F401
 from .queries import progress_dict, progress_figures, recent_progress  # noqa: F401
-from .spark_kind import is_classic
-from .spark_tags import job_tag
+from .spark.kind import is_classic
+from .spark.tags import job_tag
 
 log = logging.getLogger("pipeline_magics.metrics")
 

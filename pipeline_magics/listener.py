@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any
 
-from .spark_kind import is_classic
+from .spark.kind import is_classic
 
 log = logging.getLogger("pipeline_magics")
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .listener import subscribe
 from .run_state import CANCELLED, DONE, FAILED, RUNNING, move
-from .spark_kind import is_classic
+from .spark.kind import is_classic
 
 
 def recent_progress(query: Any) -> list[Any]:

@@ -19,7 +19,7 @@ import random
 import re
 from typing import Any
 
-from .causes import jvm_chain
+from .spark.causes import jvm_chain
 from .errors import CredentialError, PipelineError
 from .methods import METHODS
 from .spec import RetryPolicy

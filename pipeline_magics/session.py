@@ -7,7 +7,7 @@ from typing import Any
 from .errors import PipelineExecutionError
 from .spark.jars import local_jars
 from .spark.versions import check_session, local_line, pyspark_version, spark_home
-from .spark_kind import is_connect
+from .spark.kind import is_connect
 
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .causes import root_cause
+from .spark.causes import root_cause
 from .errors import StreamingQueryError
 from .metrics import update_streaming
 from .retry import is_transient

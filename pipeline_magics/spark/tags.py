@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from .spark_kind import is_connect
+from .kind import is_connect
 
 #: a classic thread's own ``spark.job.interruptOnCancel`` before a run set it, by run tag
 _INTERRUPT_BEFORE: dict[str, str | None] = {}
