@@ -60,16 +60,6 @@ def test_cell_magic_options():
     assert c("%%pipeline --metrics pro") == ["prometheus:"]
 
 
-@pytest.fixture(scope="module")
-def ip():
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()  # None when another test module started it first
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
-
-
 def test_ipython_completer_uses_the_hook(ip):
     magics = ip.magics_manager.registry["PipelineMagics"]
     magics.pipelines.setdefault("completion_demo", None)

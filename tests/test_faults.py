@@ -31,6 +31,9 @@ from pipeline_magics.methods import jdbc
 from pipeline_magics.methods.load import LEFTOVER_STAGING
 from pipeline_magics.retry import DEFAULT_RETRY, backoff_delay, is_transient, policy_for
 from pipeline_magics.spec import Step
+from services.base import free_port
+from services.base import stop as stop_service
+from services.vault import start_bao, wait_ready
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 PASSWORD_VAR = "PIPELINE_TEST_PG_PASSWORD"
@@ -501,28 +504,16 @@ class BaoServer:
     """A dev OpenBao server that can be stopped and started again on the same port and root token."""
 
     def __init__(self, folder: Any) -> None:
-        try:
-            from vault_service import _free_port, _stop, _wait_ready, bao_binary
-        except ImportError:
-            from tests.vault_service import _free_port, _stop, _wait_ready, bao_binary
-        self._stop_proc, self._wait_ready = _stop, _wait_ready
-        self.binary, self.folder = bao_binary(), str(folder)
-        self.port = _free_port()
+        self.folder = str(folder)
+        self.port = free_port()
         self.addr = f"http://127.0.0.1:{self.port}"
         self.token = "root-" + uuid.uuid4().hex
         self.log = os.path.join(self.folder, "bao.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, secrets: dict[str, dict[str, str]]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-        env["HOME"] = self.folder
-        with open(self.log, "a", encoding="utf-8") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, "server", "-dev", f"-dev-root-token-id={self.token}",
-                 f"-dev-listen-address=127.0.0.1:{self.port}", "-dev-no-store-token", "-log-level=warn"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.folder,
-                start_new_session=True)
-        self._wait_ready(self.addr, self.token, proc=self.proc, log=self.log)
+        self.proc = start_bao(self.port, self.token, self.folder, self.log)
+        wait_ready(self.addr, self.token, proc=self.proc, log=self.log)
         import hvac
 
         client = hvac.Client(url=self.addr, token=self.token)
@@ -531,7 +522,7 @@ class BaoServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self._stop_proc(self.proc)
+            stop_service(self.proc, timeout=10)
             self.proc = None
 
 

@@ -291,15 +291,6 @@ def test_login_form_failure_clears_too_and_shows_a_short_message(vault):
     assert form.password.layout.display == "none" and form.token.layout.display is None
 
 
-@pytest.fixture(scope="module")
-def ip():
-    from IPython.testing import globalipapp
-
-    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one test shell per process
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
-
-
 def test_vault_subcommands_in_a_terminal_shell(ip, vault, secret, capsys, monkeypatch):
     monkeypatch.setenv("ANALYST_PW_FOR_TEST", vault.user_password)
     ip.run_line_magic("pipeline", "vault status")

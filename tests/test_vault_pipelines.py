@@ -112,7 +112,7 @@ def test_a_failing_jdbc_read_and_metrics_leak_nothing(spark, vault, postgres, pg
     assert postgres.password not in shown
 
 
-def test_what_spark_echoes_is_masked(spark, vault, tmp_path, ip_shell, capsys):
+def test_what_spark_echoes_is_masked(spark, vault, tmp_path, ip, capsys):
     """A secret Spark repeats in an AnalysisException (here a rule kept in Vault) shows as ***."""
     echoed = "Echo-" + pysecrets.token_hex(6)
     path = put(vault, {"rule": f"name = '{echoed}' AND ((("})  # a syntax error: Spark quotes the SQL back
@@ -124,12 +124,12 @@ def test_what_spark_echoes_is_masked(spark, vault, tmp_path, ip_shell, capsys):
         {"type": "load", "method": "display"},
     ])
     with pytest.raises(PipelineExecutionError) as info:
-        ip_shell.run_cell_magic("pipeline", f"--metrics json:{tmp_path / 'e.json'}", text)
+        ip.run_cell_magic("pipeline", f"--metrics json:{tmp_path / 'e.json'}", text)
     err = info.value
     assert "PARSE_SYNTAX_ERROR" in str(err)
     assert "== SQL ==\n***\n" in err.detail  # Spark quoted the rule (the whole secret) back: masked
-    ip_shell.run_line_magic("pipeline", "last-error")
-    ip_shell.run_line_magic("pipeline", "metrics echo --format json")
+    ip.run_line_magic("pipeline", "last-error")
+    ip.run_line_magic("pipeline", "metrics echo --format json")
     out = capsys.readouterr()
     shown = "\n".join([str(err), err.detail or "", "".join(err._render_traceback_()), out.out, out.err,
                        (tmp_path / "e.json").read_text()])
@@ -140,15 +140,6 @@ def write_csv(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("id,name\n1,a\n2,b\n")
     return path
-
-
-@pytest.fixture(scope="module")
-def ip_shell(spark):
-    from IPython.testing import globalipapp
-
-    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one test shell per process
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
 
 
 # ------------------------------------------------------------ expiry, renewal
