@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping
 
+from . import config
 from .errors import CredentialError
 from .redaction import has_url_password, is_secret_key, register_secret
 
@@ -153,8 +154,9 @@ class SecurityPolicy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SecurityPolicy":
-        """The policy set by ``PIPELINE_SECURITY_POLICY`` and the variables of SPEC section 3."""
-        env = os.environ if env is None else env
+        """The policy set by ``PIPELINE_SECURITY_POLICY`` and the variables of SPEC section 3
+        (``env``: those variables; default: :func:`config.environ`, ``%config`` values included)."""
+        env = config.environ() if env is None else env
         name = env.get("PIPELINE_SECURITY_POLICY", "default").strip().lower() or "default"
         if name not in ("strict", "default", "permissive"):
             raise CredentialError(f"PIPELINE_SECURITY_POLICY is '{name}'", code="POLICY_UNKNOWN",

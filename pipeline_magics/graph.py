@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import config
 from .redaction import MASK, redact
 
 if TYPE_CHECKING:
@@ -379,7 +380,7 @@ def _detail(p: "PlannedStep", pipeline: str, streaming: bool) -> str:
 
 def graph_format() -> str:
     """``auto`` (SVG if Graphviz is there, else Mermaid), or ``svg``/``mermaid``/``text`` from ``PIPELINE_GRAPH``."""
-    value = os.environ.get("PIPELINE_GRAPH", "auto").strip().lower()
+    value = (config.value("graph") or "auto").strip().lower()
     return value if value in ("auto", "svg", "mermaid", "text") else "auto"
 
 

@@ -12,11 +12,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import HTML, display
-from traitlets import Bool, Int
+from traitlets import Int
 
 from .__main__ import parse_vars
+from . import config
 from .cells import drive, drive_async
 from .errors import PipelineCancelledError, PipelineError
+from .magic_settings import SettingsMagics
 from .pipeline import Pipeline, PipelineResult
 
 SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help",
@@ -44,10 +46,9 @@ class PlanView:
 
 
 @magics_class
-class PipelineMagics(Magics):
-    """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic."""
+class PipelineMagics(SettingsMagics):
+    """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic; every setting of config.py is a traitlet."""
 
-    widgets = Bool(True, help="Show live widgets where a widget frontend exists.").tag(config=True)
     preview_rows = Int(10, help="Rows of the last DataFrame shown under the result.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -139,7 +140,7 @@ class PipelineMagics(Magics):
 
     def _live(self, args: argparse.Namespace) -> bool:
         """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
-        return (self.widgets and not args.no_widgets and os.environ.get("PIPELINE_WIDGETS", "1") != "0"
+        return (config.enabled("widgets") and not args.no_widgets
                 and getattr(self.shell, "kernel", None) is not None)
 
     def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> Any:
@@ -343,7 +344,7 @@ class PipelineMagics(Magics):
             args = vault.parse_args(rest)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if args.interactive and self.widgets and getattr(self.shell, "kernel", None) is not None:
+        if args.interactive and config.enabled("widgets") and getattr(self.shell, "kernel", None) is not None:
             from .vault_form import VaultLoginForm
 
             return VaultLoginForm(address=args.address)  # the cell shows it; no secret ever enters it

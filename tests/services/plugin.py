@@ -44,6 +44,8 @@ def or_skip(what: str) -> Iterator[None]:
 def pytest_configure(config: pytest.Config) -> None:
     base.new_run()  # processes marked with this id belong to this run (not to a run that started it)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # same attempts, a tenth of the waiting (a test that needs a service back within the retries sets 1)
+    os.environ.setdefault("PIPELINE_RETRY_BACKOFF_SCALE", "0.1")
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         # `kill <pytest>` ends the run as Ctrl-C does: fixtures are torn down, services stopped
         signal.signal(signal.SIGTERM, signal.default_int_handler)
