@@ -10,7 +10,6 @@ installed, else as Mermaid in Markdown (JupyterLab 4 draws it), else as text;
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 from dataclasses import dataclass

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import HTML, display
 from traitlets import Int
@@ -233,8 +233,6 @@ class PipelineMagics(SettingsMagics):
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""
-        import os
-
         if rest and rest[0] in self.pipelines and not os.path.exists(rest[0]):
             from .graph import build_graph
 

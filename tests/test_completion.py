@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 
 from pipeline_magics.help import complete
 from pipeline_magics.magic import SUBCOMMANDS, PipelineMagics

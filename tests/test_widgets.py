@@ -4,7 +4,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 
 from pipeline_magics import Pipeline, PipelineCancelledError, PipelineError
 from pipeline_magics.progress import ProgressHub, Throttle, sparkline

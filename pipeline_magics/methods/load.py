@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 
 from . import delta, jdbc
 from .jdbc import PostgresConnection
-from .registry import Config, StepContext, register, session_conf
+from .registry import StepContext, register, session_conf
 from .streaming_sink import StreamingOptions, start
 
 WriteMode = Literal["append", "overwrite", "error", "errorifexists", "ignore"]

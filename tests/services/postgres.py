@@ -303,6 +303,5 @@ def postgres_service(backend: str | None = None) -> Iterator[Postgres]:
 
 
 if __name__ == "__main__":  # a quick manual check: python -m services.postgres (from tests/)
-    with postgres_service() as pg:
-        with pg.connect() as conn:
-            print(pg.backend, pg.jdbc_url, conn.execute("SELECT version()").fetchone()[0])
+    with postgres_service() as pg, pg.connect() as conn:
+        print(pg.backend, pg.jdbc_url, conn.execute("SELECT version()").fetchone()[0])

@@ -246,6 +246,6 @@ if __name__ == "__main__":  # python -m services.spark_cluster connect|standalon
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with (connect_server() if kind == "connect" else standalone_cluster()) as running:
-        print(getattr(running, "url", None) or getattr(running, "master_url"), flush=True)
+        print(getattr(running, "url", None) or running.master_url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
