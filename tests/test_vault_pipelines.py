@@ -12,6 +12,7 @@ import yaml
 
 from pipeline_magics import CredentialError, Pipeline, PipelineExecutionError, vault as kv, vault_renewal as renewal
 from pipeline_magics.metrics import to_prometheus
+from services.base import wait_until
 
 pytestmark = pytest.mark.vault
 
@@ -149,7 +150,8 @@ def test_an_expired_token_stops_the_run_before_the_step_with_log_in_again(spark,
     path = put(vault, {"password": "irrelevant-pw"})
     token = vault.client().auth.token.create(policies=[vault.policy], ttl="2s", renewable=False)
     kv.login("token", token=token["auth"]["client_token"])
-    time.sleep(2.5)
+    wait_until(lambda: kv.token_state(vault.client(token["auth"]["client_token"])) == "invalid", 10,
+               "the token expired", error=AssertionError)
     text = spec("expired", [
         {"type": "extract", "method": "fromCsv", "name": "rows", "config": {"path": str(write_csv(tmp_path))}},
         {"type": "load", "method": "toPostgres",
@@ -187,9 +189,11 @@ def test_the_token_is_renewed_while_a_streaming_pipeline_runs(spark, vault, tmp_
     status = kv.login("userpass", username="streamer", password="streamer-pw-1")
     assert status.ttl <= 5
     result = Pipeline.from_yaml(stream("renewing_stream", f"vault:secret/{path}#condition")).run(spark)
+    started = time.monotonic()
     try:
         assert result.status == "running"
-        time.sleep(12)  # well past the token's 5 s TTL
+        wait_until(lambda: renewal.RENEWAL.renewer.renewals >= 2 and time.monotonic() - started > 8, 30,
+                   "two renewals, well past the token's 5 s TTL", error=AssertionError)
         assert kv.status().authenticated, renewal.RENEWAL.renewer.last_error
         assert renewal.RENEWAL.renewer.renewals >= 2
     finally:
@@ -198,8 +202,8 @@ def test_the_token_is_renewed_while_a_streaming_pipeline_runs(spark, vault, tmp_
     while renewal.RENEWAL.renewer.running and time.time() < deadline:
         time.sleep(0.2)
     assert not renewal.RENEWAL.renewer.running  # no streaming query left: renewal ends
-    time.sleep(5.5)
-    assert not kv.status().authenticated  # and the short token expires as it should
+    wait_until(lambda: not kv.status().authenticated, 15, "the short token expired",  # as it should
+               error=AssertionError)
 
 
 def _debug_find(shown, secret):

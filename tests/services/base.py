@@ -102,11 +102,11 @@ def backend(variable: str, given: str | None = None) -> str:
 
 
 def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1,
-               alive: Callable[[], None] | None = None) -> T:
+               alive: Callable[[], None] | None = None, error: type[Exception] = ServiceUnavailable) -> T:
     """Polls ``check`` until it returns something true and returns that.
 
     ``alive`` is called before each try and may raise (a process that exited while starting);
-    after ``timeout`` seconds :class:`ServiceUnavailable` says ``what`` did not happen.
+    after ``timeout`` seconds ``error`` (tests pass AssertionError) says ``what`` did not happen.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -116,7 +116,7 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         if value:
             return value
         if time.monotonic() > deadline:
-            raise ServiceUnavailable(f"{what}: not after {timeout:.0f}s")
+            raise error(f"{what}: not after {timeout:.0f}s")
         time.sleep(interval)
 
 
