@@ -27,6 +27,14 @@ from .postgres import postgres_service
 from .vault import seed, vault_service
 
 _session_services = contextlib.ExitStack()
+_shared: dict[str, Any] = {}
+
+
+def shared_kafka() -> Any:
+    """The run's one Kafka broker, started on first use: the ``kafka`` fixture and the Kafka notebook share it."""
+    if "kafka" not in _shared:
+        _shared["kafka"] = _session_services.enter_context(kafka_service())
+    return _shared["kafka"]
 
 
 @contextlib.contextmanager
@@ -55,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stops the session's services, then fails the run if any service process is left."""
     _session_services.close()
+    _shared.clear()
     spark_cluster.stop_shared()
     unstopped = base.stop_all()
     left: list[str] = []
@@ -116,8 +125,7 @@ def kafka():
     """A real Kafka broker (KRaft, one node) for the run: Testcontainers where Docker exists, else the
     jars of `make kafka`. A ``services.kafka.Kafka``: ``.bootstrap``, ``create_topic``, ``produce``,
     ``consume``, ``stop``/``kill``/``restart`` (same ports and data)."""
-    with kafka_service() as broker:
-        yield broker
+    return shared_kafka()
 
 
 @pytest.fixture(scope="session")
@@ -174,8 +182,7 @@ def chromium_browser():
 def pytest_collect_file(file_path: Any, parent: Any) -> None:
     """A notebook about Kafka gets a broker (unless KAFKA_BOOTSTRAP names one) before its kernel starts."""
     if file_path.suffix == ".ipynb" and "kafka" in file_path.name and "KAFKA_BOOTSTRAP" not in os.environ:
-        broker = _session_services.enter_context(kafka_service())
-        os.environ["KAFKA_BOOTSTRAP"] = broker.bootstrap
+        os.environ["KAFKA_BOOTSTRAP"] = shared_kafka().bootstrap
 
 
 @pytest.hookimpl(hookwrapper=True)
