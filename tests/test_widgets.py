@@ -127,7 +127,7 @@ steps:
     deadline = time.time() + 60
     while (view.metrics is None or view.metrics.steps[2].status != "running") and time.time() < deadline:
         time.sleep(0.1)
-    while not spark.sparkContext.statusTracker().getActiveJobIds() and time.time() < deadline:
+    while not spark.sparkContext.statusTracker().getActiveJobsIds() and time.time() < deadline:
         time.sleep(0.1)  # until the write's Spark job runs
     view.cancel_button.click()
     worker.join(60)
