@@ -42,7 +42,7 @@ $(VENV)/.jars-$(SPARK): pipeline_magics/spark/maven/pom.xml pipeline_magics/spar
 	touch $@
 
 # A real Apache Kafka broker (KRaft) for the tests and `make services`: kafka_2.13 and its
-# runtime jars, once, from Maven Central; tests/kafka_service.py runs it with `java -cp`.
+# runtime jars, once, from Maven Central; tests/services/kafka.py runs it with `java -cp`.
 kafka: $(KAFKA)/.fetched
 $(KAFKA)/.fetched: services/kafka/pom.xml | venv
 	rm -rf $(KAFKA) && mkdir -p $(KAFKA)
@@ -52,7 +52,7 @@ $(KAFKA)/.fetched: services/kafka/pom.xml | venv
 
 # A Kafka broker on 127.0.0.1:9092 in the foreground for local trials; Ctrl-C stops it.
 services: venv-test kafka
-	$(PY) tests/kafka_service.py --port 9092
+	$(PY) tests/services/kafka.py --port 9092
 
 # Java 17 and Maven, if missing: all the quickstart needs besides Python packages.
 java:

@@ -1,6 +1,6 @@
 """Streaming: Kafka -> Delta through ``Pipeline.run`` against the same query written by hand.
 
-One broker (tests/kafka_service.py), one topic filled once; every run reads all of
+One broker (tests/services/kafka.py), one topic filled once; every run reads all of
 it from the earliest offset with ``availableNow`` into a fresh Delta table, in
 micro-batches of ``maxOffsetsPerTrigger``. Throughput is records over the wall
 time from the call until the query has ended.
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from kafka_service import kafka_service
+    from services.kafka import kafka_service
 
     from pipeline_magics import Pipeline
 

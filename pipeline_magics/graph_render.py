@@ -1,9 +1,10 @@
 """Rendering helpers of the pipeline graph: the output format, SVG through Graphviz, escaping and wrapping."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
+
+from . import config
 
 DETAIL_WIDTH = 90
 
@@ -15,7 +16,7 @@ def _short(text: str, width: int = DETAIL_WIDTH) -> str:
 
 def graph_format() -> str:
     """``auto`` (SVG if Graphviz is there, else Mermaid), or ``svg``/``mermaid``/``text`` from ``PIPELINE_GRAPH``."""
-    value = os.environ.get("PIPELINE_GRAPH", "auto").strip().lower()
+    value = (config.value("graph") or "auto").strip().lower()
     return value if value in ("auto", "svg", "mermaid", "text") else "auto"
 
 

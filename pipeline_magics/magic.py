@@ -8,19 +8,21 @@ import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import HTML, display
-from traitlets import Bool, Int
+from traitlets import Int
 
 from . import help as helptext
 from . import vault
 from .__main__ import parse_vars
+from . import config
 from .audit import audit_command
 from .cells import drive, drive_async
 from .errors import PipelineCancelledError, PipelineError
 from .graph import build_graph
 from .live import run_live
+from .magic_settings import SettingsMagics
 from .metrics import to_prometheus
 from .pipeline import Pipeline, PipelineResult
 from .schema import json_schema
@@ -52,10 +54,9 @@ class PlanView:
 
 
 @magics_class
-class PipelineMagics(Magics):
-    """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic."""
+class PipelineMagics(SettingsMagics):
+    """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic; every setting of config.py is a traitlet."""
 
-    widgets = Bool(True, help="Show live widgets where a widget frontend exists.").tag(config=True)
     preview_rows = Int(10, help="Rows of the last DataFrame shown under the result.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -147,7 +148,7 @@ class PipelineMagics(Magics):
 
     def _live(self, args: argparse.Namespace) -> bool:
         """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
-        return (self.widgets and not args.no_widgets and os.environ.get("PIPELINE_WIDGETS", "1") != "0"
+        return (config.enabled("widgets") and not args.no_widgets
                 and getattr(self.shell, "kernel", None) is not None)
 
     def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> Any:
@@ -287,7 +288,7 @@ class PipelineMagics(Magics):
             args = vault.parse_args(rest)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if args.interactive and self.widgets and getattr(self.shell, "kernel", None) is not None:
+        if args.interactive and config.enabled("widgets") and getattr(self.shell, "kernel", None) is not None:
             return VaultLoginForm(address=args.address)  # the cell shows it; no secret ever enters it
         print(vault.command(args))
         return None

@@ -1,11 +1,11 @@
 """The security policy: which credentials a spec may use (SPEC section 3)."""
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from . import config
 from .errors import CredentialError
 from .redaction import has_url_password, is_secret_key
 from .references import Path, _setting, as_reference, walk
@@ -31,8 +31,9 @@ class SecurityPolicy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SecurityPolicy":
-        """The policy set by ``PIPELINE_SECURITY_POLICY`` and the variables of SPEC section 3."""
-        env = os.environ if env is None else env
+        """The policy set by ``PIPELINE_SECURITY_POLICY`` and the variables of SPEC section 3
+        (``env``: those variables; default: :func:`config.environ`, ``%config`` values included)."""
+        env = config.environ() if env is None else env
         name = env.get("PIPELINE_SECURITY_POLICY", "default").strip().lower() or "default"
         if name not in ("strict", "default", "permissive"):
             raise CredentialError(f"PIPELINE_SECURITY_POLICY is '{name}'", code="POLICY_UNKNOWN",

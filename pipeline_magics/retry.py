@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from .spark.causes import jvm_chain
+from . import config
 from .errors import CredentialError, PipelineError
 from .methods import METHODS
 from .spec import RetryPolicy
@@ -168,6 +169,8 @@ def resolve_policy(step: Any) -> RetryPolicy:
     return step.retry if step.retry is not None else DEFAULT_RETRY
 
 
-def backoff_delay(policy: RetryPolicy, attempt: int, rand: Any = random.random) -> float:
-    """Seconds to wait after failed attempt ``attempt`` (1-based): exponential, with +-50% jitter."""
-    return policy.backoffSeconds * (2 ** (attempt - 1)) * (0.5 + rand())
+def backoff_delay(policy: RetryPolicy, attempt: int, rand: Any = random.random, scale: float | None = None) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): exponential, with +-50% jitter, times
+    ``scale`` (default: the ``retry_backoff_scale`` setting, 1; the test suite shortens back-offs with it)."""
+    scale = config.number("retry_backoff_scale") if scale is None else scale
+    return policy.backoffSeconds * (2 ** (attempt - 1)) * (0.5 + rand()) * scale

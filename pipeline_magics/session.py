@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import config
 from .errors import PipelineExecutionError
 from .spark.jars import local_jars
 from .spark.versions import check_session, local_line, pyspark_version, spark_home
@@ -22,7 +23,7 @@ def builder_confs() -> dict[str, str]:
     confs = {
         **DELTA_CONFS,
         "spark.ui.showConsoleProgress": "false",
-        "spark.sql.session.timeZone": os.environ.get("PIPELINE_TIMEZONE", "UTC"),
+        "spark.sql.session.timeZone": config.value("timezone"),
         # The JVM logs errors only, so its start-up chatter does not fill the notebook.
         "spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile=file:" + os.path.join(
             os.path.dirname(__file__), "log4j2.properties"),
@@ -53,8 +54,8 @@ def active_session() -> Any:
 def remote_url() -> str | None:
     """The Spark Connect server to use, if any: ``$PIPELINE_SPARK_REMOTE``, else ``$SPARK_REMOTE``,
     else ``$PIPELINE_SPARK_MASTER`` when it is an ``sc://`` address."""
-    master = os.environ.get("PIPELINE_SPARK_MASTER", "")
-    return (os.environ.get("PIPELINE_SPARK_REMOTE") or os.environ.get("SPARK_REMOTE")
+    master = config.value("spark_master") or ""
+    return (config.value("spark_remote") or os.environ.get("SPARK_REMOTE")
             or (master if master.startswith("sc://") else None))
 
 
@@ -83,13 +84,13 @@ def get_session(spark: Any = None) -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("pipeline_magics").master(
-        os.environ.get("PIPELINE_SPARK_MASTER", "local[*]"))
+        config.value("spark_master") or "local[*]")
     for key, value in builder_confs().items():
         builder = builder.config(key, value)
     session = checked(builder.getOrCreate())
     if not is_connect(session):  # spark.api.mode=connect gives a Connect session even here
         # JVM warnings go to the kernel's terminal, not the notebook; keep them to errors.
-        session.sparkContext.setLogLevel(os.environ.get("PIPELINE_SPARK_LOG_LEVEL", "ERROR"))
+        session.sparkContext.setLogLevel(config.value("spark_log_level") or "ERROR")
     return session
 
 
@@ -103,7 +104,7 @@ def connect_session(url: str) -> Any:
     from pyspark.sql import SparkSession
 
     confs = builder_confs() if url.startswith("local") else {
-        "spark.sql.session.timeZone": os.environ.get("PIPELINE_TIMEZONE", "UTC")}
+        "spark.sql.session.timeZone": config.value("timezone") or "UTC"}
     builder = SparkSession.builder.remote(url).appName("pipeline_magics")
     for key, value in confs.items():
         builder = builder.config(key, value)

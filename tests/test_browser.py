@@ -1,4 +1,4 @@
-"""What an analyst sees in JupyterLab, in a real browser: a real ``jupyter lab`` (tests/jupyter_service.py)
+"""What an analyst sees in JupyterLab, in a real browser: a real ``jupyter lab`` (tests/services/jupyter.py)
 and Debian's Chromium driven by Playwright open notebooks written here, run their cells with the
 keyboard and the menus, read the widgets and click their buttons.
 
@@ -21,10 +21,7 @@ from typing import Any, Callable
 
 import pytest
 
-try:
-    from jupyter_service import CHROMIUM, ServiceUnavailable, chromium, jupyter_lab
-except ImportError:  # tests/ imported as a package
-    from tests.jupyter_service import CHROMIUM, ServiceUnavailable, chromium, jupyter_lab
+from services.jupyter import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -56,29 +53,15 @@ print([q.name for q in SparkSession.getActiveSession().streams.active])"""
 # ---------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """JupyterLab for this module: its root is a temporary folder, its kernels run this venv's Python."""
-    root = tmp_path_factory.mktemp("lab")
-    env = {"PIPELINE_SPARK_MASTER": "local[2]",
-           "PIPELINE_CHECKPOINT_ROOT": str(tmp_path_factory.mktemp("checkpoints")),
-           # widgets on; no Spark Connect; not logged in to Vault (the form does that)
-           "PIPELINE_WIDGETS": None, "SPARK_REMOTE": None, "PIPELINE_SPARK_REMOTE": None,
-           "VAULT_TOKEN": None, "PIPELINE_TEST_VAULT_TOKEN": None}
-    try:
-        with jupyter_lab(str(root), env=env) as server:
-            yield server
-    except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
+@pytest.fixture
+def lab(jupyter_server):
+    """The session's JupyterLab (started once for every browser test)."""
+    return jupyter_server
 
 
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        with chromium() as b:
-            yield b
-    except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
+@pytest.fixture
+def browser(chromium_browser):
+    return chromium_browser
 
 
 @pytest.fixture
@@ -103,7 +86,7 @@ def vault_server(request):
     """The run's Vault, or a skip when none can be started here."""
     try:
         return request.getfixturevalue("vault")
-    except Exception as exc:  # noqa: BLE001 - vault_service.ServiceUnavailable (no Docker, no bao)
+    except Exception as exc:  # noqa: BLE001 - services.ServiceUnavailable (no Docker, no bao)
         if type(exc).__name__ == "ServiceUnavailable":
             pytest.skip(f"no Vault: {exc}")
         raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 
 from pipeline_magics.help import complete
 from pipeline_magics.magic import SUBCOMMANDS, PipelineMagics
@@ -58,16 +57,6 @@ def test_cell_magic_options():
     assert c("%%pipeline orders --") == sorted(OPTIONS)
     assert c("%%pipeline --mode ") == ["batch", "streaming"]
     assert c("%%pipeline --metrics pro") == ["prometheus:"]
-
-
-@pytest.fixture(scope="module")
-def ip():
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()  # None when another test module started it first
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
 
 
 def test_ipython_completer_uses_the_hook(ip):

@@ -10,7 +10,7 @@ per Python process (a Connect client next to a classic session is refused, and
 cluster targets run this file again in a child process, with ``PIPELINE_TEST_SPARK_TARGET``
 naming the target. There the session comes from ``get_session()``, exactly as in a
 notebook pointed at the cluster by ``PIPELINE_SPARK_MASTER=spark://...`` or
-``PIPELINE_SPARK_REMOTE=sc://...``. The local run starts the clusters (``cluster_service``)
+``PIPELINE_SPARK_REMOTE=sc://...``. The local run starts the clusters (``services.spark_cluster``)
 and the two children as the module starts, runs its own subset beside them, and
 ``test_subset_on`` fails with a child's output when that child failed.
 
@@ -38,6 +38,8 @@ import pytest
 
 from pipeline_magics import ExpectationError, Pipeline, PipelineCancelledError
 from pipeline_magics.session import is_connect
+from services import spark_cluster
+from services.postgres import Postgres
 
 TARGET = os.environ.get("PIPELINE_TEST_SPARK_TARGET", "local")
 TARGETS = ("local", "standalone", "connect")
@@ -116,10 +118,6 @@ def pg(request):
     """PostgreSQL: the one a parent run hands over (``PIPELINE_TEST_POSTGRES_JSON``), else the suite's."""
     handed = os.environ.get("PIPELINE_TEST_POSTGRES_JSON")
     if handed:
-        try:
-            from services import Postgres
-        except ImportError:  # tests/ imported as a package
-            from tests.services import Postgres
         return Postgres(**json.loads(handed))
     return request.getfixturevalue("postgres")
 
@@ -382,27 +380,22 @@ _FOREIGN = ("SPARK_REMOTE", "PIPELINE_SPARK_REMOTE", "PIPELINE_SPARK_MASTER", "S
 
 def _run_child(target: str, pg: Any, tmp: Any, timeout: float = 600.0) -> ChildRun:
     """Starts ``target``, runs this file against it in a child pytest, stops it."""
-    try:
-        import cluster_service
-    except ImportError:  # tests/ imported as a package
-        from tests import cluster_service
-
     env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
     env.update(PIPELINE_TEST_SPARK_TARGET=target, PIPELINE_TEST_POSTGRES_JSON=json.dumps(dataclasses.asdict(pg)),
                SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PIPELINE_SPARK_LOG_LEVEL="ERROR")
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if target == "standalone":
-            cluster = stack.enter_context(cluster_service.standalone_cluster())
+            cluster = stack.enter_context(spark_cluster.standalone_cluster())
             env["PIPELINE_SPARK_MASTER"] = cluster.master_url
             # one small executor per worker; the driver's jars (spark.jars) are shipped to them
-            opts = shlex.quote(cluster_service.TEST_JAVA_OPTS)
+            opts = shlex.quote(spark_cluster.TEST_JAVA_OPTS)
             env["PYSPARK_SUBMIT_ARGS"] = (
                 "--conf spark.executor.memory=512m --conf spark.executor.cores=1 --conf spark.cores.max=2 "
                 f"--conf spark.ui.enabled=false --driver-java-options {opts} "
                 f"--conf spark.executor.extraJavaOptions={opts} pyspark-shell")
         else:
-            env["PIPELINE_SPARK_REMOTE"] = cluster_service.shared_connect_server().url
+            env["PIPELINE_SPARK_REMOTE"] = spark_cluster.shared_connect_server().url
         ready = time.monotonic() - started
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-o", "addopts=-ra",
                "--durations=0", "--basetemp", str(tmp / "basetemp"), os.path.abspath(__file__)]
@@ -428,17 +421,6 @@ def child_runs(pg, tmp_path_factory):
             for t in ("standalone", "connect")}
     yield runs
     pool.shutdown(wait=True)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _stop_shared_connect_server():
-    """The Connect server is shared with examples/06-spark-connect.ipynb: stopped at the end of the session."""
-    yield
-    try:
-        import cluster_service
-    except ImportError:  # tests/ imported as a package
-        from tests import cluster_service
-    cluster_service.stop_shared()
 
 
 @pytest.mark.parametrize("target", ["standalone", "connect"])

@@ -24,13 +24,16 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from pipeline_magics import Pipeline
+from pipeline_magics import Pipeline, config
 from pipeline_magics.errors import (PipelineCancelledError, PipelineExecutionError, RetryableError,
                                     StreamingQueryError)
 from pipeline_magics.methods import jdbc
 from pipeline_magics.methods.load import LEFTOVER_STAGING
 from pipeline_magics.retry import DEFAULT_RETRY, backoff_delay, is_transient, policy_for
 from pipeline_magics.spec import Step
+from services.base import free_port
+from services.base import stop as stop_service
+from services.vault import start_bao, wait_ready
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 PASSWORD_VAR = "PIPELINE_TEST_PG_PASSWORD"
@@ -64,6 +67,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def real_backoffs(monkeypatch):
+    """Back-offs as long as outside the suite: the service must come back within the retries."""
+    monkeypatch.setenv("PIPELINE_RETRY_BACKOFF_SCALE", "1")
 
 
 class Fault(threading.Thread):
@@ -154,9 +163,11 @@ def test_default_policies_and_backoff():
     own = step("load", "toCsv", retry={"attempts": 5, "backoffSeconds": 2})
     assert policy_for(own, "batch").attempts == 5
     # exponential with +-50% jitter
-    assert [backoff_delay(own.retry, a, rand=lambda: 0.5) for a in (1, 2, 3)] == [2.0, 4.0, 8.0]
-    assert backoff_delay(own.retry, 1, rand=lambda: 0.0) == 1.0
-    assert backoff_delay(own.retry, 1, rand=lambda: 0.999) == pytest.approx(2.998)
+    assert [backoff_delay(own.retry, a, rand=lambda: 0.5, scale=1) for a in (1, 2, 3)] == [2.0, 4.0, 8.0]
+    assert backoff_delay(own.retry, 1, rand=lambda: 0.0, scale=1) == 1.0
+    assert backoff_delay(own.retry, 1, rand=lambda: 0.999, scale=1) == pytest.approx(2.998)
+    # the suite shortens every back-off (PIPELINE_RETRY_BACKOFF_SCALE, set by tests/services/plugin.py)
+    assert backoff_delay(own.retry, 2, rand=lambda: 0.5) == pytest.approx(4.0 * config.number("retry_backoff_scale"))
 
 
 def test_staging_names_and_table_names():
@@ -277,7 +288,8 @@ def test_postgres_down_fails_with_retryable_error_after_the_default_attempts(spa
     assert "\n  hint:" in message and "\tat " not in message
     assert pg.password not in message + (exc.detail or "")
     assert exc.result.metrics.steps[0].attempts == DEFAULT_RETRY.attempts
-    assert took >= 1.5 * DEFAULT_RETRY.backoffSeconds * 0.5  # it did back off: 0.5-1.5 s, then 1-3 s
+    # it did back off: 0.5-1.5 s, then 1-3 s (times the suite's back-off scale)
+    assert took >= 1.5 * DEFAULT_RETRY.backoffSeconds * 0.5 * config.number("retry_backoff_scale")
 
 
 @pytest.mark.postgres
@@ -293,6 +305,7 @@ def test_bad_sql_is_never_retried(spark, pg):
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("real_backoffs")
 def test_postgres_restarted_mid_read_the_load_retries_and_writes_once(spark, pg, lake):
     """The read runs inside toDelta's write; PostgreSQL goes away under it (57P01), comes back, the step
     is tried again and Delta holds every row once, in one commit."""
@@ -360,6 +373,7 @@ def test_postgres_restarted_mid_write_leaves_the_target_as_it_was(spark, pg, tar
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("real_backoffs")
 def test_postgres_restarted_mid_write_the_retry_appends_once(spark, pg, target, slow):
     fault = restart_when(pg, 'INSERT INTO public."fault_target__pm_%', after=lambda: slow(False))
     result = Pipeline.from_yaml(write_spec(pg, "fault_pg_append", "append",
@@ -501,28 +515,16 @@ class BaoServer:
     """A dev OpenBao server that can be stopped and started again on the same port and root token."""
 
     def __init__(self, folder: Any) -> None:
-        try:
-            from vault_service import _free_port, _stop, _wait_ready, bao_binary
-        except ImportError:
-            from tests.vault_service import _free_port, _stop, _wait_ready, bao_binary
-        self._stop_proc, self._wait_ready = _stop, _wait_ready
-        self.binary, self.folder = bao_binary(), str(folder)
-        self.port = _free_port()
+        self.folder = str(folder)
+        self.port = free_port()
         self.addr = f"http://127.0.0.1:{self.port}"
         self.token = "root-" + uuid.uuid4().hex
         self.log = os.path.join(self.folder, "bao.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, secrets: dict[str, dict[str, str]]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-        env["HOME"] = self.folder
-        with open(self.log, "a", encoding="utf-8") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, "server", "-dev", f"-dev-root-token-id={self.token}",
-                 f"-dev-listen-address=127.0.0.1:{self.port}", "-dev-no-store-token", "-log-level=warn"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.folder,
-                start_new_session=True)
-        self._wait_ready(self.addr, self.token, proc=self.proc, log=self.log)
+        self.proc = start_bao(self.port, self.token, self.folder, self.log)
+        wait_ready(self.addr, self.token, proc=self.proc, log=self.log)
         import hvac
 
         client = hvac.Client(url=self.addr, token=self.token)
@@ -531,7 +533,7 @@ class BaoServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self._stop_proc(self.proc)
+            stop_service(self.proc, timeout=10)
             self.proc = None
 
 
@@ -596,6 +598,7 @@ def test_vault_stopped_mid_run_fails_clearly_and_writes_nothing(spark, postgres,
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("real_backoffs")
 def test_vault_back_within_the_retries_the_run_succeeds(spark, postgres, bao):
     def hook(run: Any) -> None:
         if run.metrics.steps[1].status == "done" and bao.proc is not None:

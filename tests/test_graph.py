@@ -195,16 +195,7 @@ def test_svg_where_graphviz_exists(plan, monkeypatch):
 # ------------------------------------------------------------- in the notebook
 
 
-@pytest.fixture(scope="module")
-def ip(spark):
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()  # None when another test module started it first
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
-
-
+@pytest.mark.usefixtures("spark")  # the magic runs on the suite's session
 def test_dry_run_draws_the_plan(ip, monkeypatch):
     monkeypatch.setenv("PIPELINE_GRAPH", "mermaid")
     view = ip.run_cell_magic("pipeline", "--dry-run", BRANCHING.replace("?password=hunter2", ""))
@@ -214,6 +205,7 @@ def test_dry_run_draws_the_plan(ip, monkeypatch):
     assert "9 steps" in bundle["text/plain"]
 
 
+@pytest.mark.usefixtures("spark")
 def test_a_run_is_drawn_by_status_with_counts_from_metrics(ip, data_dir, lake, capsys, monkeypatch):
     data = os.path.abspath(data_dir)
     result = ip.run_cell_magic("pipeline", "graph_run", f"""

@@ -18,17 +18,6 @@ from pipeline_magics.spec import _Loader, parse_spec
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
 
-@pytest.fixture(scope="module")
-def ip():
-    """IPython's testing shell with the extension loaded (help needs no Spark)."""
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()  # None when another test module started it first
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
-
-
 def test_overview_lists_every_method_by_type_with_its_summary():
     text = helptext.overview({"explain": "Draws the pipeline.", "list": ""})
     for (type_, name), method in METHODS.items():

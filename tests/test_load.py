@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pytest
 import yaml
 
 from pipeline_magics import Pipeline

@@ -27,15 +27,8 @@ steps:
 """
 
 
-@pytest.fixture(scope="module")
-def ip(spark):
-    """IPython's testing shell with the extension loaded."""
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()  # None when another test module started it first
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
+#: the magic runs on the suite's session (the ``ip`` shell comes from tests/services/plugin.py)
+pytestmark = pytest.mark.usefixtures("spark")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -617,16 +618,7 @@ def test_push_to_a_real_pushgateway(tmp_path):
 # ------------------------------------------------------------------ the magic and the API
 
 
-@pytest.fixture(scope="module")
-def ip(spark):
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
-
-
+@pytest.mark.usefixtures("spark")  # the magic runs on the suite's session
 def test_magic_metrics_option_and_subcommand(ip, csv_path, lake, capsys):
     spec = ("steps:\n" + csv_source(csv_path) + FILTER +
             f"  - {{type: load, method: toDelta, name: out, config: {{path: '{lake}/out', mode: overwrite}}}}\n")
@@ -671,19 +663,13 @@ spark.stop()
 """
 
 
-def test_counts_on_spark_connect(tmp_path):
+def test_counts_on_spark_connect(tmp_path, connect_server):
     """The same figures through a Spark Connect client (in a child process: one kind of session per process)."""
-    import sys
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    import cluster_service
-
     df = frame()
     df.to_csv(tmp_path / "rows.csv", index=False)
     os.makedirs(tmp_path / "src")
     df.to_json(tmp_path / "src" / "a.json", orient="records", lines=True)
-    server = cluster_service.shared_connect_server()
-    env = {**os.environ, "PIPELINE_SPARK_REMOTE": server.url, "SPARK_LOCAL_IP": "127.0.0.1",
+    env = {**os.environ, "PIPELINE_SPARK_REMOTE": connect_server.url, "SPARK_LOCAL_IP": "127.0.0.1",
            "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     done = subprocess.run([sys.executable, "-c", CONNECT_CHILD, str(tmp_path)], env=env, capture_output=True,
                           text=True, timeout=600)

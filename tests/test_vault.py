@@ -13,6 +13,7 @@ from IPython.core.error import UsageError
 
 from pipeline_magics import CredentialError, vault as kv, vault_renewal as renewal
 from pipeline_magics.credentials import AUDIT_ENTRIES, Resolver, SecurityPolicy, as_reference
+from services.base import wait_until
 
 pytestmark = pytest.mark.vault
 
@@ -100,8 +101,9 @@ def test_not_logged_in_forbidden_and_unreachable(vault, secret, monkeypatch):
 
 
 def test_an_expired_token_says_log_in_again(vault, secret):
-    kv.login("token", token=short_token(vault, "2s", renewable=False))
-    time.sleep(2.5)
+    token = short_token(vault, "2s", renewable=False)
+    kv.login("token", token=token)
+    wait_until(lambda: kv.token_state(vault.client(token)) == "invalid", 10, "the token expired", error=AssertionError)
     with pytest.raises(CredentialError) as info:
         Resolver(SecurityPolicy()).value(as_reference(f"vault:secret/{secret[0]}#password"))
     err = info.value
@@ -193,15 +195,16 @@ def test_renewer_keeps_a_short_token_alive_then_it_expires(vault):
     token = short_token(vault, "3s", explicit_max_ttl="2m")
     keep = {"on": True}
     renewer = renewal.TokenRenewer(lambda: vault.client(token), lambda: keep["on"], poll=0.2).start()
+    started = time.monotonic()
     try:
-        time.sleep(7)
-        assert renewer.renewals >= 2 and renewer.last_error is None
-        assert kv.token_state(vault.client(token)) == "valid"  # 7 s > its 3 s TTL
+        wait_until(lambda: renewer.renewals >= 2 and time.monotonic() - started > 4.5, 30,
+                   "two renewals and more than the token's TTL", error=AssertionError)
+        assert renewer.last_error is None
+        assert kv.token_state(vault.client(token)) == "valid"  # 4.5 s > its 3 s TTL
         keep["on"] = False
-        time.sleep(0.5)
-        assert not renewer.running
-        time.sleep(3.5)
-        assert kv.token_state(vault.client(token)) == "invalid"
+        wait_until(lambda: not renewer.running, 5, "the renewer stopped", error=AssertionError)
+        wait_until(lambda: kv.token_state(vault.client(token)) == "invalid", 10, "the token expired",
+                   error=AssertionError)
     finally:
         renewer.stop()
 
@@ -289,15 +292,6 @@ def test_login_form_failure_clears_too_and_shows_a_short_message(vault):
     form.method.value = "token"  # switching the method empties the secret fields as well
     assert "typed-then-switched" not in widget_states(form)
     assert form.password.layout.display == "none" and form.token.layout.display is None
-
-
-@pytest.fixture(scope="module")
-def ip():
-    from IPython.testing import globalipapp
-
-    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one test shell per process
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
 
 
 def test_vault_subcommands_in_a_terminal_shell(ip, vault, secret, capsys, monkeypatch):

@@ -12,6 +12,7 @@ import yaml
 
 from pipeline_magics import CredentialError, Pipeline, PipelineExecutionError, vault as kv, vault_renewal as renewal
 from pipeline_magics.metrics import to_prometheus
+from services.base import wait_until
 
 pytestmark = pytest.mark.vault
 
@@ -112,7 +113,7 @@ def test_a_failing_jdbc_read_and_metrics_leak_nothing(spark, vault, postgres, pg
     assert postgres.password not in shown
 
 
-def test_what_spark_echoes_is_masked(spark, vault, tmp_path, ip_shell, capsys):
+def test_what_spark_echoes_is_masked(spark, vault, tmp_path, ip, capsys):
     """A secret Spark repeats in an AnalysisException (here a rule kept in Vault) shows as ***."""
     echoed = "Echo-" + pysecrets.token_hex(6)
     path = put(vault, {"rule": f"name = '{echoed}' AND ((("})  # a syntax error: Spark quotes the SQL back
@@ -124,12 +125,12 @@ def test_what_spark_echoes_is_masked(spark, vault, tmp_path, ip_shell, capsys):
         {"type": "load", "method": "display"},
     ])
     with pytest.raises(PipelineExecutionError) as info:
-        ip_shell.run_cell_magic("pipeline", f"--metrics json:{tmp_path / 'e.json'}", text)
+        ip.run_cell_magic("pipeline", f"--metrics json:{tmp_path / 'e.json'}", text)
     err = info.value
     assert "PARSE_SYNTAX_ERROR" in str(err)
     assert "== SQL ==\n***\n" in err.detail  # Spark quoted the rule (the whole secret) back: masked
-    ip_shell.run_line_magic("pipeline", "last-error")
-    ip_shell.run_line_magic("pipeline", "metrics echo --format json")
+    ip.run_line_magic("pipeline", "last-error")
+    ip.run_line_magic("pipeline", "metrics echo --format json")
     out = capsys.readouterr()
     shown = "\n".join([str(err), err.detail or "", "".join(err._render_traceback_()), out.out, out.err,
                        (tmp_path / "e.json").read_text()])
@@ -142,15 +143,6 @@ def write_csv(tmp_path):
     return path
 
 
-@pytest.fixture(scope="module")
-def ip_shell(spark):
-    from IPython.testing import globalipapp
-
-    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one test shell per process
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
-
-
 # ------------------------------------------------------------ expiry, renewal
 
 
@@ -158,7 +150,8 @@ def test_an_expired_token_stops_the_run_before_the_step_with_log_in_again(spark,
     path = put(vault, {"password": "irrelevant-pw"})
     token = vault.client().auth.token.create(policies=[vault.policy], ttl="2s", renewable=False)
     kv.login("token", token=token["auth"]["client_token"])
-    time.sleep(2.5)
+    wait_until(lambda: kv.token_state(vault.client(token["auth"]["client_token"])) == "invalid", 10,
+               "the token expired", error=AssertionError)
     text = spec("expired", [
         {"type": "extract", "method": "fromCsv", "name": "rows", "config": {"path": str(write_csv(tmp_path))}},
         {"type": "load", "method": "toPostgres",
@@ -196,9 +189,11 @@ def test_the_token_is_renewed_while_a_streaming_pipeline_runs(spark, vault, tmp_
     status = kv.login("userpass", username="streamer", password="streamer-pw-1")
     assert status.ttl <= 5
     result = Pipeline.from_yaml(stream("renewing_stream", f"vault:secret/{path}#condition")).run(spark)
+    started = time.monotonic()
     try:
         assert result.status == "running"
-        time.sleep(12)  # well past the token's 5 s TTL
+        wait_until(lambda: renewal.RENEWAL.renewer.renewals >= 2 and time.monotonic() - started > 8, 30,
+                   "two renewals, well past the token's 5 s TTL", error=AssertionError)
         assert kv.status().authenticated, renewal.RENEWAL.renewer.last_error
         assert renewal.RENEWAL.renewer.renewals >= 2
     finally:
@@ -207,8 +202,8 @@ def test_the_token_is_renewed_while_a_streaming_pipeline_runs(spark, vault, tmp_
     while renewal.RENEWAL.renewer.running and time.time() < deadline:
         time.sleep(0.2)
     assert not renewal.RENEWAL.renewer.running  # no streaming query left: renewal ends
-    time.sleep(5.5)
-    assert not kv.status().authenticated  # and the short token expires as it should
+    wait_until(lambda: not kv.status().authenticated, 15, "the short token expired",  # as it should
+               error=AssertionError)
 
 
 def _debug_find(shown, secret):

@@ -96,16 +96,12 @@ print(result.metrics.status, sorted(r.order_id for r in spark.read.format("delta
 """
 
 
-def test_a_pyspark_client_only_notebook_runs_on_a_connect_server(tmp_path):
+def test_a_pyspark_client_only_notebook_runs_on_a_connect_server(tmp_path, connect_server):
     """An environment with only `pyspark-client` (no JVM) runs a pipeline on a Connect server."""
     client = os.environ.get("PIPELINE_TEST_CLIENT_PYTHON")
     if not client:
         pytest.skip("set PIPELINE_TEST_CLIENT_PYTHON to a Python with only pyspark-client (make test does)")
     import pandas as pd
-    try:
-        from cluster_service import shared_connect_server
-    except ImportError:  # tests/ imported as a package
-        from tests.cluster_service import shared_connect_server
 
     check = subprocess.run([client, "-c", "import os, pyspark; "
                             "print(os.path.isdir(os.path.join(os.path.dirname(pyspark.__file__), 'jars')))"],
@@ -113,8 +109,7 @@ def test_a_pyspark_client_only_notebook_runs_on_a_connect_server(tmp_path):
     assert check.stdout.strip() == "False", "the client environment must have no Spark jars"
     csv = os.path.join(ROOT, "examples", "data", "orders.csv")
     target = str(tmp_path / "client_only")
-    server = shared_connect_server()
-    env = {**os.environ, "PIPELINE_SPARK_REMOTE": server.url, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PIPELINE_SPARK_REMOTE": connect_server.url, "PYTHONPATH": ROOT}
     script = tmp_path / "client_only.py"  # a file: pyspark's Connect takes `python -c` for its doctests
     script.write_text(CLIENT_SCRIPT % {"csv": csv, "target": target})
     done = subprocess.run([client, str(script)],

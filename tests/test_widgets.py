@@ -4,7 +4,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 
 from pipeline_magics import Pipeline, PipelineCancelledError, PipelineError
 from pipeline_magics.progress import ProgressHub, Throttle, sparkline
@@ -128,7 +127,8 @@ steps:
     deadline = time.time() + 60
     while (view.metrics is None or view.metrics.steps[2].status != "running") and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(1.5)  # the write's Spark job is running now
+    while not spark.sparkContext.statusTracker().getActiveJobsIds() and time.time() < deadline:
+        time.sleep(0.1)  # until the write's Spark job runs
     view.cancel_button.click()
     worker.join(60)
     view.refresh.flush()
@@ -166,7 +166,8 @@ steps:
         while panel.state.processed_rows_per_second <= 0 and time.time() < deadline:
             time.sleep(0.2)
         assert panel.state.processed_rows_per_second > 0 and panel.state.total_rows > 0
-        time.sleep(0.5)
+        while "rows/s" not in panel.figures.value and time.time() < deadline:
+            time.sleep(0.1)  # the throttled refresh
         assert "rows/s" in panel.figures.value and "running" in panel.header.value
     finally:
         view.cancel_button.click()

@@ -10,7 +10,7 @@ from ..figures import (ACTION, delta_commit, delta_latest_version, delta_write_f
 from ..session import require_delta
 from . import delta, jdbc
 from .jdbc import PostgresConnection
-from .registry import Config, StepContext, register, session_conf
+from .registry import StepContext, register, session_conf
 from .streaming_sink import StreamingOptions, start
 
 WriteMode = Literal["append", "overwrite", "error", "errorifexists", "ignore"]

@@ -6,6 +6,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field, model_validator
 
+from .. import config
 from .registry import Config, StepContext
 
 DEFAULT_CHECKPOINT_ROOT = os.path.join(os.path.expanduser("~"), ".pipeline_magics", "checkpoints")
@@ -45,7 +46,7 @@ STREAMING_KEYS = frozenset(StreamingOptions.model_fields)
 
 def checkpoint_root(spark: Any) -> str:
     """``$PIPELINE_CHECKPOINT_ROOT``, else the session's checkpoint conf, else ``~/.pipeline_magics/checkpoints``."""
-    root = os.environ.get("PIPELINE_CHECKPOINT_ROOT")
+    root = config.value("checkpoint_root")
     if not root:
         try:
             root = spark.conf.get("spark.sql.streaming.checkpointLocation", None)

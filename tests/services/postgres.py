@@ -1,4 +1,4 @@
-"""Real services for the tests: a PostgreSQL server, started for the run and stopped afterwards.
+"""A real PostgreSQL for the tests, started for the run and stopped afterwards.
 
 Where a Docker engine is reachable, Testcontainers runs the official image;
 elsewhere Debian's PostgreSQL binaries (``/usr/lib/postgresql/<ver>/bin``)
@@ -15,20 +15,17 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+from . import base
+from .base import ServiceUnavailable, free_port
 
 DATABASE = "pipelines"
 USER = "postgres"
 IMAGE = os.environ.get("PIPELINE_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
-
-
-class ServiceUnavailable(RuntimeError):
-    """The service cannot be started here (the message says what to install)."""
 
 
 @dataclass(frozen=True)
@@ -83,33 +80,6 @@ def _control(pg: Postgres) -> "_LocalCluster":
 # --------------------------------------------------------------------- helpers
 
 
-def docker_available() -> bool:
-    """True when a Docker engine answers (``docker info`` or the Docker SDK's ping)."""
-    try:
-        import docker  # the SDK testcontainers itself uses
-
-        client = docker.from_env(timeout=5)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # noqa: BLE001 - no SDK, no socket, no permission: no Docker
-        pass
-    if shutil.which("docker"):
-        try:
-            return subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=20).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            return False
-    return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def find_pg_bin() -> str:
     """The folder with ``initdb`` and ``pg_ctl`` (``$PG_BIN``, else the newest Debian/PATH install)."""
     candidates = []
@@ -136,15 +106,14 @@ def find_pg_bin() -> str:
 def _wait_ready(pg: Postgres, timeout: float = 60.0) -> None:
     import psycopg
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def logs_in() -> bool:
         try:
             with pg.connect(database="postgres"):
-                return
+                return True
         except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+            return False
+
+    base.wait_until(logs_in, timeout, f"PostgreSQL at {pg.host}:{pg.port} accepting logins", interval=0.2)
 
 
 def _create_database(pg: Postgres) -> None:
@@ -202,6 +171,7 @@ class _LocalCluster:
         self.log = os.path.join(self.root, "postgres.log")
         self.password = secrets.token_urlsafe(18)
         self.port: int | None = None
+        self.pid = 0
         self.started = False
 
     def _make_root(self) -> str:
@@ -227,17 +197,13 @@ class _LocalCluster:
         return ["runuser", "-u", "postgres", "--", *cmd] if self.as_root else cmd
 
     def _run(self, exe: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env = base.service_env({k: v for k, v in os.environ.items() if not k.startswith("PG")})
         env.update(LC_ALL="C", LANG="C")
         return subprocess.run(self._cmd(exe, *args), cwd=self.root, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 
     def _log_tail(self) -> str:
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as fh:
-                return "".join(fh.readlines()[-30:])
-        except OSError:
-            return ""
+        return base.tail(self.log, 30)
 
     def init(self) -> None:
         pwfile = os.path.join(self.root, "pwfile")
@@ -254,14 +220,32 @@ class _LocalCluster:
         if done.returncode != 0:
             raise ServiceUnavailable(f"initdb failed ({done.returncode}):\n{done.stdout}")
 
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
+        done = self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts, "start")
+        if done.returncode == 0:
+            self.started = True
+            # pg_ctl starts the postmaster in a session of its own: it leads its process group
+            with open(os.path.join(self.data, "postmaster.pid"), encoding="utf-8") as fh:
+                self.pid = int(fh.readline())
+            base.track("postgres", self.pid, stopper=self._pg_ctl_stop)
+        return done
+
+    def _pg_ctl_stop(self) -> subprocess.CompletedProcess[str]:
+        done = self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
+        if done.returncode != 0:
+            done = self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", timeout=60)
+        if self.pid:
+            base.untrack(self.pid)
+        self.started = False
+        return done
+
     def start(self, attempts: int = 3) -> None:
         for attempt in range(attempts):
             self.port = free_port()
-            opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} "
-                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
-            done = self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts, "start")
+            done = self._pg_ctl_start()
             if done.returncode == 0:
-                self.started = True
                 return
             if "could not bind" not in self._log_tail() or attempt == attempts - 1:
                 raise ServiceUnavailable(f"pg_ctl start failed ({done.returncode}):\n{done.stdout}\n"
@@ -269,26 +253,19 @@ class _LocalCluster:
 
     def halt(self) -> None:
         """``pg_ctl stop -m fast``, keeping the folder (``resume`` starts it again on the same port)."""
-        done = self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
+        done = self._pg_ctl_stop()
         if done.returncode != 0 and "not running" not in done.stdout.lower():
             raise RuntimeError(f"pg_ctl stop failed ({done.returncode}):\n{done.stdout}")
-        self.started = False
 
     def resume(self) -> None:
-        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
-        done = self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts, "start")
+        done = self._pg_ctl_start()
         if done.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed ({done.returncode}):\n{done.stdout}\n{self._log_tail()}")
-        self.started = True
 
     def stop(self) -> None:
         try:
             if self.started:
-                done = self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
-                if done.returncode != 0:
-                    self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", timeout=60)
-                self.started = False
+                self._pg_ctl_stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -320,17 +297,11 @@ def postgres_service(backend: str | None = None) -> Iterator[Postgres]:
     ``backend``: ``docker`` (Testcontainers), ``local`` (initdb/pg_ctl) or None
     (``$PIPELINE_TEST_POSTGRES``, else Docker when reachable, else local).
     """
-    backend = (backend or os.environ.get("PIPELINE_TEST_POSTGRES") or "").strip().lower() or None
-    if backend is None:
-        backend = "docker" if docker_available() else "local"
-    if backend not in ("docker", "local"):
-        raise ValueError(f"unknown PostgreSQL backend {backend!r}: use docker or local")
-    factory = _docker_postgres if backend == "docker" else _local_postgres
+    factory = _docker_postgres if base.backend("PIPELINE_TEST_POSTGRES", backend) == "docker" else _local_postgres
     with factory() as pg:
         yield pg
 
 
-if __name__ == "__main__":  # a quick manual check: python tests/services.py
-    with postgres_service() as pg:
-        with pg.connect() as conn:
-            print(pg.backend, pg.jdbc_url, conn.execute("SELECT version()").fetchone()[0])
+if __name__ == "__main__":  # a quick manual check: python -m services.postgres (from tests/)
+    with postgres_service() as pg, pg.connect() as conn:
+        print(pg.backend, pg.jdbc_url, conn.execute("SELECT version()").fetchone()[0])

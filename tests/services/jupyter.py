@@ -11,7 +11,7 @@ Spark JVMs) is killed: nothing outlives the run.
 :func:`chromium` launches Debian's ``/usr/bin/chromium`` through Playwright
 (``playwright install`` is not needed, nor used).
 
-``python tests/jupyter_service.py [FOLDER]`` starts one in the foreground and
+``python -m services.jupyter [FOLDER]`` (from ``tests/``) starts one in the foreground and
 prints its URL, for looking at what the tests look at.
 """
 from __future__ import annotations
@@ -21,8 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,10 +30,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from . import base
+from .base import HOST, ServiceUnavailable, free_port, tail
+
 CHROMIUM = os.environ.get("PIPELINE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-HOST = "127.0.0.1"
 START_TIMEOUT = 90.0
 
 #: User settings for the test server: no news or update checks (their toasts would cover the page), and
@@ -45,24 +45,6 @@ SETTINGS = {
         {"fetchNews": "false", "checkForUpdates": False},
     "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
 }
-
-
-class ServiceUnavailable(RuntimeError):
-    """JupyterLab or Chromium cannot be started here (the message says what is missing)."""
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: str, lines: int = 40) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:])
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -98,46 +80,7 @@ class JupyterLab:
                 self.api("DELETE", f"/api/kernels/{kernel['id']}", timeout=60)
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log, lines)
-
-
-def _descendants(pid: int) -> list[Any]:
-    import psutil
-
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _kill_tree(proc: subprocess.Popen, known: list[Any], timeout: float = 20) -> None:
-    """Ends the server gracefully, then everything it started (also what was re-parented meanwhile)."""
-    import psutil
-
-    found = {p.pid: p for p in known}
-    found.update({p.pid: p for p in _descendants(proc.pid)})
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # jupyter's own clean shutdown: kernels first
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    if proc.poll() is None:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
-    alive = []
-    for p in found.values():
-        with contextlib.suppress(psutil.Error):
-            if p.is_running():
-                p.terminate()
-                alive.append(p)
-    _, still = psutil.wait_procs(alive, timeout=10)
-    for p in still:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(still, timeout=10)
+        return tail(self.log, lines)
 
 
 @contextlib.contextmanager
@@ -182,36 +125,44 @@ def jupyter_lab(root_dir: str | None = None, env: dict[str, str] | None = None) 
     try:
         for attempt in range(3):
             port = free_port()
-            with open(log, "w", encoding="utf-8") as out:
-                proc = subprocess.Popen(
-                    [jupyter, "lab", "--no-browser", "--allow-root", f"--ServerApp.ip={HOST}",
-                     f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-                     f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env, cwd=root,
-                    start_new_session=True)
+            open(log, "w").close()
+            proc = base.spawn("jupyter lab", [
+                jupyter, "lab", "--no-browser", "--allow-root", f"--ServerApp.ip={HOST}", f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+                log=log, env=child_env, cwd=root)
             lab = JupyterLab(f"http://{HOST}:{port}", token, root, log, proc)
-            deadline = time.monotonic() + START_TIMEOUT
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    lab.api("GET", "/api/status", timeout=2)
-                    break
-                except (urllib.error.URLError, OSError, ValueError):
-                    time.sleep(0.3)
-            if proc.poll() is None and time.monotonic() < deadline:
+            if _answers(lab):
                 break
-            already = "already in use" in _tail(log)
-            _kill_tree(proc, [])
+            already = "already in use" in tail(log)
+            base.stop(proc, timeout=20)
             if not already or attempt == 2:
-                raise ServiceUnavailable(f"jupyter lab did not start on port {port}:\n{_tail(log)}")
+                raise ServiceUnavailable(f"jupyter lab did not start on port {port}:\n{tail(log)}")
         yield lab
     finally:
         if proc is not None:
-            known = _descendants(proc.pid)  # kernels and their JVMs, whoever their parent is later
             if lab is not None and proc.poll() is None:
                 with contextlib.suppress(Exception):
                     lab.shutdown_kernels()
-            _kill_tree(proc, known)
+            # SIGTERM: jupyter's own clean shutdown (kernels first); then whatever is left of the tree
+            # (kernels lead process groups of their own, their Spark JVMs with them)
+            base.stop_tree(proc, timeout=20)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _answers(lab: JupyterLab) -> bool:
+    """Polls ``/api/status`` until the server answers (True) or exits or time runs out (False)."""
+    def status() -> bool:
+        try:
+            lab.api("GET", "/api/status", timeout=2)
+            return True
+        except (urllib.error.URLError, OSError, ValueError):
+            return lab.proc.poll() is not None  # exited: stop waiting
+
+    try:
+        base.wait_until(status, START_TIMEOUT, "jupyter lab answering", interval=0.2)
+    except ServiceUnavailable:
+        return False
+    return lab.proc.poll() is None
 
 
 @contextlib.contextmanager
@@ -231,7 +182,7 @@ def chromium(executable: str = CHROMIUM) -> Iterator[Any]:
             browser.close()
 
 
-if __name__ == "__main__":  # python tests/jupyter_service.py [FOLDER]: a server to look at by hand
+if __name__ == "__main__":  # python -m services.jupyter [FOLDER] (from tests/): a server to look at by hand
     with jupyter_lab(sys.argv[1] if len(sys.argv) > 1 else None) as server:
         print(f"{server.url}/lab?token={server.token}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

@@ -15,7 +15,7 @@ every listener on 127.0.0.1, its data in a temporary folder and a small heap.
         kafka.consume("events")          # [(b"k1", b"a"), (b"k2", b"b")] (per partition, in offset order)
         kafka.kill(); kafka.restart()    # same ports, same data
 
-As a script (``python tests/kafka_service.py --port 9092``, or ``make services``)
+As a script (``python tests/services/kafka.py --port 9092``, or ``make services``)
 it runs a broker in the foreground until Ctrl-C.
 """
 from __future__ import annotations
@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-HOST = "127.0.0.1"
+if not __package__:  # run as a script: python tests/services/kafka.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "services"  # noqa: A001 - lets the relative imports below work (PEP 366)
+
+from . import base  # noqa: E402
+from .base import HOST, ServiceUnavailable, free_port, port_open  # noqa: E402
+
 IMAGE = os.environ.get("PIPELINE_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.6.0")
 HEAP = os.environ.get("PIPELINE_TEST_KAFKA_HEAP", "-Xmx512m -Xms64m")
 START_TIMEOUT = float(os.environ.get("PIPELINE_TEST_KAFKA_START_TIMEOUT", "90"))
@@ -46,10 +51,6 @@ START_TIMEOUT = float(os.environ.get("PIPELINE_TEST_KAFKA_START_TIMEOUT", "90"))
 #: librdkafka's own log lines (connection refused while the broker restarts, ...) go here, not to stderr.
 CLIENT_LOG = logging.getLogger("kafka_service.client")
 CLIENT_LOG.addHandler(logging.NullHandler())  # kept by pytest's log capture, not printed by Python's last resort
-
-
-class ServiceUnavailable(RuntimeError):
-    """The service cannot be started here (the message says what to install or run)."""
 
 
 # --------------------------------------------------------------------- helpers
@@ -60,47 +61,12 @@ def kafka_dir() -> str:
     if os.environ.get("PIPELINE_KAFKA_DIR"):
         return os.environ["PIPELINE_KAFKA_DIR"]
     here = os.path.join(sys.prefix, "share", "pipeline_magics", "kafka")
-    repo_venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, ".venv",
+    repo_venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, ".venv",
                              "share", "pipeline_magics", "kafka")
     for folder in (here, os.path.normpath(repo_venv)):
         if glob.glob(os.path.join(folder, "kafka_2.13-*.jar")):
             return folder
     return here
-
-
-def docker_available() -> bool:
-    """True when a Docker engine answers (the Docker SDK's ping, else ``docker info``)."""
-    try:
-        import docker  # the SDK testcontainers itself uses
-
-        client = docker.from_env(timeout=5)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # noqa: BLE001 - no SDK, no socket, no permission: no Docker
-        pass
-    if shutil.which("docker"):
-        try:
-            return subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=20).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            return False
-    return False
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _cluster_id() -> str:
@@ -353,12 +319,6 @@ logger.apache.name = org.apache.kafka
 logger.apache.level = INFO
 """
 
-# Reads its standard input until the Python side goes away, however it goes (even SIGKILL), then
-# ends the broker and removes its folder: a broker never outlives the test run that started it.
-# stop()/kill()/restart() kill the watchdog itself first.
-WATCHDOG = 'read _ignored; kill -9 "$1" 2>/dev/null; sleep 1; rm -rf "$2"'
-
-
 class _LocalBroker:
     """One KRaft node (broker + controller) from the jars in ``kafka_dir()``, data in a temporary folder."""
 
@@ -381,7 +341,6 @@ class _LocalBroker:
         self.port = 0
         self.controller_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self.watchdog: subprocess.Popen[bytes] | None = None
         self.lock = threading.RLock()
         with open(os.path.join(self.root, "log4j2.properties"), "w", encoding="utf-8") as fh:
             fh.write(LOG4J2)
@@ -464,13 +423,9 @@ class _LocalBroker:
                                      f"{self.log_tail()}")
 
     def _spawn(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self._java("kafka.Kafka", self.props), cwd=self.root, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)  # Ctrl-C in a terminal reaches us, not it
-        self.watchdog = subprocess.Popen(["sh", "-c", WATCHDOG, "kafka-watchdog", str(self.proc.pid), self.root],
-                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, start_new_session=True)
+        # its watchdog ends it and removes its data if this process dies without stopping it
+        self.proc = base.spawn("kafka broker", self._java("kafka.Kafka", self.props), log=self.log, cwd=self.root,
+                               folder=self.root)
 
     def _wait(self, timeout: float) -> None:
         try:
@@ -521,23 +476,10 @@ class _LocalBroker:
                     time.sleep(0.5)
 
     def _halt(self, kill: bool, timeout: float = 30) -> None:
-        if self.watchdog is not None:  # disarm it first: it must not hit a reused pid later
-            with contextlib.suppress(OSError):
-                self.watchdog.kill()
-            with contextlib.suppress(OSError, ValueError):
-                self.watchdog.stdin.close()  # type: ignore[union-attr]
-            self.watchdog.wait()
-            self.watchdog = None
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        base.stop(proc, timeout=timeout, kill=kill)
         self.proc = proc  # keep the exit code for messages; poll() is no longer None
 
     def stop(self, timeout: float = 30) -> None:
@@ -656,12 +598,7 @@ def kafka_service(backend: str | None = None, port: int | None = None,
     (``$PIPELINE_TEST_KAFKA``, else Docker when reachable, else local).
     ``port``: the client port (default: a free one).
     """
-    backend = (backend or os.environ.get("PIPELINE_TEST_KAFKA") or "").strip().lower() or None
-    if backend is None:
-        backend = "docker" if docker_available() else "local"
-    if backend not in ("docker", "local"):
-        raise ValueError(f"unknown Kafka backend {backend!r}: use docker or local")
-    factory = _docker_kafka if backend == "docker" else _local_kafka
+    factory = _docker_kafka if base.backend("PIPELINE_TEST_KAFKA", backend) == "docker" else _local_kafka
     with factory(port, timeout) as kafka:
         yield kafka
 
