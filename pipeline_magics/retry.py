@@ -110,7 +110,7 @@ def _condition(exc: BaseException) -> str | None:
 def _chain_reason(chain: list[tuple[set[str], str | None, str]]) -> str | None:
     """The verdict on a JVM cause chain: (class names incl. superclasses, SQLSTATE, message) per link."""
     reason = None
-    for classes, state, message in chain:
+    for classes, state, _message in chain:
         if classes & PERMANENT_CLASSES:
             return None
         if state:
