@@ -15,12 +15,13 @@ from IPython.display import HTML, display
 from traitlets import Bool, Int
 
 from .__main__ import parse_vars
+from . import history
 from .cells import drive, drive_async
 from .errors import PipelineCancelledError, PipelineError
 from .pipeline import Pipeline, PipelineResult
 
-SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help",
-               "vault", "audit")
+SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
+               "help", "vault", "audit")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -64,6 +65,8 @@ class PipelineMagics(Magics):
     @argument("--mode", choices=["batch", "streaming"], help="overrides the spec's mode")
     @argument("--var", action="append", default=[], metavar="KEY=VALUE", help="sets ${KEY}; beats vars: in the spec")
     @argument("--dry-run", action="store_true", help="parse, validate and show the plan; nothing runs")
+    @argument("--test", action="store_true", help="run the spec's tests (tests:) instead of the pipeline")
+    @argument("--preview", action="store_true", help="read and transform, write nothing: what each load would do")
     @argument("--no-widgets", action="store_true", help="plain HTML output instead of live widgets")
     @argument("--metrics", action="append", default=[], metavar="KIND[:PATH]",
               help="export metrics: prometheus:PATH, json:PATH or log (repeatable)")
@@ -127,6 +130,8 @@ class PipelineMagics(Magics):
             return PlanView(pipeline)
         spark = self._spark(args.spark)
         self.pipelines[pipeline.name] = pipeline
+        if args.test:
+            return show_tests(pipeline.test(spark))
         result = yield from self._execute(pipeline, spark, args)
         result.preview_rows = self.preview_rows
         self.results[pipeline.name] = result
@@ -144,7 +149,8 @@ class PipelineMagics(Magics):
 
     def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> Any:
         """Runs the pipeline; with widgets, off the main thread: yields that thread for the cell to wait on."""
-        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout)
+        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
+                       preview=args.preview)
         if not self._live(args):
             try:
                 return pipeline.run(spark, **options)
@@ -229,6 +235,28 @@ class PipelineMagics(Magics):
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         return (yield from self._run_text(text, args, args.dry_run))
+
+    def _cmd_test(self, rest: list[str]) -> Any:
+        """Runs a spec's tests: test NAME (its last %%pipeline cell) | FILE.yaml [--var K=V]."""
+        if not rest:
+            raise UsageError("usage: %pipeline test NAME|FILE.yaml [--var K=V]")
+        if rest[0] in self.pipelines and not os.path.exists(rest[0]):
+            return show_tests(self.pipelines[rest[0]].test(self._spark(None)))
+        path, options = rest[0], " ".join(shlex.quote(r) for r in rest[1:])
+        return self._cmd_run([path, "--test", *shlex.split(options)])
+
+    def _cmd_history(self, rest: list[str]) -> Any:
+        """The run history as a DataFrame, with a chart: history [NAME] [--last N]."""
+        parser = argparse.ArgumentParser(prog="%pipeline history", add_help=False)
+        parser.add_argument("name", nargs="?")
+        parser.add_argument("--last", type=int, default=None)
+        try:
+            args = parser.parse_args(rest)
+        except SystemExit:
+            raise UsageError("usage: %pipeline history [NAME] [--last N]") from None
+        frame = history.read(args.name, args.last)
+        display(HTML(history.chart_html(frame)))
+        return frame
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""
@@ -367,6 +395,8 @@ class PipelineMagics(Magics):
                 for name in SUBCOMMANDS if hasattr(self, "_cmd_" + name.replace("-", "_"))}
         if not rest:
             print(helptext.overview(docs))
+        elif rest[0] in helptext.TOPICS:
+            print(helptext.topic_help(rest[0]))
         elif rest[0] in helptext.STEP_TYPES:
             print(helptext.method_list((rest[0],)))
         elif rest[0] in docs and rest[0] not in {n for _, n in helptext.METHODS}:
@@ -402,6 +432,14 @@ class PipelineMagics(Magics):
     def _emit(self, kind: str, payload: Any) -> None:
         if kind == "display":
             display(payload)
+
+
+def show_tests(report: Any) -> Any:
+    """Shows a test report; a failed test fails the cell (so nbval and CI notice)."""
+    if not report.ok:
+        display(report)
+        report.raise_for_failures()
+    return report
 
 
 def register_completions(shell: Any, magics: PipelineMagics) -> None:
