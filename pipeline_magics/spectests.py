@@ -139,10 +139,15 @@ def _check_rows(plan: Plan, test: SpecTest, name: str, given: GivenRows, path: t
 # ---------------------------------------------------------------- the test plan
 
 
-def _stand_in(planned: PlannedStep, func: Any) -> PlannedStep:
-    """``planned`` with ``func`` in place of its method and no settings to resolve."""
+def _stand_in(planned: PlannedStep, func: Any, inputs: bool = True) -> PlannedStep:
+    """``planned`` with ``func`` in place of its method and no settings to resolve (nor inputs, unless ``inputs``)."""
     method = dataclasses.replace(planned.method, func=func, config=_NoSettings)
-    return dataclasses.replace(planned, step=planned.step.model_copy(update={"config": {}}), method=method)
+    return dataclasses.replace(planned, step=planned.step.model_copy(update={"config": {}}), method=method,
+                               inputs=planned.inputs if inputs else ())
+
+
+def _skip(ctx: Any, cfg: Any) -> None:
+    return None
 
 
 def given_frame(spark: Any, given: GivenRows) -> Any:
@@ -215,13 +220,13 @@ def plan_for_test(plan: Plan, test: SpecTest) -> Plan:
             given = test.given.get(p.step.name or "")
             ok = given is not None and p.index in needed
             steps.append(_stand_in(p, (lambda g: lambda ctx, cfg: given_frame(ctx.spark, g))(given)) if ok else
-                         _stand_in(p, lambda ctx, cfg: None))
+                         _stand_in(p, _skip))
         else:
             ok = p.index in needed and _deps(plan, p) <= runnable
             if ok and p.step.type == "load":
                 steps.append(_stand_in(p, lambda ctx, cfg: ctx.input))  # the rows it would write
             else:
-                steps.append(p if ok else _stand_in(p, lambda ctx, cfg: None))
+                steps.append(p if ok else _stand_in(p, _skip, inputs=False))
         if ok:
             runnable.add(p.output)
     return Plan(plan.spec.model_copy(update={"mode": "batch"}), tuple(steps))
