@@ -176,16 +176,18 @@ def chart_html(frame: Any) -> str:
     table = runs(frame)
     if table.empty:
         return "<i>no runs recorded yet</i>"
-    top_rows = max(float(table["rows"].fillna(0).max()), 1.0)
-    top_time = max(float(table["duration"].fillna(0).max()), 1e-9)
+    import pandas as pd
+
+    top_rows = max(float(pd.to_numeric(table["rows"], errors="coerce").fillna(0).max()), 1.0)
+    top_time = max(float(pd.to_numeric(table["duration"], errors="coerce").fillna(0).max()), 1e-9)
     colours = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0"}
     cells = []
-    for r in table.itertuples(index=False):
+    for number, r in enumerate(table.itertuples(index=False), 1):
         rows = 0 if r.rows != r.rows or r.rows is None else int(r.rows)
         seconds = 0.0 if r.duration != r.duration else float(r.duration)
         colour = colours.get(r.run_status, "#757575")
         cells.append(
-            f"<tr><td><code>{html.escape(str(r.run_id))}</code></td><td>{html.escape(str(r.pipeline))}</td>"
+            f"<tr><td title='run id {html.escape(str(r.run_id))}'>{number}</td><td>{html.escape(str(r.pipeline))}</td>"
             f"<td style='color:{colour}'>{html.escape(str(r.run_status))}</td>"
             f"<td><div title='{rows} rows' style='background:#1565c0;height:8px;width:{120 * rows / top_rows:.0f}px'>"
             f"</div></td><td style='text-align:right'>{rows:,}</td>"

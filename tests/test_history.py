@@ -127,7 +127,7 @@ def test_history_off_and_the_line_magic(spark, folder, lake, data_dir, monkeypat
     frame = ip.run_line_magic("pipeline", "history shown --last 2")
     assert isinstance(frame, pd.DataFrame) and frame.run_id.nunique() == 2 and len(frame) == 6
     html = history.chart_html(frame)
-    assert html.count("<tr><td><code>") == 2 and "rows written" in html
+    assert html.count("<tr><td title='run id") == 2 and "rows written" in html
     monkeypatch.setenv("PIPELINE_HISTORY", "none")
     Pipeline.from_yaml(SPEC.format(name="off", data=os.path.abspath(data_dir), lake=lake)).run(spark)
     history.flush()
