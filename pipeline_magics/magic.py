@@ -129,6 +129,7 @@ class PipelineMagics(Magics):
         if dry_run:
             return PlanView(pipeline)
         spark = self._spark(args.spark)
+        self.pipelines.pop(pipeline.name, None)  # the last cell's pipeline comes last
         self.pipelines[pipeline.name] = pipeline
         if args.test:
             return show_tests(pipeline.test(spark))
@@ -238,8 +239,9 @@ class PipelineMagics(Magics):
 
     def _cmd_test(self, rest: list[str]) -> Any:
         """Runs a spec's tests: test NAME (its last %%pipeline cell) | FILE.yaml [--var K=V]."""
-        if not rest:
-            raise UsageError("usage: %pipeline test NAME|FILE.yaml [--var K=V]")
+        if not rest and not self.pipelines:
+            raise UsageError("usage: %pipeline test [NAME|FILE.yaml] [--var K=V] (alone: the last %%pipeline cell)")
+        rest = rest or [list(self.pipelines)[-1]]
         if rest[0] in self.pipelines and not os.path.exists(rest[0]):
             return show_tests(self.pipelines[rest[0]].test(self._spark(None)))
         path, options = rest[0], " ".join(shlex.quote(r) for r in rest[1:])

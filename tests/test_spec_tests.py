@@ -152,3 +152,22 @@ def test_cell_and_line_magic_run_the_tests(spark, lake, tmp_path, capsys):
     assert "unexpected row" in str(info.value) and "{order_id: -1}" in str(info.value)
     assert os.listdir(lake) == []
     history.flush()
+
+
+def test_schema_help_and_completion_know_tests():
+    from pipeline_magics import help as helptext
+    from pipeline_magics.magic import SUBCOMMANDS
+    from pipeline_magics.schema import json_schema
+
+    schema = json_schema()
+    test_def = schema["$defs"]["SpecTest"]
+    assert schema["properties"]["tests"]["items"] == {"$ref": "#/$defs/SpecTest"}
+    assert set(test_def["properties"]) == {"name", "description", "given", "expect", "expectError"}
+    assert set(schema["$defs"]["GivenRows"]["properties"]) == {"schema", "rows"}
+    text = helptext.topic_help("tests")
+    assert "expectError" in text and "given.NAME.schema" in text and "expect:" in text
+    assert helptext.complete("%pipeline te", subcommands=SUBCOMMANDS) == ["test"]
+    assert helptext.complete("%pipeline help tes", subcommands=SUBCOMMANDS) == ["test", "tests"]
+    assert helptext.complete("%pipeline history ", subcommands=SUBCOMMANDS, pipelines=["shop"]) == ["--last", "shop"]
+    options = ["--test", "--preview", "--dry-run"]
+    assert helptext.complete("%%pipeline --pre", subcommands=SUBCOMMANDS, options=options) == ["--preview"]
