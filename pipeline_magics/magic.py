@@ -333,6 +333,8 @@ class PipelineMagics(Magics):
                 REGISTRY.stop(name)
             if name in self.results:
                 self.results[name].status = self.results[name].metrics.status
+                if self.results[name].stream is not None:  # a streaming run's end goes into the history
+                    history.record(self.results[name].stream.run)
             print(f"stopped {name}")
 
     def _cmd_metrics(self, rest: list[str]) -> None:

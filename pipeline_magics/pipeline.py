@@ -16,7 +16,8 @@ from .plan import Plan, build_plan
 from .preview import loads_of, preview_plan
 from .preview import render_html as loads_html
 from .spec import PipelineSpec, parse_spec
-from .spectests import TestReport, check_tests, run_tests
+from .spectests import check_tests, run_tests
+from .testreport import TestReport
 from .streaming import REGISTRY, StreamingRun
 
 

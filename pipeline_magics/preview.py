@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from .methods import contracts, delta, jdbc
+from .methods import contracts, jdbc
 from .methods.registry import StepContext
 from .plan import Plan, PlannedStep
 
@@ -48,7 +48,6 @@ def preview_load(ctx: StepContext, cfg: Any) -> None:
     if func is None:
         raise ValueError(f"{ctx.step.method} with mode {mode} cannot be previewed")
     ctx.record["preview"] = func(ctx, cfg)
-    return None
 
 
 def preview_plan(plan: Plan) -> Plan:
