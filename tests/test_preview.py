@@ -152,3 +152,21 @@ def test_preview_cell_option(spark, lake):
     assert result.loads[0]["inserted"] == 5 and result.loads[0]["rows_after"] == 10
     assert "nothing was written" in result._repr_html_()
     assert delta_version(spark, f"{lake}/t") == version
+
+
+def test_streaming_spec_previewed_as_a_batch_without_checkpoint(spark, lake):
+    source, target = frame(range(1, 21), seed=6), frame(range(15, 25), seed=7)
+    write_delta(spark, source, f"{lake}/source")
+    write_delta(spark, target, f"{lake}/target")
+    spec = {"name": "preview_stream", "mode": "streaming", "steps": [
+        {"type": "extract", "method": "fromDelta", "config": {"path": f"{lake}/source"}},
+        {"type": "load", "method": "toDelta", "name": "upsert",
+         "config": {"path": f"{lake}/target", "mode": "merge", "mergeKeys": ["id"],
+                    "checkpointLocation": f"{lake}/checkpoint", "trigger": {"availableNow": True}}},
+    ]}
+    before = files_of(f"{lake}/target")
+    result = Pipeline.from_yaml(yaml.safe_dump(spec)).run(spark, preview=True)
+    assert result.loads[0]["inserted"] == int((~source.id.isin(target.id)).sum())
+    assert result.loads[0]["updated"] == int(target.id.isin(source.id).sum())
+    assert result.queries == [] and not os.path.exists(f"{lake}/checkpoint")
+    assert files_of(f"{lake}/target") == before
