@@ -67,6 +67,17 @@ def jars(list_only: bool = False, out: Any = sys.stdout) -> int:
     return 0
 
 
+def test(spec_path: str, variables: dict[str, str], junit_xml: str | None = None, names: Sequence[str] = (),
+         out: Any = sys.stdout) -> int:
+    """Runs a spec file's tests; prints the table; 0 when all pass, 1 when one fails."""
+    report = Pipeline.from_file(spec_path, variables).test(names=names or None)
+    print(repr(report), file=out)
+    if junit_xml:
+        with open(junit_xml, "w", encoding="utf-8") as fh:
+            fh.write(report.junit_xml())
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m pipeline_magics", description=__doc__)
@@ -79,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--dry-run", action="store_true")
     p_run.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
     p_run.add_argument("--timeout", type=float, help="streaming: stop waiting after SECONDS")
+    p_test = sub.add_parser("test", help="run a spec file's tests (exit 1 when one fails)")
+    p_test.add_argument("spec")
+    p_test.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    p_test.add_argument("--junit-xml", metavar="PATH", help="also write the results as JUnit XML")
+    p_test.add_argument("--test", action="append", default=[], metavar="NAME", help="run only this test")
     sub.add_parser("schema", help="print the spec's JSON Schema")
     p_jars = sub.add_parser("jars", help="fetch the Delta Lake, Kafka and JDBC jars for the installed pyspark")
     p_jars.add_argument("--list", action="store_true", help="print the Maven coordinates instead")
@@ -90,11 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "jars":
             return jars(args.list)
+        if args.command == "test":
+            return test(args.spec, parse_vars(args.var), args.junit_xml, args.test)
         return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode,
                    timeout=args.timeout)
     except PipelineError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2 if exc.code.startswith(("SPEC", "YAML", "UNKNOWN", "INVALID")) else 1
+        return 2 if exc.code.startswith(("SPEC", "YAML", "UNKNOWN", "INVALID", "TEST_")) else 1
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("spark_log_level", "PIPELINE_SPARK_LOG_LEVEL", "ERROR", "log level of a session the magic creates"),
     Setting("timezone", "PIPELINE_TIMEZONE", "UTC", "spark.sql.session.timeZone of a session the magic creates"),
     Setting("jars_dir", "PIPELINE_JARS_DIR", None,
-            "folder of the Delta, Kafka and JDBC jars (default: <python prefix>/share/pipeline_magics/jars)"),
+            "folder of the Delta, Kafka and JDBC jars (default: <python prefix>/share/pipeline_magics/jars/<spark version>)"),
+    Setting("history", "PIPELINE_HISTORY", "~/.pipeline_magics/history",
+            "folder of the run history (one JSON-lines file per run); none turns it off"),
     Setting("retry_backoff_scale", "PIPELINE_RETRY_BACKOFF_SCALE", "1",
             "multiplies every retry back-off (the test suite sets 0.1: same attempts, less waiting)"),
 )

@@ -138,3 +138,15 @@ class PipelineCancelledError(PipelineError):
     """The run was cancelled (Cancel button, ``%pipeline stop``, interrupt, SIGTERM)."""
 
     code = "CANCELLED"
+
+
+class SpecTestError(PipelineError):
+    """A test inside the spec (``tests:``) failed; ``report`` holds every test's outcome."""
+
+    code = "SPEC_TEST_FAILED"
+
+
+class SchemaContractError(PipelineError):
+    """A load's ``schemaContract`` refused the data's columns before anything was written."""
+
+    code = "SCHEMA_CONTRACT"

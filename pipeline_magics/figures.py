@@ -62,8 +62,12 @@ def observed(obs: Any) -> dict[str, Any]:
         try:
             if jo.getOrEmpty().isEmpty():
                 return {}
-        except Exception:  # noqa: BLE001 - a missing figure is not an error
-            return {}
+        except Exception:  # noqa: BLE001 - Spark 4.2 has no getOrEmpty: its future says whether the row is there
+            try:
+                if not jo.future().isCompleted():
+                    return {}
+            except Exception:  # noqa: BLE001 - a missing figure is not an error
+                return {}
     try:
         return dict(obs.get)
     except Exception:  # noqa: BLE001

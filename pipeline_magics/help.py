@@ -20,7 +20,7 @@ from pydantic import BaseModel, SecretStr
 from .methods import METHODS, Method, methods_of
 from .methods.streaming_sink import STREAMING_KEYS, StreamingOptions
 from .redaction import is_secret_key
-from .spec import STEP_TYPES, suggest
+from .spec import STEP_TYPES, GivenRows, SpecTest, suggest
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,36 @@ def method_help(name: str) -> MethodHelp:
     rows.sort(key=lambda s: s.description.endswith("(streaming only)") or s.name.startswith("trigger."))
     return MethodHelp(method, tuple(rows),
                       " ".join((own_doc or "").split()).replace("``", "'"), example_step(method))
+
+
+TESTS_EXAMPLE = """tests:
+  - name: only_big_orders
+    given:
+      orders:
+        schema: "order_id INT, amount DOUBLE, country STRING"
+        rows:
+          - {order_id: 1, amount: 5.0, country: NL}
+          - {order_id: 2, amount: 50.0, country: NL}
+    expect:
+      revenue:
+        - {country: NL, orders: 1, revenue: 50.0}
+  - name: negative_amount_fails
+    given: {orders: {rows: [{order_id: 3, amount: -1.0, country: DE}]}}
+    expectError: positive_amount"""
+
+#: ``%pipeline help TOPIC`` for the spec's sections that are not methods
+TOPICS = ("tests",)
+
+
+def topic_help(name: str) -> str:
+    """``tests``: the keys of a test and of its given rows (from the models), and an example."""
+    rows = settings_of(SpecTest) + settings_of(GivenRows, "given.NAME.")
+    width = max(len(s.name) for s in rows)
+    return "\n".join([
+        "tests: run by `%%pipeline --test`, `%pipeline test NAME|FILE.yaml`, `python -m pipeline_magics test FILE`;",
+        "each test runs as a batch over its given rows: no source is read, no sink written, no checkpoint made.",
+        "", "keys of a test:", *(f"  {s.name:<{width}}  {s.summary}" for s in rows),
+        "", "example:", *("  " + line for line in TESTS_EXAMPLE.splitlines())])
 
 
 def method_list(types: Sequence[str] = STEP_TYPES) -> str:
@@ -243,7 +273,7 @@ def type_name(annotation: Any) -> str:
 
 #: fixed words after some subcommands; the rest complete pipeline names, methods or files
 SUBCOMMAND_WORDS = {"vault": ("login", "logout", "status"), "metrics": ("--format",), "stop": ("--all",),
-                    "audit": ("--pipeline", "--last", "--json")}
+                    "audit": ("--pipeline", "--last", "--json"), "history": ("--last",), "test": ("--var",)}
 FORMATS = ("prometheus", "json", "text")
 
 
@@ -274,14 +304,14 @@ def complete(text_until_cursor: str, *, subcommands: Sequence[str], pipelines: I
     else:
         command = args[0]
         candidates = list(SUBCOMMAND_WORDS.get(command, ()))
-        if command in ("status", "stop", "metrics") and len(args) == 1:
+        if command in ("status", "stop", "metrics", "history") and len(args) == 1:
             candidates += names
-        elif command == "explain" and len(args) == 1:
+        elif command in ("explain", "test") and len(args) == 1:
             candidates += names + _spec_files(current, cwd)
         elif command == "run":
             candidates = _spec_files(current, cwd) if len(args) == 1 else list(options)
         elif command == "help" and len(args) == 1:
-            candidates = sorted({n for _, n in METHODS}) + list(STEP_TYPES) + list(subcommands)
+            candidates = sorted({n for _, n in METHODS}) + list(STEP_TYPES) + list(subcommands) + list(TOPICS)
         elif command == "vault" and len(args) > 1:
             candidates = []
         elif command == "audit":

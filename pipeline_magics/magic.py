@@ -16,7 +16,7 @@ from traitlets import Int
 from . import help as helptext
 from . import vault
 from .__main__ import parse_vars
-from . import config
+from . import config, history
 from .audit import audit_command
 from .cells import drive, drive_async
 from .errors import PipelineCancelledError, PipelineError
@@ -31,8 +31,8 @@ from .spec import suggest
 from .streaming import REGISTRY
 from .vault_form import VaultLoginForm
 
-SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help",
-               "vault", "audit")
+SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
+               "help", "vault", "audit")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -73,6 +73,8 @@ class PipelineMagics(SettingsMagics):
     @argument("--mode", choices=["batch", "streaming"], help="overrides the spec's mode")
     @argument("--var", action="append", default=[], metavar="KEY=VALUE", help="sets ${KEY}; beats vars: in the spec")
     @argument("--dry-run", action="store_true", help="parse, validate and show the plan; nothing runs")
+    @argument("--test", action="store_true", help="run the spec's tests (tests:) instead of the pipeline")
+    @argument("--preview", action="store_true", help="read and transform, write nothing: what each load would do")
     @argument("--no-widgets", action="store_true", help="plain HTML output instead of live widgets")
     @argument("--metrics", action="append", default=[], metavar="KIND[:PATH]",
               help="export metrics: prometheus:PATH, json:PATH or log (repeatable)")
@@ -135,7 +137,10 @@ class PipelineMagics(SettingsMagics):
         if dry_run:
             return PlanView(pipeline)
         spark = self._spark(args.spark)
+        self.pipelines.pop(pipeline.name, None)  # the last cell's pipeline comes last
         self.pipelines[pipeline.name] = pipeline
+        if args.test:
+            return show_tests(pipeline.test(spark))
         result = yield from self._execute(pipeline, spark, args)
         result.preview_rows = self.preview_rows
         self.results[pipeline.name] = result
@@ -153,7 +158,8 @@ class PipelineMagics(SettingsMagics):
 
     def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> Any:
         """Runs the pipeline; with widgets, off the main thread: yields that thread for the cell to wait on."""
-        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout)
+        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
+                       preview=args.preview)
         if not self._live(args):
             try:
                 return pipeline.run(spark, **options)
@@ -191,6 +197,29 @@ class PipelineMagics(SettingsMagics):
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         return (yield from self._run_text(text, args, args.dry_run))
+
+    def _cmd_test(self, rest: list[str]) -> Any:
+        """Runs a spec's tests: test NAME (its last %%pipeline cell) | FILE.yaml [--var K=V]."""
+        if not rest and not self.pipelines:
+            raise UsageError("usage: %pipeline test [NAME|FILE.yaml] [--var K=V] (alone: the last %%pipeline cell)")
+        rest = rest or [list(self.pipelines)[-1]]
+        if rest[0] in self.pipelines and not os.path.exists(rest[0]):
+            return show_tests(self.pipelines[rest[0]].test(self._spark(None)))
+        path, options = rest[0], " ".join(shlex.quote(r) for r in rest[1:])
+        return self._cmd_run([path, "--test", *shlex.split(options)])
+
+    def _cmd_history(self, rest: list[str]) -> Any:
+        """The run history as a DataFrame, with a chart: history [NAME] [--last N]."""
+        parser = argparse.ArgumentParser(prog="%pipeline history", add_help=False)
+        parser.add_argument("name", nargs="?")
+        parser.add_argument("--last", type=int, default=None)
+        try:
+            args = parser.parse_args(rest)
+        except SystemExit:
+            raise UsageError("usage: %pipeline history [NAME] [--last N]") from None
+        frame = history.read(args.name, args.last)
+        display(HTML(history.chart_html(frame)))
+        return frame
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""
@@ -252,6 +281,8 @@ class PipelineMagics(SettingsMagics):
             self.pipelines[name].cancel()
             if REGISTRY.get(name) is not None:
                 REGISTRY.stop(name)
+            if name in self.results and self.results[name].stream is not None:
+                history.record(self.results[name].stream.run)  # a streaming run's end goes into the history
             print(f"stopped {name}")
 
     def _cmd_metrics(self, rest: list[str]) -> None:
@@ -306,6 +337,8 @@ class PipelineMagics(SettingsMagics):
                 for name in SUBCOMMANDS if hasattr(self, "_cmd_" + name.replace("-", "_"))}
         if not rest:
             print(helptext.overview(docs))
+        elif rest[0] in helptext.TOPICS:
+            print(helptext.topic_help(rest[0]))
         elif rest[0] in helptext.STEP_TYPES:
             print(helptext.method_list((rest[0],)))
         elif rest[0] in docs and rest[0] not in {n for _, n in helptext.METHODS}:
@@ -339,6 +372,14 @@ class PipelineMagics(SettingsMagics):
     def _emit(self, kind: str, payload: Any) -> None:
         if kind == "display":
             display(payload)
+
+
+def show_tests(report: Any) -> Any:
+    """Shows a test report; a failed test fails the cell (so nbval and CI notice)."""
+    if not report.ok:
+        display(report)
+        report.raise_for_failures()
+    return report
 
 
 def register_completions(shell: Any, magics: PipelineMagics) -> None:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import history
 from .engine import Run, execute, release
 from .errors import PipelineError
 from .graph import build_graph, frame_rows
@@ -14,7 +15,11 @@ from .metrics import PipelineMetrics, export, fmt_count, fmt_seconds
 from .plan import Plan, build_plan
 from .policy import SecurityPolicy
 from .session import get_session
+from .preview import loads_of, preview_plan
+from .preview import render_html as loads_html
 from .spec import PipelineSpec, parse_spec
+from .spectests import check_tests, run_tests
+from .testreport import TestReport
 from .streaming import REGISTRY, StreamingRun
 
 
@@ -33,19 +38,25 @@ class PipelineResult:
     #: shown by the live view already: the cell's value then leaves out the step table
     live: bool = False
     plan: Plan | None = field(default=None, repr=False)
+    #: a preview (``run(preview=True)``): per load step what it would write; None for a real run
+    loads: list[dict[str, Any]] | None = None
     _previews: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def await_termination(self, timeout: float | None = None) -> bool:
         """Streaming: waits for the queries to end (True) or ``timeout`` seconds (False)."""
         if self.stream is None:
             return True
-        return self.stream.await_termination(timeout)
+        done = self.stream.await_termination(timeout)
+        if done:
+            history.record(self.stream.run)
+        return done
 
     def stop(self) -> None:
         """Streaming: stops the queries."""
         if self.stream is not None:
             self.stream.run.cancel()
             self.stream.stop()
+            history.record(self.stream.run)
 
     @property
     def status(self) -> str:
@@ -125,6 +136,8 @@ def render_html(result: PipelineResult, preview: bool = True) -> str:
                 f" in {fmt_seconds(m.duration)}{steps_table(m)}")
     if m.error:
         out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
+    if result.loads is not None:
+        out += loads_html(result.loads)
     if result.plan is not None:
         svg = build_graph(result.plan, m).svg()
         if svg:
@@ -175,6 +188,7 @@ class Pipeline:
         self.spec = spec
         self.policy = policy or SecurityPolicy.from_env()
         self.plan: Plan = build_plan(spec, self.policy)
+        check_tests(self.plan)
         self._run: Run | None = None
         self.stream: StreamingRun | None = None
 
@@ -200,18 +214,21 @@ class Pipeline:
 
     def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
             on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
-            raise_on_error: bool = True, timeout: float | None = None) -> PipelineResult:
+            raise_on_error: bool = True, timeout: float | None = None, preview: bool = False) -> PipelineResult:
         """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
 
         Streaming: the queries keep running after this returns, unless every load has a
         finite trigger (``availableNow``/``once``: it waits for them) or ``timeout``
         seconds are given (it waits at most that long).
+        ``preview``: reads and transforms run, nothing is written; ``result.loads`` says what
+        each load would do (a streaming spec is read as a batch).
         """
-        run = Run(self.plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
+        plan = preview_plan(self.plan) if preview else self.plan
+        run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
         if on_update is not None:
             run.on_update = on_update
         self._run = run
-        stream = REGISTRY.claim(self.name, run) if self.spec.mode == "streaming" else None
+        stream = REGISTRY.claim(self.name, run) if run.plan.spec.mode == "streaming" else None
         if stream is not None:
             stream.queries = run.queries
             run.metrics.refresher = stream.refresh  # exporters bring the query figures up to date
@@ -236,7 +253,11 @@ class Pipeline:
                                 [q for _, q in run.queries], error, run.displays)
         result.stream = stream
         result.plan = self.plan
-        if collect_metrics:
+        if preview:
+            result.loads = loads_of(run.metrics)
+        else:
+            history.record(run)  # written by a background thread
+        if collect_metrics and not preview:
             for target in metrics:
                 export(run.metrics, target)
         if error is not None:
@@ -244,6 +265,10 @@ class Pipeline:
             if raise_on_error:
                 raise error
         return result
+
+    def test(self, spark: Any = None, names: Any = None) -> TestReport:
+        """Runs the spec's tests (``tests:``); nothing is read from sources or written to sinks."""
+        return run_tests(self.plan, get_session(spark), names)
 
     def cancel(self) -> None:
         """Cancels the current run: running Spark jobs are interrupted."""

@@ -58,6 +58,24 @@ class Step(Frozen):
             yield key, (redact(value) if key == "config" else value)
 
 
+class GivenRows(Frozen):
+    """Rows that replace an extract step's output in a test."""
+
+    schema_: str | None = Field(None, alias="schema", description="a DDL schema, e.g. 'id INT, amount DOUBLE'")
+    rows: list[dict[str, Any]] = Field(description="the rows, one mapping of column to value each")
+
+
+class SpecTest(Frozen):
+    """A test inside the spec: given rows per extract, the expected rows per named step (or an error)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    given: dict[str, GivenRows] = Field(description="an extract step's name -> rows replacing its output")
+    expect: dict[str, list[dict[str, Any]]] | None = Field(
+        None, description="a named step -> its exact rows (order ignored; the columns the rows mention)")
+    expectError: str | None = Field(None, description="the run must fail with this text in its message")
+
+
 class PipelineSpec(Frozen):
     """A whole pipeline: name, mode, vars, Spark confs and the steps."""
 
@@ -67,6 +85,7 @@ class PipelineSpec(Frozen):
     vars: dict[str, Any] = Field(default_factory=dict, description="defaults for ${...}")
     spark: dict[str, Any] = Field(default_factory=dict, description="runtime SQL confs set for the run")
     steps: list[Step] = Field(min_length=1)
+    tests: list[SpecTest] = Field(default_factory=list, description="tests run by %pipeline test, never by a run")
 
     _marks: dict[Path, tuple[int, int]] = PrivateAttr(default_factory=dict)
 
@@ -223,6 +242,8 @@ def _pydantic_error(exc: ValidationError, marks: Mapping[Path, tuple[int, int]],
         where_model: type[BaseModel] = RetryPolicy
     elif step_index is not None and len(loc) <= 3:
         where_model = Step
+    elif loc[:1] == ("tests",):
+        where_model = GivenRows if "given" in loc[2:3] and len(loc) > 4 else SpecTest
     else:
         where_model = PipelineSpec
     if kind == "extra_forbidden":
@@ -235,7 +256,8 @@ def _pydantic_error(exc: ValidationError, marks: Mapping[Path, tuple[int, int]],
         required = [n for n, f in where_model.model_fields.items() if f.is_required()]
         hint = "required keys: " + ", ".join(required)
     else:
-        message = f"'{field}' {err['msg'][0].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
+        shown = ".".join(map(str, loc[2:])) if loc[:1] == ("tests",) and len(loc) > 2 else field
+        message = f"'{shown}' {err['msg'][0].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
         hint = None
     if step_index is not None and field == "type" and kind == "literal_error":
         hint = "a step's type is one of: " + ", ".join(STEP_TYPES)

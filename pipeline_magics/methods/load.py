@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from ..figures import (ACTION, delta_commit, delta_latest_version, delta_write_figures, note, observe_rows,
                        tagged_write)
 from ..session import require_delta
-from . import delta, jdbc
+from . import contracts, delta, jdbc
 from .jdbc import PostgresConnection
 from .registry import StepContext, register, session_conf
 from .streaming_sink import StreamingOptions, start
@@ -35,7 +35,7 @@ def count_stream_rows(ctx: StepContext, df: Any) -> Any:
     return df.observe(name, F.count(F.lit(1)).alias("rows"))
 
 
-class DeltaSink(StreamingOptions):
+class DeltaSink(StreamingOptions, contracts.ContractOption):
     path: str | None = Field(None, description="the table's folder")
     table: str | None = Field(None, description="a catalog table name (instead of path)")
     mode: Literal["append", "overwrite", "merge", "error", "errorifexists", "ignore"] = "append"
@@ -69,6 +69,7 @@ def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None
 def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     """Writes a Delta table: append, overwrite, or merge (upsert) on keys."""
     require_delta(ctx.spark)
+    ctx.inputs[0] = contracts.enforce_delta(ctx, cfg)  # before anything is written
     if ctx.input.isStreaming:
         return _stream_to_delta(ctx, cfg)
     marker = f"pipeline_magics:{ctx.pipeline}:{ctx.run_id}:{ctx.index}"
@@ -168,7 +169,7 @@ def to_json(ctx: StepContext, cfg: FileSink) -> Any:
     return _write_files(ctx, "json", cfg)
 
 
-class PostgresSink(PostgresConnection, StreamingOptions):
+class PostgresSink(PostgresConnection, StreamingOptions, contracts.ContractOption):
     table: str = Field(description="the target table, [schema.]name (created if missing)")
     mode: WriteMode = "error"
     batchSize: int | None = Field(None, ge=1, description="rows per INSERT batch")
@@ -194,6 +195,7 @@ LEFTOVER_STAGING: dict[str, set[str]] = {}
 def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
     """Writes a PostgreSQL table over JDBC, all or nothing (each micro-batch appended, for streams)."""
     opts = cfg.jdbc_options()
+    ctx.inputs[0] = contracts.enforce_postgres(ctx, cfg)  # before anything is written
     if cfg.batchSize:
         opts["batchsize"] = str(cfg.batchSize)
     if ctx.input.isStreaming:
