@@ -14,7 +14,7 @@ MVN := mvn -q -B -s pipeline_magics/spark/maven/settings.xml
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup setup-test venv venv-test jars kafka java system client demo test test-matrix test-fast lint clean services bench soak
+.PHONY: setup setup-test venv venv-test jars kafka java system client demo test test-matrix test-fast lint labextension clean services bench soak
 
 setup: venv jars
 setup-test: venv-test jars
@@ -26,6 +26,9 @@ $(VENV)/.installed-$(SPARK): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" -e .
+	# an editable install does not place the prebuilt labextension where JupyterLab looks
+	mkdir -p $(VENV)/share/jupyter/labextensions && \
+	  ln -sfn $(abspath pipeline_magics/labextension) $(VENV)/share/jupyter/labextensions/pipeline-magics
 	touch $@
 
 venv-test: $(VENV)/.installed-test-$(SPARK)
@@ -96,6 +99,19 @@ test-matrix: system
 	  $(MAKE) --no-print-directory SPARK=$$v VENV=.venv-spark-$$v setup-test kafka; \
 	  PYSPARK_PYTHON=$(CURDIR)/.venv-spark-$$v/bin/python .venv-spark-$$v/bin/python -m pytest -p no:cacheprovider -q -k 'not standalone' $(MATRIX_TESTS) $(PYTEST_ARGS); \
 	done
+
+# Everything but the notebooks, the Spark clusters, fault injection, load and browser tests.
+test-fast: setup-test kafka
+	$(PY) -m pytest -p no:cacheprovider -m "not browser" --ignore=tests/test_everywhere.py \
+	  --ignore=tests/test_faults.py --ignore=tests/test_load.py tests $(PYTEST_ARGS)
+
+lint: venv-test
+	$(PY) -m ruff check pipeline_magics tests
+
+# The JupyterLab extension (YAML in %%pipeline cells), rebuilt from labextension/ with npm into
+# pipeline_magics/labextension/, which is committed: users need no Node. Needs Node >= 18.
+labextension: venv-test
+	cd labextension && npm ci --no-audit --no-fund && PATH=$(abspath $(VENV))/bin:$$PATH npm run build
 
 # The load tests in full: 50 batch pipelines one after another, 4 streaming pipelines at once for 5 minutes
 # (then restarted); prints the memory, thread and listener figures and writes them to soak-figures.json.

@@ -7,6 +7,7 @@ B: Cancel clicked while a long batch cell is still executing interrupts it; the 
    (ipykernel >= 7: the cell awaits the run; ipykernel 6: jupyter-ui-poll pumps the click.)
 C: ``--dry-run`` draws the plan as a graph (SVG with Graphviz, else Mermaid).
 D: the ``%pipeline vault login`` form logs in; the saved .ipynb holds neither the password nor a token.
+E: a ``%%pipeline`` cell's body is highlighted as YAML (the package's prebuilt labextension), a Python cell is not.
 
 Screenshots go to each test's tmp_path; the ones the README shows are also copied to docs/screenshots/.
 """
@@ -35,6 +36,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 expect = sync_api.expect
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: the prebuilt labextension as the package ships it (pyproject installs it to share/jupyter/labextensions)
 SPARK_START = 180  # seconds: a kernel's first SparkSession on a busy 2-core machine
 #: the notebooks' kernel (this venv's python3; another kernelspec name to try the same pages on another kernel)
 KERNEL = os.environ.get("PIPELINE_TEST_BROWSER_KERNEL", "python3")
@@ -334,3 +336,50 @@ print("logged in:", bool(vault.SESSION.token))"""]).open()
     for name, secret in (("password", vault_server.user_password), ("kernel token", token),
                          ("root token", vault_server.root_token)):
         assert secret not in saved, f"the {name} is in the saved notebook"  # ... without any secret
+
+
+def test_pipeline_cell_body_is_highlighted_as_yaml(lab, page, tmp_path):
+    body = """\
+steps:
+  - type: extract
+    method: fromCsv
+    name: orders
+    config:
+      path: data/orders.csv
+      header: true
+  - type: load
+    method: toDelta
+    config: {path: lake/orders, mode: overwrite}  # replaces the table"""
+    keys = {"steps", "type", "method", "name", "config", "path", "header", "mode"}
+    nb = Notebook(page, lab, "yaml.ipynb", [f"%%pipeline orders --dry-run\n{body}", f"x = 1\n{body}"]).open()
+    yaml_cell, python_cell = (nb.cell(i).locator(".cm-content") for i in (0, 1))
+    expect(yaml_cell).to_have_attribute("data-language", "pipeline-yaml", timeout=30_000)
+    expect(python_cell).to_have_attribute("data-language", "python")
+
+    def tokens(content: Any, kind: str) -> list[str]:
+        return [t.strip() for t in content.locator(f".tok-{kind}").all_inner_texts()]
+
+    assert set(tokens(yaml_cell, "atom")) == keys  # YAML keys, each one
+    assert tokens(yaml_cell, "keyword")[:1] == ["%%pipeline"]
+    assert "true" in tokens(yaml_cell, "keyword")  # a YAML boolean
+    assert tokens(yaml_cell, "comment") == ["# replaces the table"]
+    # the theme colours YAML keys unlike plain text
+    key = yaml_cell.locator(".tok-atom", has_text="method").first
+    plain = yaml_cell.locator(".cm-line").nth(2)  # "    method: fromCsv": the line's own colour
+    assert key.evaluate("e => getComputedStyle(e).color") != plain.evaluate("e => getComputedStyle(e).color")
+    assert python_cell.locator("[class*='tok-']").count() == 0  # the same text in a Python cell: Python's tokens
+    nb.cell(0).scroll_into_view_if_needed()
+    screenshot(nb.cell(0), tmp_path, "yaml-cell.png", docs=True)
+
+    # the language follows edits: the magic typed into the Python cell turns it into YAML ...
+    python_cell.click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("%%pipeline typed")
+    page.keyboard.press("Enter")
+    expect(python_cell).to_have_attribute("data-language", "pipeline-yaml")
+    expect(python_cell.locator(".tok-atom", has_text="steps")).to_have_count(1)
+    page.keyboard.press("Control+Home")
+    page.keyboard.press("Shift+ArrowDown")
+    page.keyboard.press("Delete")  # and removed, back to Python
+    expect(python_cell).to_have_attribute("data-language", "python")
+    expect(python_cell.locator("[class*='tok-']")).to_have_count(0)

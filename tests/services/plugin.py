@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -28,6 +29,9 @@ from .vault import seed, vault_service
 
 _session_services = contextlib.ExitStack()
 _shared: dict[str, Any] = {}
+
+#: the prebuilt JupyterLab extension of this checkout (YAML in %%pipeline cells)
+LABEXTENSION = Path(__file__).resolve().parents[2] / "pipeline_magics" / "labextension"
 
 
 def shared_kafka() -> Any:
@@ -160,7 +164,11 @@ def connect_server():
 def jupyter_server(tmp_path_factory):
     """One JupyterLab for the browser tests: its root is a temporary folder, its kernels run this venv's Python."""
     root = tmp_path_factory.mktemp("lab")
-    env = {"PIPELINE_SPARK_MASTER": "local[2]",
+    # the labextension of this checkout, found as an installed package's would be (JUPYTER_PATH comes first)
+    jupyter_path = tmp_path_factory.mktemp("jupyter-path")
+    (jupyter_path / "labextensions").mkdir()
+    (jupyter_path / "labextensions" / "pipeline-magics").symlink_to(LABEXTENSION, target_is_directory=True)
+    env = {"JUPYTER_PATH": str(jupyter_path), "PIPELINE_SPARK_MASTER": "local[2]",
            "PIPELINE_CHECKPOINT_ROOT": str(tmp_path_factory.mktemp("checkpoints")),
            # widgets on; no Spark Connect; not logged in to Vault (the form does that)
            "PIPELINE_WIDGETS": None, "SPARK_REMOTE": None, "PIPELINE_SPARK_REMOTE": None,
