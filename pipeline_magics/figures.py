@@ -56,13 +56,17 @@ def is_classic(spark: Any) -> bool:
 def observed(obs: Any) -> dict[str, Any]:
     """An Observation's figures if its action has run, else ``{}`` (never blocks)."""
     jo = getattr(obs, "_jo", None)
-    if jo is not None and hasattr(jo, "getOrEmpty"):
+    if jo is not None:
         # Classic Spark: ``get`` would wait forever if the action never reached the node.
         try:
-            if jo.getOrEmpty().isEmpty():
+            if not jo.future().isCompleted():  # Spark >= 4.1 (``getOrEmpty`` is gone)
                 return {}
-        except Exception:  # noqa: BLE001 - a missing figure is not an error
-            return {}
+        except Exception:  # noqa: BLE001 - older Spark
+            try:
+                if jo.getOrEmpty().isEmpty():
+                    return {}
+            except Exception:  # noqa: BLE001 - a missing figure is not an error
+                return {}
     try:
         return dict(obs.get)
     except Exception:  # noqa: BLE001

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from . import delta, jdbc
 from .jdbc import PostgresConnection
+from .quality import FAILED_RULES, append_batch, quarantine_of, split_batch
 from .registry import Config, StepContext, register, session_conf
 from .streaming_sink import StreamingOptions, start
 
@@ -32,6 +33,17 @@ def count_stream_rows(ctx: StepContext, df: Any) -> Any:
     name = f"pm_rows_{ctx.run_id}_{ctx.index}"
     ctx.record["observation"] = name
     return df.observe(name, F.count(F.lit(1)).alias("rows"))
+
+
+def count_passing_rows(ctx: StepContext, df: Any) -> Any:
+    """``count_stream_rows`` for a stream whose failing rows go to quarantine: only the rows kept."""
+    if not ctx.metrics_enabled:
+        return df
+    from pyspark.sql import functions as F
+
+    name = f"pm_rows_{ctx.run_id}_{ctx.index}"
+    ctx.record["observation"] = name
+    return df.observe(name, F.count_if(F.size(FAILED_RULES) == 0).alias("rows"))
 
 
 class DeltaSink(StreamingOptions):
@@ -109,6 +121,13 @@ def _merge_batch(cfg: DeltaSink) -> Any:
 
 
 def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
+    where = quarantine_of(ctx.input)
+    if where is not None:  # each micro-batch split: passing rows here, failing rows to quarantine
+        good = _merge_batch(cfg) if cfg.mode == "merge" else append_batch(
+            cfg.path, cfg.table, f"pipeline_magics.{ctx.pipeline}.{ctx.step_name}")
+        return start(ctx, cfg, count_passing_rows(ctx, ctx.input), lambda w: w.foreachBatch(split_batch(where, good)),
+                     output_mode=cfg.outputMode or ("update" if cfg.mode == "merge" else "append"),
+                     splits_quarantine=True)
     if cfg.mode == "merge":
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.foreachBatch(_merge_batch(cfg)),
                      output_mode=cfg.outputMode or "update")
