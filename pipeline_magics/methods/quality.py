@@ -167,7 +167,7 @@ def _observe(ctx: StepContext, df: Any, rules: dict[str, str], on_fail: str) -> 
     return df.observe(obs, *rule_counts(rules))
 
 
-def _cache(spark: Any, df: Any) -> Any:
+def cache(spark: Any, df: Any) -> Any:
     """``df`` persisted without the session clone Spark's CacheManager makes (``engine.persist``)."""
     from pyspark import StorageLevel
 
@@ -179,7 +179,7 @@ def _quarantine_batch(ctx: StepContext, cfg: Expect, rules: dict[str, str]) -> A
     """Writes the failing rows now and returns the passing ones; the source is read once (cached)."""
     from pyspark.sql import functions as F
 
-    tagged = _cache(ctx.spark, ctx.input.withColumn(FAILED_RULES, failed_rules_column(rules)))
+    tagged = cache(ctx.spark, ctx.input.withColumn(FAILED_RULES, failed_rules_column(rules)))
     ctx.cached.append(tagged)
     counted = _observe(ctx, tagged, rules, "quarantine") if ctx.metrics_enabled else tagged
     assert cfg.quarantine is not None
@@ -244,7 +244,7 @@ def split_batch(where: dict[str, Any], write_good: Callable[[Any, int], None]) -
     target = QuarantineTarget(path=where.get("path"), table=where.get("table"))
 
     def write(batch: Any, batch_id: int) -> None:
-        batch = _cache(batch.sparkSession, batch)
+        batch = cache(batch.sparkSession, batch)
         try:
             write_good(batch.filter(F.size(FAILED_RULES) == 0).drop(FAILED_RULES), batch_id)
             write_quarantine(batch.filter(F.size(FAILED_RULES) > 0), target, where["pipeline"], where["run_id"],
