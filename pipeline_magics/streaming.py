@@ -11,7 +11,8 @@ from .errors import StreamingQueryError
 
 def is_query(obj: Any) -> bool:
     """True for a StreamingQuery (classic or Spark Connect)."""
-    return hasattr(obj, "awaitTermination") and hasattr(obj, "lastProgress")
+    # Asked of the type: a Spark Connect 4.2 DataFrame answers any attribute (a lazy column).
+    return hasattr(type(obj), "awaitTermination") and hasattr(type(obj), "lastProgress")
 
 
 @dataclass

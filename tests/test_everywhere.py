@@ -305,9 +305,9 @@ steps:
                                                for r in rows))
         Pipeline.from_yaml(f"""
 steps:
-  - {{{{type: extract, method: fromJson, config: {{{{path: "{folder}", schema: "id INT, city STRING, seq BIGINT, op STRING"}}}}}}}}
-  - {{{{type: load, method: toDelta, config: {{{{path: "{lake}/history", mode: scd2, mergeKeys: [id], sequenceBy: seq,
-      deleteWhen: "op = 'D'", exceptColumns: [op]}}}}}}}}
+  - {{type: extract, method: fromJson, config: {{path: "{folder}", schema: "id INT, city STRING, seq BIGINT, op STRING"}}}}
+  - {{type: load, method: toDelta, config: {{path: "{lake}/history", mode: scd2, mergeKeys: [id], sequenceBy: seq,
+      deleteWhen: "op = 'D'", exceptColumns: [op]}}}}
 """).run(target_spark)
 
     apply([(1, "a", 10, "U"), (1, "c", 30, "U"), (2, "x", 5, "U")])
