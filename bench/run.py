@@ -1,8 +1,8 @@
-"""``make bench``: the batch and the streaming comparison, each in its own process, then one summary.
+"""``make bench``: the batch, the streaming and the SCD2 comparison, each in its own process, then one summary.
 
 Writes ``bench/results/latest.json`` and prints a short table. Goals: batch
 pipeline/PySpark at most 1.03, metrics overhead at most 2 %, streaming
-PySpark/pipeline throughput at most 1.05.
+PySpark/pipeline throughput at most 1.05, SCD2 pipeline/hand-written MERGE at most 1.05.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import time
 
 from .common import RESULTS, ROOT, loadavg
 
-GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05}
+GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
+         "scd.pipeline_over_pyspark": 1.05}
 
 
 def run_part(module: str, extra: list[str]) -> dict:
@@ -35,6 +36,11 @@ def table(latest: dict) -> str:
         ("streaming: PySpark / pipeline rec/s", s["pipeline_over_pyspark"], GOALS["streaming.pipeline_over_pyspark"],
          f"{s['records_per_second']['pyspark']['median']:,.0f} vs {s['records_per_second']['pipeline']['median']:,.0f} rec/s"),
     ]
+    if "scd" in latest:
+        c = latest["scd"]
+        rows.append(("scd2: Pipeline.run / PySpark MERGE (wall)", c["pipeline_over_pyspark"],
+                     GOALS["scd.pipeline_over_pyspark"], f"{c['rows_per_second']['pipeline']['median']:,.0f} vs "
+                     f"{c['rows_per_second']['pyspark']['median']:,.0f} changes/s"))
     out = [f"{'comparison':<40} {'value':>8} {'goal':>7}  {'ok':<3} medians"]
     for name, value, goal, detail in rows:
         shown = f"{value:+.2%}" if "metrics" in name else f"{value:.3f}"
@@ -48,15 +54,15 @@ def table(latest: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["batch", "streaming"], help="run one comparison (the other is read "
+    parser.add_argument("--only", choices=["batch", "streaming", "scd"], help="run one comparison (the other is read "
                         "from its last result)")
     args, extra = parser.parse_known_args(argv)
     started, load = time.time(), {"start": loadavg()}
     parts = {}
-    for module in ("batch", "streaming"):
+    for module in ("batch", "streaming", "scd"):
         if args.only in (None, module):
             parts[module] = run_part(module, extra)
-        else:
+        elif os.path.exists(os.path.join(RESULTS, f"{module}.json")):
             with open(os.path.join(RESULTS, f"{module}.json"), encoding="utf-8") as fh:
                 parts[module] = json.load(fh)
     load["end"] = loadavg()
@@ -66,10 +72,14 @@ def main(argv: list[str] | None = None) -> None:
                                     "rows_in", "rows_written", "repeats")},
         "streaming": {k: s[k] for k in ("pipeline_over_pyspark", "paired", "cpu", "records_per_second", "seconds",
                                         "records", "records_per_batch", "partitions", "repeats")},
+        **({"scd": {k: parts["scd"][k] for k in ("pipeline_over_pyspark", "paired", "cpu", "rows_per_second",
+                                                  "seconds", "changes", "keys", "repeats")}} if "scd" in parts else {}),
         "goals": GOALS,
         "met": {"batch.pipeline_over_pyspark": b["pipeline_over_pyspark"] <= GOALS["batch.pipeline_over_pyspark"],
                 "batch.metrics_overhead": b["metrics_overhead"] <= GOALS["batch.metrics_overhead"],
-                "streaming.pipeline_over_pyspark": s["pipeline_over_pyspark"] <= GOALS["streaming.pipeline_over_pyspark"]},
+                "streaming.pipeline_over_pyspark": s["pipeline_over_pyspark"] <= GOALS["streaming.pipeline_over_pyspark"],
+                **({"scd.pipeline_over_pyspark": parts["scd"]["pipeline_over_pyspark"] <= GOALS["scd.pipeline_over_pyspark"]}
+                   if "scd" in parts else {})},
         "machine": {**b["machine"], "kafka": s["machine"].get("kafka")},
         "load_average": load,
         "wall_seconds": round(time.time() - started, 1),

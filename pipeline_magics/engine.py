@@ -154,7 +154,7 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                     spark=run.spark, pipeline=spec.name, run_id=run.run_id, step=step, index=planned.index,
                     mode=spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
                     emit=lambda kind, payload: _emit(run, planned, kind, payload),
-                    metrics_enabled=run.metrics_enabled,
+                    metrics_enabled=run.metrics_enabled, cached=run.cached,
                     run_version=int((run.metrics.start or time.time()) * 1000),
                 )
                 out = planned.method.func(ctx, config)

@@ -57,14 +57,14 @@ def note(record: dict[str, Any], key: str, value: Any, source: str) -> None:
 def observed(obs: Any) -> dict[str, Any]:
     """An Observation's figures if its action has run, else ``{}`` (never blocks)."""
     jo = getattr(obs, "_jo", None)
-    if jo is not None and hasattr(jo, "getOrEmpty"):
+    if jo is not None:
         # Classic Spark: ``get`` would wait forever if the action never reached the node.
         try:
-            if jo.getOrEmpty().isEmpty():
+            if not jo.future().isCompleted():  # Spark 4.2 (``getOrEmpty`` is gone)
                 return {}
-        except Exception:  # noqa: BLE001 - Spark 4.2 has no getOrEmpty: its future says whether the row is there
+        except Exception:  # noqa: BLE001 - older Spark
             try:
-                if not jo.future().isCompleted():
+                if jo.getOrEmpty().isEmpty():
                     return {}
             except Exception:  # noqa: BLE001 - a missing figure is not an error
                 return {}
@@ -320,5 +320,6 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
             continue
         n, bad = sums.get("n", 0), sums.get("bad", 0)
         sm.rows_in, sm.failed_rows = n, bad
-        sm.rows_out = n - bad if sm.extra.get("on_fail") == "drop" else n
+        sm.rows_out = n - bad if sm.extra.get("on_fail") in ("drop", "quarantine") else n
+        sm.extra["failed_rules"] = {r: sums.get(f"r{i}", 0) for i, r in enumerate(sm.extra.get("rule_names") or [])}
         sm.sources.update(rows_in=STREAM_OBSERVATION, rows_out=STREAM_OBSERVATION, failed_rows=STREAM_OBSERVATION)

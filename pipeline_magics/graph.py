@@ -240,7 +240,9 @@ def build_graph(plan: "Plan", metrics: "PipelineMetrics | None" = None) -> Pipel
         step = p.step
         expectation = None
         if step.method == "expect":
-            expectation = f"{step.config.get('condition', '?')} → {step.config.get('onFail', 'fail')}"
+            rules = step.config.get("rules")
+            what = ", ".join(rules) if isinstance(rules, dict) else step.config.get("condition", "?")
+            expectation = f"{what} → {step.config.get('onFail', 'fail')}"
         nodes.append(Node(
             node_id, p.index, p.label, step.type, step.method, streaming, _detail(p, plan.spec.name, streaming),
             _short(expectation) if expectation else None,

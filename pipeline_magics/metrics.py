@@ -133,6 +133,8 @@ class PipelineMetrics:
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
                         f"{fmt_count(s.rows_out):>10} rows {fmt_seconds(s.duration):>8}")
+            if s.failed_rows is not None:
+                rows.append(f"     failed {fmt_count(s.failed_rows)}{fmt_rules(s)}")
             if s.query is not None:
                 q = s.query
                 rows.append(f"     query {q.name}: {q.batches} batches, {fmt_count(q.input_rows)} rows in, "
@@ -146,6 +148,12 @@ def fmt_seconds(value: float | None) -> str:
 
 def fmt_count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+def fmt_rules(s: StepMetrics) -> str:
+    """`` (rule: n, rule: n)``: each expectation rule's failing rows, or ""."""
+    rules = s.extra.get("failed_rules") or {}
+    return " (" + ", ".join(f"{k}: {v:,}" for k, v in rules.items()) + ")" if rules else ""
 
 
 def fmt_rate(value: float | None) -> str:
@@ -188,6 +196,9 @@ def metric_families(metrics: PipelineMetrics) -> list[Any]:
               s.bytes_written)
         f.add("counter", "pipeline_step_failed_expectation_rows", "Rows failing the step's expectation.", lv,
               s.failed_rows)
+        for rule, failed in (s.extra.get("failed_rules") or {}).items():
+            f.add("counter", "pipeline_expectation_failed_rows", "Rows failing one expectation rule.",
+                  {**lv, "rule": rule}, failed)
         f.add("counter", "pipeline_step_attempts", "Attempts the step took (retries + 1).", lv, s.attempts)
         f.add("gauge", "pipeline_step_success", "1 when the step succeeded, else 0.", lv,
               1 if s.status == "done" else 0)
@@ -276,9 +287,9 @@ def log_records(metrics: PipelineMetrics, logger: logging.Logger | None = None) 
     for s in metrics.steps:
         d = s.to_dict()
         level = logging.WARNING if s.status == "failed" else logging.INFO
-        logger.log(level, "pipeline %s step %s (%s.%s): %s in %s, rows in %s, rows out %s, bytes %s, failed rows %s",
+        logger.log(level, "pipeline %s step %s (%s.%s): %s in %s, rows in %s, rows out %s, bytes %s, failed rows %s%s",
                    metrics.pipeline, s.step, s.type, s.method, s.status, fmt_seconds(s.duration), fmt_count(s.rows_in),
-                   fmt_count(s.rows_out), fmt_count(s.bytes_written), fmt_count(s.failed_rows),
+                   fmt_count(s.rows_out), fmt_count(s.bytes_written), fmt_count(s.failed_rows), fmt_rules(s),
                    extra={"pipeline_metrics": {"event": "pipeline_step", "pipeline": metrics.pipeline,
                                                "run_id": metrics.run_id, **d}})
     logger.log(logging.WARNING if metrics.status == "failed" else logging.INFO,

@@ -11,7 +11,7 @@ from . import history
 from .engine import Run, execute, release
 from .errors import PipelineError
 from .graph import build_graph, frame_rows
-from .metrics import PipelineMetrics, export, fmt_count, fmt_seconds
+from .metrics import PipelineMetrics, export, fmt_count, fmt_rules, fmt_seconds
 from .plan import Plan, build_plan
 from .policy import SecurityPolicy
 from .session import get_session
@@ -121,9 +121,11 @@ def steps_table(metrics: PipelineMetrics) -> str:
         f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
         f"<td style='text-align:right'>{fmt_count(s.rows_in)}</td>"
         f"<td style='text-align:right'>{fmt_count(s.rows_out)}</td>"
+        f"<td style='text-align:right'>{'' if s.failed_rows is None else fmt_count(s.failed_rows)}"
+        f"{html.escape(fmt_rules(s))}</td>"
         f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>" for s in metrics.steps)
     return ("<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
-            f"<th>rows out</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+            f"<th>rows out</th><th>failed</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def render_html(result: PipelineResult, preview: bool = True) -> str:

@@ -412,7 +412,7 @@ steps:
     bad = int((orders.amount < 20).sum())
     assert exc.code == "EXPECTATION_FAILED"
     assert exc.step_index == 1 and exc.step_name == "chk" and exc.pipeline == "gate"
-    assert exc.params == {"failed": bad, "total": len(orders)}
+    assert exc.params == {"failed": bad, "total": len(orders), "rules": {"chk": bad}}
     assert f"failed for {bad} of {len(orders)} rows" in str(exc) and "step 2 'chk'" in str(exc)
     assert not os.path.exists(target)
     assert not spark._jvm.io.delta.tables.DeltaTable.isDeltaTable(spark._jsparkSession, str(target))

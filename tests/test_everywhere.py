@@ -269,10 +269,52 @@ steps:
     with pytest.raises(ExpectationError) as info:
         Pipeline.from_yaml(spec).run(target_spark)
     err = info.value
-    assert err.params == {"failed": int((orders.amount >= 100).sum()), "total": len(orders)}
+    bad = int((orders.amount >= 100).sum())
+    assert err.params == {"failed": bad, "total": len(orders), "rules": {"under_100": bad}}
     assert err.step_name == "under_100" and err.result.status == "failed"
     assert err.result.metrics.steps[2].status == "pending"
     assert not out.exists()
+
+
+@everywhere
+def test_quarantine_and_scd2_history(target_spark, lake, orders):
+    """Quarantined rows and an SCD2 history with a late change and a delete, against pandas."""
+    spec = f"""
+name: quality_{TARGET}
+steps:
+  - {{type: extract, method: fromCsv, config: {{path: "{DATA}/orders.csv", schema: "{ORDERS}"}}}}
+  - type: transform
+    method: expect
+    name: checks
+    config: {{rules: {{big: "amount >= 20", europe: "country IN ('DE', 'FR', 'NL')"}}, onFail: quarantine,
+             quarantine: {{path: "{lake}/rejected"}}}}
+  - {{type: load, method: toDelta, config: {{path: "{lake}/good"}}}}
+"""
+    Pipeline.from_yaml(spec).run(target_spark)
+    failing = ~(orders.amount >= 20) | ~orders.country.isin(["DE", "FR", "NL"])
+    rejected = read_delta(target_spark, lake / "rejected")
+    assert sorted(rejected.order_id) == sorted(orders[failing].order_id)
+    assert sorted(read_delta(target_spark, lake / "good").order_id) == sorted(orders[~failing].order_id)
+
+    def apply(rows: list[tuple[int, str, int, str]]) -> None:
+        folder = lake / f"changes{len(list(lake.glob('changes*')))}"
+        folder.mkdir()
+        (folder / "c.json").write_text("".join(json.dumps(dict(zip(("id", "city", "seq", "op"), r))) + "\n"
+                                               for r in rows))
+        Pipeline.from_yaml(f"""
+steps:
+  - {{type: extract, method: fromJson, config: {{path: "{folder}", schema: "id INT, city STRING, seq BIGINT, op STRING"}}}}
+  - {{type: load, method: toDelta, config: {{path: "{lake}/history", mode: scd2, mergeKeys: [id], sequenceBy: seq,
+      deleteWhen: "op = 'D'", exceptColumns: [op]}}}}
+""").run(target_spark)
+
+    apply([(1, "a", 10, "U"), (1, "c", 30, "U"), (2, "x", 5, "U")])
+    apply([(1, "b", 20, "U"), (2, None, 8, "D"), (3, "z", 1, "U")])  # late for key 1, a delete of key 2
+    apply([(1, "b", 20, "U"), (2, None, 8, "D")])  # again: nothing changes
+    got = read_delta(target_spark, lake / "history").sort_values(["id", "__START_AT"])
+    assert [(int(i), c, int(s), None if pd.isna(e) else int(e))
+            for i, c, s, e in got[["id", "city", "__START_AT", "__END_AT"]].values.tolist()] == [
+        (1, "a", 10, 20), (1, "b", 20, 30), (1, "c", 30, None), (2, "x", 5, 8), (3, "z", 1, None)]
 
 
 SLOW_ROW_MS = 300  # per row: 200 rows take a minute unless the run is cancelled

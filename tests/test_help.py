@@ -71,7 +71,7 @@ def test_fromPostgres_settings_types_defaults_secrets():
 
 def test_types_literals_nested_models_and_streaming_settings():
     rows = {s.name: s for s in helptext.method_help("toDelta").settings}
-    assert rows["mode"].type == "one of append|overwrite|merge|error|errorifexists|ignore"
+    assert rows["mode"].type == "one of append|overwrite|merge|scd1|scd2|error|errorifexists|ignore"
     assert rows["mode"].default == '"append"'
     assert rows["trigger.processingTime"].type == "str"  # a nested model adds its own rows
     assert rows["checkpointLocation"].description.endswith("(streaming only)")

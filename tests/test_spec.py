@@ -317,7 +317,7 @@ def test_bad_enum_setting_lists_the_choices():
            "  - {type: transform, method: expect, config: {condition: 'x > 0', onFail: explode}}\n"
     exc = fails(text)
     assert exc.code == "INVALID_SETTING" and exc.line == 3 and exc.step_index == 1
-    assert "'fail', 'drop' or 'warn'" in str(exc)
+    assert "'fail', 'drop', 'warn' or 'quarantine'" in str(exc)
 
 
 def test_rule_across_settings():

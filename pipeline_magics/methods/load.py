@@ -8,8 +8,9 @@ from pydantic import Field, model_validator
 from ..figures import (ACTION, delta_commit, delta_latest_version, delta_write_figures, note, observe_rows,
                        tagged_write)
 from ..session import require_delta
-from . import contracts, delta, jdbc
+from . import cdc, contracts, delta, jdbc
 from .jdbc import PostgresConnection
+from .quality import FAILED_RULES, append_batch, quarantine_of, split_batch
 from .registry import StepContext, register, session_conf
 from .streaming_sink import StreamingOptions, start
 
@@ -35,11 +36,28 @@ def count_stream_rows(ctx: StepContext, df: Any) -> Any:
     return df.observe(name, F.count(F.lit(1)).alias("rows"))
 
 
+def count_passing_rows(ctx: StepContext, df: Any) -> Any:
+    """``count_stream_rows`` for a stream whose failing rows go to quarantine: only the rows kept."""
+    if not ctx.metrics_enabled:
+        return df
+    from pyspark.sql import functions as F
+
+    name = f"pm_rows_{ctx.run_id}_{ctx.index}"
+    ctx.record["observation"] = name
+    return df.observe(name, F.count_if(F.size(FAILED_RULES) == 0).alias("rows"))
+
+
 class DeltaSink(StreamingOptions, contracts.ContractOption):
     path: str | None = Field(None, description="the table's folder")
     table: str | None = Field(None, description="a catalog table name (instead of path)")
-    mode: Literal["append", "overwrite", "merge", "error", "errorifexists", "ignore"] = "append"
-    mergeKeys: list[str] | None = Field(None, description="merge: the columns that identify a row")
+    mode: Literal["append", "overwrite", "merge", "scd1", "scd2", "error", "errorifexists", "ignore"] = Field(
+        "append", description="append, overwrite, merge (upsert on mergeKeys), or change data capture: "
+                              "scd1 (latest row per key) / scd2 (history in __START_AT, __END_AT)")
+    mergeKeys: list[str] | None = Field(None, description="merge, scd1, scd2: the columns that identify a row")
+    sequenceBy: str | None = Field(None, description="scd1/scd2: the column ordering a key's changes "
+                                                     "(the highest wins; a late older change never overwrites)")
+    deleteWhen: str | None = Field(None, description="scd1/scd2: a SQL condition marking a delete record")
+    exceptColumns: list[str] = Field(default_factory=list, description="scd1/scd2: change columns not stored")
     partitionBy: list[str] | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="more Delta writer options, e.g. mergeSchema")
 
@@ -47,11 +65,24 @@ class DeltaSink(StreamingOptions, contracts.ContractOption):
     def _check(self) -> "DeltaSink":
         if bool(self.path) == bool(self.table):
             raise ValueError("set exactly one of 'path' or 'table'")
-        if self.mode == "merge" and not self.mergeKeys:
-            raise ValueError("mode: merge needs 'mergeKeys' (the columns that identify a row)")
-        if self.mergeKeys and self.mode != "merge":
-            raise ValueError("'mergeKeys' is only used with mode: merge")
+        keyed = self.mode in ("merge", "scd1", "scd2")
+        if keyed and not self.mergeKeys:
+            raise ValueError(f"mode: {self.mode} needs 'mergeKeys' (the columns that identify a row)")
+        if self.mergeKeys and not keyed:
+            raise ValueError("'mergeKeys' is only used with mode: merge, scd1 or scd2")
+        if self.mode in ("scd1", "scd2") and not self.sequenceBy:
+            raise ValueError(f"mode: {self.mode} needs 'sequenceBy' (the column ordering each key's changes)")
+        if self.mode not in ("scd1", "scd2") and (self.sequenceBy or self.deleteWhen or self.exceptColumns):
+            raise ValueError("'sequenceBy', 'deleteWhen' and 'exceptColumns' are only used with mode: scd1 or scd2")
         return self
+
+    @property
+    def cdc(self) -> cdc.Cdc | None:
+        """The change-capture settings (scd1/scd2), else None."""
+        if self.mode not in ("scd1", "scd2"):
+            return None
+        return cdc.Cdc(self.mode, tuple(self.mergeKeys or ()), self.sequenceBy or "", self.deleteWhen,
+                       tuple(self.exceptColumns))
 
 
 def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None:
@@ -74,7 +105,9 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
         return _stream_to_delta(ctx, cfg)
     marker = f"pipeline_magics:{ctx.pipeline}:{ctx.run_id}:{ctx.index}"
     df = ctx.input
-    if cfg.mode == "merge" and delta.exists(ctx.spark, cfg.path, cfg.table):
+    if cfg.cdc is not None:
+        cdc.apply(df, cfg.path, cfg.table, cfg.cdc, marker)
+    elif cfg.mode == "merge" and delta.exists(ctx.spark, cfg.path, cfg.table):
         with delta.user_metadata(ctx.spark, marker):
             delta.merge(df, cfg.path, cfg.table, cfg.mergeKeys or [])
     else:
@@ -94,10 +127,12 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
 
 
 def _merge_batch(cfg: DeltaSink) -> Any:
-    """A foreachBatch function that upserts each micro-batch on the merge keys."""
+    """A foreachBatch function that upserts each micro-batch on the merge keys (or applies its changes)."""
 
     def upsert(batch: Any, batch_id: int) -> None:
-        if delta.exists(batch.sparkSession, cfg.path, cfg.table):
+        if cfg.cdc is not None:
+            cdc.apply(batch, cfg.path, cfg.table, cfg.cdc)
+        elif delta.exists(batch.sparkSession, cfg.path, cfg.table):
             delta.merge(batch, cfg.path, cfg.table, cfg.mergeKeys or [])
         else:
             writer = batch.write.format("delta").mode("append")
@@ -107,12 +142,20 @@ def _merge_batch(cfg: DeltaSink) -> Any:
 
 
 def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
-    if cfg.mode == "merge":
+    where = quarantine_of(ctx.input)
+    if where is not None:  # each micro-batch split: passing rows here, failing rows to quarantine
+        keyed = cfg.mode in ("merge", "scd1", "scd2")
+        good = _merge_batch(cfg) if keyed else append_batch(
+            cfg.path, cfg.table, f"pipeline_magics.{ctx.pipeline}.{ctx.step_name}")
+        return start(ctx, cfg, count_passing_rows(ctx, ctx.input), lambda w: w.foreachBatch(split_batch(where, good)),
+                     output_mode=cfg.outputMode or ("update" if keyed else "append"),
+                     splits_quarantine=True)
+    if cfg.mode in ("merge", "scd1", "scd2"):
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.foreachBatch(_merge_batch(cfg)),
                      output_mode=cfg.outputMode or "update")
     if cfg.mode not in ("append", "overwrite"):
         raise ValueError(f"mode: {cfg.mode} is not available for streams; use append, overwrite "
-                         "(complete output) or merge")
+                         "(complete output), merge, scd1 or scd2")
     mode = cfg.outputMode or ("complete" if cfg.mode == "overwrite" else "append")
 
     def configure(w: Any) -> Any:

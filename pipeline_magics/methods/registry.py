@@ -42,6 +42,8 @@ class StepContext:
     after: list[Callable[[], None]] = field(default_factory=list)
     #: False (``run(collect_metrics=False)``): add no Observations or other counting; checks still run
     metrics_enabled: bool = True
+    #: DataFrames the method persisted; unpersisted with the run's other caches
+    cached: list[Any] = field(default_factory=list)
 
     @property
     def input(self) -> "DataFrame":

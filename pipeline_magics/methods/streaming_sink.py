@@ -7,6 +7,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field, model_validator
 
 from .. import config
+from .quality import quarantine_of
 from .registry import Config, StepContext
 
 DEFAULT_CHECKPOINT_ROOT = os.path.join(os.path.expanduser("~"), ".pipeline_magics", "checkpoints")
@@ -61,12 +62,16 @@ def query_name(ctx: StepContext, cfg: StreamingOptions) -> str:
 
 def start(ctx: StepContext, cfg: StreamingOptions, df: Any,
           configure: Callable[[Any], Any], *, path: str | None = None, table: str | None = None,
-          output_mode: str | None = None, name: str | None = None, durable: bool = True) -> Any:
+          output_mode: str | None = None, name: str | None = None, durable: bool = True,
+          splits_quarantine: bool = False) -> Any:
     """Starts ``df.writeStream`` set up by ``configure``; returns the StreamingQuery.
 
     ``durable=False`` (memory sinks, whose rows die with the session) keeps Spark's
     throw-away checkpoint unless one is set, so a re-run starts afresh.
     """
+    if not splits_quarantine and quarantine_of(ctx.input) is not None:
+        raise ValueError("rows of an expect with onFail: quarantine are split off where a stream is written: "
+                         "load it with toDelta (or quarantine in batch mode)")
     checkpoint = cfg.checkpointLocation or (
         os.path.join(checkpoint_root(ctx.spark), ctx.pipeline, ctx.step_name) if durable else None)
     writer = df.writeStream.queryName(name or query_name(ctx, cfg))

@@ -1,17 +1,12 @@
 """Transform methods: each turns its input DataFrame(s) into a new one."""
 from __future__ import annotations
 
-import logging
 from functools import reduce
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..errors import ExpectationError
-from ..figures import ACTION, OBSERVATION, note, observed
 from .registry import Config, StepContext, register
-
-log = logging.getLogger("pipeline_magics")
 
 
 class SqlConfig(Config):
@@ -196,59 +191,3 @@ class Coalesce(Config):
 def coalesce(ctx: StepContext, cfg: Coalesce) -> Any:
     """Reduces the number of partitions without a shuffle."""
     return ctx.input.coalesce(cfg.numPartitions)
-
-
-class Expect(Config):
-    condition: str = Field(description="what every row must satisfy (NULL counts as failing)")
-    onFail: Literal["fail", "drop", "warn"] = Field("fail", description="fail the run, drop failing rows, or warn")
-    name: str | None = Field(None, description="a label for the rule in metrics and messages")
-
-
-@register("transform", "expect", Expect, example="config: {condition: 'amount >= 0', onFail: drop}")
-def expect(ctx: StepContext, cfg: Expect) -> Any:
-    """A data-quality rule; failing rows are counted in the metrics."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    ok = F.coalesce(F.expr(cfg.condition), F.lit(False))
-    label = cfg.name or cfg.condition
-    ctx.record["expectation"] = label
-    if cfg.onFail == "fail" and not ctx.input.isStreaming:
-        # The rule gates everything after it, so it is checked now, before any sink
-        # runs: one aggregate over the input (cache the step to avoid reading twice).
-        row = ctx.input.agg(F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad")).first()
-        for key, value in (("rows_in", row["n"]), ("rows_out", row["n"]), ("failed_rows", row["bad"])):
-            note(ctx.record, key, value, ACTION)
-        if row["bad"]:
-            raise ExpectationError(
-                f"expectation '{label}' failed for {row['bad']} of {row['n']} rows; nothing after this step ran",
-                params={"failed": row["bad"], "total": row["n"]},
-                hint="fix the data, or set onFail: drop (remove those rows) or warn (keep them)")
-        return ctx.input
-    # drop / warn: counted while the pipeline's own action runs, with no extra pass.
-    if not ctx.metrics_enabled:
-        return ctx.input.filter(ok) if cfg.onFail == "drop" else ctx.input
-    if ctx.input.isStreaming:
-        # An Observation takes no streams: a named observation is reported with every micro-batch
-        # and the run sums it (queries.QueryRecord).
-        name = f"pm_expect_{ctx.run_id}_{ctx.index}"
-        ctx.record.update(observation=name, on_fail=cfg.onFail)
-        counted = ctx.input.observe(name, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
-        return counted.filter(ok) if cfg.onFail == "drop" else counted
-    obs = Observation(f"expect_{ctx.run_id}_{ctx.index}")
-    counted = ctx.input.observe(obs, F.count(F.lit(1)).alias("n"), F.count_if(~ok).alias("bad"))
-
-    def read() -> bool:
-        figures = observed(obs)
-        if figures:
-            bad = figures.get("bad") or 0
-            n = figures.get("n") or 0
-            for key, value in (("rows_in", n), ("failed_rows", bad), ("rows_out", n - bad if cfg.onFail == "drop" else n)):
-                note(ctx.record, key, value, OBSERVATION)
-            if bad and cfg.onFail == "warn":
-                log.warning("pipeline %s, step %s: expectation '%s' failed for %s rows (kept)",
-                            ctx.pipeline, ctx.step_name, label, bad)
-        return bool(figures)
-
-    ctx.after.append(read)
-    return counted.filter(ok) if cfg.onFail == "drop" else counted

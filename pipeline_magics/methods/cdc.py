@@ -1,0 +1,221 @@
+"""Change data capture into Delta: ``toDelta`` with ``mode: scd1`` (latest row per key) or ``scd2`` (history).
+
+A batch of changes is resolved against what the table already holds for the
+keys it touches: the stored rows (and, for ``scd2``, their ``__START_AT`` /
+``__END_AT``), the deletes applied before (kept in a small side table, so a
+change older than a delete never brings a row back), and the new changes.
+Within a key the ``sequenceBy`` value orders everything, so late changes land
+where they belong and applying the same changes again changes nothing (the
+stored row wins a tie). The result carries an ``__ACTION`` per row
+(insert / update / delete); one SQL ``MERGE`` applies it, which works on classic
+sessions and on Spark Connect alike. ``change_counts`` gives the same counts
+without writing (for previews).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+
+from . import delta
+from .quality import cache
+
+START, END = "__START_AT", "__END_AT"
+SEQ, DEL, PRIO, OLD_END, ACTION = "__pm_seq", "__pm_delete", "__pm_stored", "__pm_old_end", "__ACTION"
+#: the side table of applied deletes: ``<path>__deletes`` next to a path target, or ``<table>__deletes``
+DELETES_SUFFIX = "__deletes"
+
+
+@dataclass(frozen=True)
+class Cdc:
+    """What an scd1/scd2 load needs to know about the change log."""
+
+    mode: str
+    keys: tuple[str, ...]
+    sequence: str
+    delete_when: str | None = None
+    except_columns: tuple[str, ...] = ()
+
+    def columns(self, changes: Any) -> list[str]:
+        """The change log's columns that are stored (all but ``exceptColumns``)."""
+        return [c for c in changes.columns if c not in self.except_columns]
+
+    def check(self, changes: Any) -> None:
+        """Raises ``ValueError`` for settings that do not fit the change log."""
+        missing = [c for c in (*self.keys, self.sequence) if c not in changes.columns]
+        if missing:
+            raise ValueError(f"no column {missing} in the changes; columns are {changes.columns}")
+        if set(self.keys) & set(self.except_columns):
+            raise ValueError("'exceptColumns' cannot hold a merge key")
+        if self.mode == "scd1" and self.sequence in self.except_columns:
+            raise ValueError("scd1 keeps the 'sequenceBy' column (it orders later changes); "
+                             "take it out of 'exceptColumns'")
+
+
+def deletes_target(path: str | None, table: str | None) -> tuple[str | None, str | None]:
+    """Where the applied deletes of a target are kept."""
+    return (f"{path.rstrip('/')}{DELETES_SUFFIX}", None) if path else (None, f"{table}{DELETES_SUFFIX}")
+
+
+def _read(spark: Any, path: str | None, table: str | None) -> Any | None:
+    if not delta.exists(spark, path, table):
+        return None
+    return spark.read.table(table) if table else spark.read.format("delta").load(path)
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _semi(df: Any, keys_df: Any, keys: tuple[str, ...]) -> Any:
+    """The rows of ``df`` whose key is in ``keys_df`` (NULL-safe)."""
+    from pyspark.sql import functions as F
+
+    a, b = df.alias("pm_a"), keys_df.alias("pm_b")
+    on = reduce(lambda x, y: x & y, [F.col(f"pm_a.{_q(k)}").eqNullSafe(F.col(f"pm_b.{_q(k)}")) for k in keys])
+    return a.join(b, on, "left_semi")
+
+
+def normalize(changes: Any, cdc: Cdc) -> Any:
+    """The change log as events: stored columns, the sequence, the delete mark, not stored yet."""
+    from pyspark.sql import functions as F
+
+    cdc.check(changes)
+    deleted = F.coalesce(F.expr(cdc.delete_when), F.lit(False)) if cdc.delete_when else F.lit(False)
+    return changes.select(*[F.col(_q(c)) for c in cdc.columns(changes)], F.col(_q(cdc.sequence)).alias(SEQ),
+                          deleted.alias(DEL), F.lit(1).alias(PRIO))
+
+
+def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> Any:
+    """The rows to write, each with its ``__ACTION`` (insert, update, delete or none).
+
+    ``events`` is ``normalize``'s frame; ``target`` the table now (or None), ``deletes`` its side table.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    keys, cols = list(cdc.keys), [c for c in events.columns if c not in (SEQ, DEL, PRIO)]
+    affected = events.select(*[_q(k) for k in keys]).distinct()
+    parts = [events]
+    if target is not None:
+        stored = _semi(target, affected, cdc.keys)
+        start = START if cdc.mode == "scd2" else cdc.sequence
+        extra = [F.col(END).alias(OLD_END)] if cdc.mode == "scd2" else []
+        parts.append(stored.select(*[F.col(_q(c)) for c in cols], F.col(start).alias(SEQ), F.lit(False).alias(DEL),
+                                   F.lit(0).alias(PRIO), *extra))
+    if deletes is not None:
+        parts.append(_semi(deletes, affected, cdc.keys).select(
+            *[F.col(_q(k)) for k in keys], F.col(SEQ), F.lit(True).alias(DEL), F.lit(0).alias(PRIO)))
+    every = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    if OLD_END not in every.columns:
+        every = every.withColumn(OLD_END, F.lit(None).cast(every.schema[SEQ].dataType))
+    by_key = Window.partitionBy(*[F.col(_q(k)) for k in keys])
+    stored_first = [F.col(PRIO).asc(), F.col(DEL).desc()]  # a tie: what is stored wins, then a delete
+    if cdc.mode == "scd1":
+        latest = by_key.orderBy(F.col(SEQ).desc(), *stored_first)
+        current = F.max(F.when((F.col(PRIO) == 0) & ~F.col(DEL), 1).otherwise(0)).over(by_key)
+        winners = (every.withColumn("__pm_rank", F.row_number().over(latest)).withColumn("__pm_current", current)
+                   .filter("__pm_rank = 1"))
+        action = (F.when(F.col(PRIO) == 0, "none")
+                  .when(F.col(DEL), F.when(F.col("__pm_current") == 1, "delete").otherwise("none"))
+                  .when(F.col("__pm_current") == 1, "update").otherwise("insert"))
+        return winners.select(*[F.col(_q(c)) for c in cols], action.alias(ACTION))
+    once = (every.withColumn("__pm_rank", F.row_number().over(
+        Window.partitionBy(*[F.col(_q(k)) for k in keys], F.col(SEQ)).orderBy(*stored_first)))
+        .filter("__pm_rank = 1"))
+    ended = once.withColumn(END, F.lead(SEQ).over(by_key.orderBy(SEQ))).filter(~F.col(DEL))
+    action = (F.when(F.col(PRIO) == 1, "insert")
+              .when(F.col(OLD_END).eqNullSafe(F.col(END)), "none").otherwise("update"))
+    return ended.select(*[F.col(_q(c)) for c in cols], F.col(SEQ).alias(START), F.col(END), action.alias(ACTION))
+
+
+def change_counts(changes: Any, path: str | None, table: str | None, cdc: Cdc) -> dict[str, int]:
+    """Rows an scd1/scd2 load of ``changes`` would insert, update and delete; writes nothing.
+
+    The same figures Delta's MERGE reports (``numTargetRowsInserted`` / ``Updated`` / ``Deleted``);
+    scd2 never deletes a row (a delete closes it: an update of ``__END_AT``).
+    """
+    from pyspark.sql import functions as F
+
+    spark = changes.sparkSession
+    resolved = resolve(normalize(changes, cdc), _read(spark, path, table), _read(spark, *deletes_target(path, table)),
+                       cdc)
+    counts = {r[ACTION]: int(r["n"]) for r in resolved.groupBy(ACTION).agg(F.count(F.lit(1)).alias("n")).collect()}
+    return {"inserted": counts.get("insert", 0), "updated": counts.get("update", 0),
+            "deleted": counts.get("delete", 0)}
+
+
+def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: str | None = None) -> None:
+    """Applies ``changes`` to the Delta target (created when missing); the target's commit is tagged ``marker``."""
+    from pyspark.sql import functions as F
+
+    spark = changes.sparkSession
+    events = normalize(changes, cdc)
+    if cdc.delete_when:  # read twice (the merge and the side table of deletes): once from the source
+        events = cache(spark, events)
+    try:
+        target = _read(spark, path, table)
+        if target is None:
+            _create(events, path, table, cdc)
+            target = _read(spark, path, table)
+        where = deletes_target(path, table)
+        resolved = resolve(events, target, _read(spark, *where), cdc).filter(F.col(ACTION) != "none")
+        if marker:
+            with delta.user_metadata(spark, marker):
+                _merge(resolved, path, table, cdc)
+        else:
+            _merge(resolved, path, table, cdc)
+        if cdc.delete_when:
+            _record_deletes(events.filter(F.col(DEL)).select(*[_q(k) for k in cdc.keys], SEQ), *where, cdc)
+    finally:
+        if cdc.delete_when:
+            events.unpersist()
+
+
+def _create(events: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
+    """An empty target with the stored columns (and the history columns for scd2)."""
+    from pyspark.sql import functions as F
+
+    cols = [F.col(_q(c)) for c in events.columns if c not in (SEQ, DEL, PRIO)]
+    if cdc.mode == "scd2":
+        cols += [F.col(SEQ).alias(START), F.col(SEQ).alias(END)]
+    writer = events.select(*cols).filter(F.lit(False)).write.format("delta").mode("append")
+    writer.saveAsTable(table) if table else writer.save(path)
+
+
+def _merge(resolved: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
+    spark = resolved.sparkSession
+    view = f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}"
+    cols = [c for c in resolved.columns if c != ACTION]
+    keys = list(cdc.keys) + ([START] if cdc.mode == "scd2" else [])
+    on = " AND ".join(f"t.{_q(k)} <=> s.{_q(k)}" for k in keys)
+    insert = f"INSERT ({', '.join(_q(c) for c in cols)}) VALUES ({', '.join('s.' + _q(c) for c in cols)})"
+    if cdc.mode == "scd1":
+        update = ", ".join(f"t.{_q(c)} = s.{_q(c)}" for c in cols if c not in cdc.keys)
+        clauses = (f"WHEN MATCHED AND s.{ACTION} = 'delete' THEN DELETE "
+                   + (f"WHEN MATCHED AND s.{ACTION} = 'update' THEN UPDATE SET {update} " if update else ""))
+    else:
+        clauses = f"WHEN MATCHED AND s.{ACTION} = 'update' THEN UPDATE SET t.{END} = s.{END} "
+    resolved.createOrReplaceTempView(view)
+    try:
+        spark.sql(f"MERGE INTO {delta.table_ref(path, table)} AS t USING {view} AS s ON {on} {clauses}"
+                  f"WHEN NOT MATCHED AND s.{ACTION} = 'insert' THEN {insert}")
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def _record_deletes(deletes: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
+    """Adds the batch's deletes to the side table (each key and sequence once)."""
+    spark = deletes.sparkSession
+    if not delta.exists(spark, path, table):
+        writer = deletes.filter("false").write.format("delta").mode("append")
+        writer.saveAsTable(table) if table else writer.save(path)
+    view = f"pipeline_magics_deletes_{uuid.uuid4().hex[:12]}"
+    on = " AND ".join(f"t.{_q(k)} <=> s.{_q(k)}" for k in (*cdc.keys, SEQ))
+    deletes.dropDuplicates().createOrReplaceTempView(view)
+    try:
+        spark.sql(f"MERGE INTO {delta.table_ref(path, table)} AS t USING {view} AS s ON {on} "
+                  "WHEN NOT MATCHED THEN INSERT *")
+    finally:
+        spark.catalog.dropTempView(view)

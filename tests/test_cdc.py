@@ -1,0 +1,217 @@
+"""toDelta mode: scd1 / scd2 against a plain-Python reference computed from the same change log:
+late (out-of-order) changes, deletes, several changes to a key in one batch, duplicates, re-application."""
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pandas as pd
+import pytest
+
+from pipeline_magics import Pipeline, SpecError
+from pipeline_magics.methods.cdc import Cdc, change_counts
+
+KEYS = 12
+
+
+def change_log(n: int = 120, seed: int = 7) -> list[dict]:
+    """Changes to ``KEYS`` keys with unique sequence numbers, about one in five a delete, shuffled
+    (so later batches bring older changes)."""
+    rng = random.Random(seed)
+    seqs = rng.sample(range(1, 10 * n), n)
+    log = [{"id": rng.randrange(KEYS), "name": f"n{s % 13}", "value": s * 1.5, "seq": s,
+            "op": "D" if rng.random() < 0.2 else "U"} for s in seqs]
+    return log
+
+
+def batches(log: list[dict]) -> list[list[dict]]:
+    """Three batches, the later ones repeating a few changes of the earlier ones (re-delivery)."""
+    a, b, c = log[:50], log[50:90], log[90:]
+    return [a, b + a[:5], c + b[-4:] + a[10:12]]
+
+
+def ref_scd1(changes: list[dict]) -> pd.DataFrame:
+    latest: dict[int, dict] = {}
+    for ch in changes:
+        if ch["id"] not in latest or ch["seq"] > latest[ch["id"]]["seq"]:
+            latest[ch["id"]] = ch
+    rows = [{k: v for k, v in ch.items() if k != "op"} for ch in latest.values() if ch["op"] != "D"]
+    return frame(rows, ["id", "name", "value", "seq"])
+
+
+def ref_scd2(changes: list[dict]) -> pd.DataFrame:
+    rows = []
+    for key in {ch["id"] for ch in changes}:
+        events = sorted({ch["seq"]: ch for ch in changes if ch["id"] == key}.values(), key=lambda ch: ch["seq"])
+        for i, ch in enumerate(events):
+            if ch["op"] != "D":
+                end = events[i + 1]["seq"] if i + 1 < len(events) else None
+                rows.append({"id": key, "name": ch["name"], "value": ch["value"], "seq": ch["seq"],
+                             "__START_AT": ch["seq"], "__END_AT": end})
+    return frame(rows, ["id", "name", "value", "seq", "__START_AT", "__END_AT"])
+
+
+def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=columns)
+    if "__END_AT" in df:
+        df["__END_AT"] = df["__END_AT"].astype("Int64")
+    return df.sort_values(columns[:1] + (["__START_AT"] if "__START_AT" in columns else [])).reset_index(drop=True)
+
+
+def table(spark, path, columns: list[str]) -> pd.DataFrame:
+    df = spark.read.format("delta").load(str(path)).toPandas()[columns]
+    if "__END_AT" in df:
+        df["__END_AT"] = df["__END_AT"].astype("Int64")
+    for c in ("id", "seq", "__START_AT"):
+        if c in df:
+            df[c] = df[c].astype("int64")
+    return frame(df.to_dict("records"), columns)
+
+
+def write_batch(folder, rows: list[dict], name: str) -> str:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    with open(path, "w") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+SCHEMA = "id INT, name STRING, value DOUBLE, seq BIGINT, op STRING"
+
+
+def cdc_spec(src, out, mode: str, streaming: bool = False) -> str:
+    trigger = ", trigger: {availableNow: true}" if streaming else ""
+    return f"""
+name: cdc_{mode}
+mode: {"streaming" if streaming else "batch"}
+steps:
+  - {{type: extract, method: fromJson, name: changes, config: {{path: "{src}", schema: "{SCHEMA}"}}}}
+  - type: load
+    method: toDelta
+    name: target
+    config: {{path: "{out}", mode: {mode}, mergeKeys: [id], sequenceBy: seq, deleteWhen: "op = 'D'",
+             exceptColumns: [op]{trigger}}}
+"""
+
+
+def check(spark, out, mode: str, applied: list[dict]) -> pd.DataFrame:
+    want = ref_scd1(applied) if mode == "scd1" else ref_scd2(applied)
+    got = table(spark, out, list(want.columns))
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    return got
+
+
+def expected_counts(mode: str, before: list[dict], after: list[dict]) -> dict[str, int]:
+    """What applying the new changes inserts, updates and deletes (Delta MERGE's own figures)."""
+    if mode == "scd1":
+        old, new = ref_scd1(before).set_index("id"), ref_scd1(after).set_index("id")
+        both = old.index.intersection(new.index)
+        return {"inserted": len(new.index.difference(old.index)), "deleted": len(old.index.difference(new.index)),
+                "updated": int((old.loc[both, "seq"] != new.loc[both, "seq"]).sum())}
+    old, new = ref_scd2(before), ref_scd2(after)
+    keyed = old.merge(new, on=["id", "__START_AT"], how="outer", suffixes=("_old", "_new"), indicator=True)
+    updated = keyed[(keyed._merge == "both") & (keyed["__END_AT_old"].fillna(-1) != keyed["__END_AT_new"].fillna(-1))]
+    return {"inserted": int((keyed._merge == "right_only").sum()), "updated": len(updated), "deleted": 0}
+
+
+@pytest.mark.parametrize("mode", ["scd1", "scd2"])
+def test_batches_with_late_changes_deletes_and_duplicates_match_the_reference(spark, lake, mode):
+    out = lake / "target"
+    applied: list[dict] = []
+    settings = Cdc(mode, ("id",), "seq", "op = 'D'", ("op",))
+    for i, rows in enumerate(batches(change_log())):
+        src = write_batch(lake / f"b{i}", rows, "changes.json")
+        changes = spark.read.schema(SCHEMA).json(src)
+        want = expected_counts(mode, applied, applied + rows)
+        if i:  # the preview's figures: nothing written
+            version = spark.sql(f"DESCRIBE HISTORY delta.`{out}` LIMIT 1").first()["version"]
+            assert change_counts(changes, str(out), None, settings) == want
+            assert spark.sql(f"DESCRIBE HISTORY delta.`{out}` LIMIT 1").first()["version"] == version
+        result = Pipeline.from_yaml(cdc_spec(src, out, mode)).run(spark)
+        applied += rows
+        check(spark, out, mode, applied)
+        step = result.metrics.step("target").extra
+        # the commit's own figures (no commit at all when nothing changes)
+        assert (step.get("numTargetRowsInserted", 0), step.get("numTargetRowsUpdated", 0),
+                step.get("numTargetRowsDeleted", 0)) == (want["inserted"], want["updated"], want["deleted"])
+    before = table(spark, out, list(check(spark, out, mode, applied).columns))
+    everything = write_batch(lake / "all", change_log(), "changes.json")
+    Pipeline.from_yaml(cdc_spec(everything, out, mode)).run(spark)  # the whole log again: nothing changes
+    pd.testing.assert_frame_equal(table(spark, out, list(before.columns)), before)
+
+
+def test_several_changes_to_a_key_in_one_batch_are_ordered_not_lost(spark, lake):
+    rows = [{"id": 1, "name": n, "value": 1.0, "seq": s, "op": "U"} for n, s in (("c", 30), ("a", 10), ("b", 20))]
+    src = write_batch(lake / "in", rows, "c.json")
+    Pipeline.from_yaml(cdc_spec(src, lake / "h", "scd2")).run(spark)
+    got = table(spark, lake / "h", ["id", "name", "__START_AT", "__END_AT"])
+    assert got[["name", "__START_AT"]].values.tolist() == [["a", 10], ["b", 20], ["c", 30]]
+    assert got["__END_AT"].tolist()[:2] == [20, 30] and pd.isna(got["__END_AT"].tolist()[2])
+    Pipeline.from_yaml(cdc_spec(src, lake / "l", "scd1")).run(spark)
+    assert table(spark, lake / "l", ["id", "name"]).name.tolist() == ["c"]
+
+
+@pytest.mark.parametrize("mode", ["scd1", "scd2"])
+def test_streaming_each_micro_batch_matches_the_reference(spark, lake, mode, monkeypatch):
+    monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
+    out, src = lake / "target", lake / "in"
+    applied: list[dict] = []
+    for i, rows in enumerate(batches(change_log(seed=11))):
+        write_batch(src, rows, f"b{i}.json")
+        result = Pipeline.from_yaml(cdc_spec(src, out, mode, streaming=True)).run(spark)
+        assert result.status == "done"
+        applied += rows
+        check(spark, out, mode, applied)
+    before = table(spark, out, list(check(spark, out, mode, applied).columns))
+    Pipeline.from_yaml(cdc_spec(src, out, mode, streaming=True)).run(spark)  # a restart with nothing new
+    pd.testing.assert_frame_equal(table(spark, out, list(before.columns)), before)
+
+
+def test_scd_settings_are_checked():
+    base = "steps:\n  - {type: extract, method: fromJson, config: {path: /x, schema: 'id INT'}}\n"
+    with pytest.raises(SpecError, match="sequenceBy"):
+        Pipeline.from_yaml(base + "  - {type: load, method: toDelta, config: {path: /y, mode: scd2, mergeKeys: [id]}}")
+    with pytest.raises(SpecError, match="only used with mode: scd1 or scd2"):
+        Pipeline.from_yaml(base + "  - {type: load, method: toDelta, config: {path: /y, sequenceBy: id}}")
+
+
+def test_streaming_scd2_exactly_once_after_sigkill(spark, lake, tmp_path):
+    """SIGKILL the driver mid-stream (one change file a micro-batch), restart from the checkpoint:
+    the history equals the reference over the whole log."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+    log = change_log(n=160, seed=5)
+    src, out = lake / "in", lake / "target"
+    for i in range(16):  # late changes arrive in later files
+        write_batch(src, log[i * 10:(i + 1) * 10], f"part{i:02d}.json")
+    spec = cdc_spec(src, out, "scd2").replace("mode: batch", "mode: streaming").replace(
+        'schema: "' + SCHEMA + '"', 'schema: "' + SCHEMA + '", options: {maxFilesPerTrigger: 1}')
+    slow = spec.replace("exceptColumns: [op]", "exceptColumns: [op], checkpointLocation: '"
+                        + str(lake / "cp") + "', trigger: {processingTime: '1 second'}")
+    (tmp_path / "scd.yaml").write_text(slow)
+    env = {**os.environ, "PYTHONPATH": root, "SPARK_LOCAL_IP": "127.0.0.1", "PIPELINE_SPARK_MASTER": "local[1]"}
+    driver = subprocess.Popen([sys.executable, "-m", "pipeline_magics", "run", str(tmp_path / "scd.yaml")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    commits = 0
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and driver.poll() is None:
+            logs = out / "_delta_log"
+            commits = len(list(logs.glob("*.json"))) if logs.exists() else 0
+            if commits >= 3:  # the table's creation and two micro-batches
+                break
+            time.sleep(0.5)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the Python driver and its JVM, no clean-up
+        driver.wait(timeout=30)
+    done = spark.read.format("delta").load(str(out)).count() if (out / "_delta_log").exists() else 0
+    assert commits >= 3 and done < len(ref_scd2(log)), "the kill should land mid-stream"
+    restart = spec.replace("exceptColumns: [op]", "exceptColumns: [op], checkpointLocation: '"
+                           + str(lake / "cp") + "', trigger: {availableNow: true}")
+    assert Pipeline.from_yaml(restart).run(spark).status == "done"
+    check(spark, out, "scd2", log)
