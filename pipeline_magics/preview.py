@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from .methods import contracts, jdbc
+from .methods import cdc, contracts, jdbc
 from .methods.registry import StepContext
 from .plan import Plan, PlannedStep
 
@@ -124,6 +124,17 @@ def delta_merge(ctx: StepContext, cfg: Any) -> dict[str, Any]:
     before = target.count()
     return figures(ctx, name, "merge", rows_before=before, rows_after=before + inserted, inserted=inserted,
                    updated=updated, deleted=0, schema_changes=contracts.schema_changes(df.schema, target.schema))
+
+
+@previews("toDelta", "scd1", "scd2")
+def delta_cdc(ctx: StepContext, cfg: Any) -> dict[str, Any]:
+    """Delta scd1/scd2: the inserts, updates and deletes the merge of these changes would make."""
+    target, name = _delta_target(ctx, cfg)
+    counts = cdc.change_counts(ctx.input, cfg.path, cfg.table, cfg.cdc)
+    before = target.count() if target is not None else 0
+    # scd1 deletes rows; scd2 closes them (an update) and adds a row per new version
+    return figures(ctx, name, cfg.mode, rows_before=before,
+                   rows_after=before + counts["inserted"] - counts["deleted"], **counts)
 
 
 # ------------------------------------------------------------------ PostgreSQL

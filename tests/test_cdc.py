@@ -127,6 +127,8 @@ def test_batches_with_late_changes_deletes_and_duplicates_match_the_reference(sp
         if i:  # the preview's figures: nothing written
             version = spark.sql(f"DESCRIBE HISTORY delta.`{out}` LIMIT 1").first()["version"]
             assert change_counts(changes, str(out), None, settings) == want
+            load = Pipeline.from_yaml(cdc_spec(src, out, mode)).run(spark, preview=True).loads[0]
+            assert {k: load[k] for k in want} == want and load["action"] == mode
             assert spark.sql(f"DESCRIBE HISTORY delta.`{out}` LIMIT 1").first()["version"] == version
         result = Pipeline.from_yaml(cdc_spec(src, out, mode)).run(spark)
         applied += rows
