@@ -68,7 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
     p_run.add_argument("--timeout", type=float, help="streaming: stop waiting after SECONDS")
     sub.add_parser("schema", help="print the spec's JSON Schema")
-    args = parser.parse_args(argv)
+    sub.add_parser("export", help="write a spec as an SDP project: export SPEC.yaml --sdp DIR", add_help=False)
+    sub.add_parser("sdp", help="run an SDP project: sdp run|dry-run DIR", add_help=False)
+    args, extra = parser.parse_known_args(argv)
+    if args.command in ("export", "sdp"):  # their options live in sdp/commands.py
+        from .sdp.commands import main as sdp_main
+
+        argv = list(sys.argv[1:] if argv is None else argv)
+        return sdp_main(args.command, argv[argv.index(args.command) + 1:])
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "schema":
         from .schema import json_schema

@@ -20,7 +20,7 @@ from .errors import PipelineCancelledError, PipelineError
 from .pipeline import Pipeline, PipelineResult
 
 SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help",
-               "vault", "audit")
+               "vault", "audit", "export", "sdp")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -229,6 +229,18 @@ class PipelineMagics(Magics):
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         return (yield from self._run_text(text, args, args.dry_run))
+
+    def _cmd_export(self, rest: list[str]) -> Any:
+        """Writes a spec as a Spark Declarative Pipelines project: export NAME|FILE.yaml --sdp DIR."""
+        from .sdp.notebook import export_command
+
+        return export_command(self, rest)
+
+    def _cmd_sdp(self, rest: list[str]) -> Any:
+        """Runs an SDP project with the live view: sdp run|dry-run DIR [--full-refresh T,...]."""
+        from .sdp.notebook import sdp_command
+
+        return drive(sdp_command(self, rest))
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""

@@ -179,7 +179,7 @@ def build(text: str, variables: Mapping[str, Any] | None = None, defaults: Mappi
     if problems:
         listed = "\n".join(f"  line {x['line']}, step '{x['step']}' ({x['method']}): {x['reason']}" for x in problems)
         raise SpecError(f"Spark Declarative Pipelines cannot express {len(problems)} step(s); nothing was written:\n"
-                        f"{listed}", code="SDP_UNSUPPORTED", pipeline=spec.name, line=problems[0]["line"],
+                        f"{listed}", code="SDP_UNSUPPORTED", pipeline=spec.name,
                         params={"steps": problems},
                         hint="change or remove these steps (README: 'Spark Declarative Pipelines')")
     # Tables are Delta by default: SDP passes a table's `format` on to ALTER TABLE when the table
