@@ -142,7 +142,8 @@ def _config_value(value: Any) -> str:
 
 
 def build(text: str, variables: Mapping[str, Any] | None = None, defaults: Mapping[str, Any] | None = None,
-          name: str | None = None, mode: str | None = None) -> tuple[Pipeline, dict[str, str], dict[str, str]]:
+          name: str | None = None, mode: str | None = None, path: Path = Path("project"),
+          ) -> tuple[Pipeline, dict[str, str], dict[str, str]]:
     """The project's files (relative path -> text) and its pipeline; SpecError lists what SDP cannot express."""
     overrides = {"name": name, "mode": mode}
     pipeline = Pipeline.from_yaml(text, variables, defaults=defaults, name=name, mode=mode)
@@ -168,8 +169,10 @@ def build(text: str, variables: Mapping[str, Any] | None = None, defaults: Mappi
             if p.method.name == "expect" and not streaming:
                 counter = f"{p.output}_expectations"
                 taken.add(counter)
+                where = {"location": str(path / "warehouse" / counter)}  # in the project, wherever it runs
                 blocks.append(f"\n\n@dp.materialized_view(name={counter!r}, comment="
-                              f"{'failing rows per rule of ' + comment!r})\ndef {counter}():\n"
+                              f"{'failing rows per rule of ' + comment!r}, table_properties={where!r})\n"
+                              f"def {counter}():\n"
                               f"    return _failing_rows(_frame({p.inputs[0]!r}), {codegen.expect_rules(p, s)})\n")
         else:
             target = _load_name(p, s, taken)
@@ -217,9 +220,9 @@ keys under `configuration:` in spark-pipeline.yml; edit them there.
 def export(text: str, out_dir: str | os.PathLike[str], variables: Mapping[str, Any] | None = None,
            defaults: Mapping[str, Any] | None = None, name: str | None = None, mode: str | None = None) -> Project:
     """Writes the SDP project for a spec into ``out_dir``; raises ``SpecError`` (SDP_UNSUPPORTED) first."""
-    pipeline, configuration, files = build(text, variables, defaults, name, mode)
-    targets = yaml.safe_load(files.pop("__targets__")) or {}
     path = Path(out_dir).resolve()
+    pipeline, configuration, files = build(text, variables, defaults, name, mode, path)
+    targets = yaml.safe_load(files.pop("__targets__")) or {}
     spec = {
         "name": pipeline.name,
         "storage": (path / "storage").as_uri(),
