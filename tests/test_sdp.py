@@ -242,3 +242,23 @@ def test_sdp_needs_spark_4_1(monkeypatch, tmp_path):
     with pytest.raises(PipelineExecutionError) as info:
         require_sdp()
     assert info.value.code == "SDP_UNAVAILABLE" and "Spark >= 4.1" in str(info.value)
+
+
+def test_a_failing_sdp_project_is_one_readable_line(spark, ip, tmp_path):
+    project = tmp_path / "handwritten"
+    (project / "transformations").mkdir(parents=True)
+    (project / "spark-pipeline.yml").write_text(yaml.safe_dump({
+        "name": "handwritten", "storage": (tmp_path / "storage").as_uri(),
+        "configuration": {"spark.sql.sources.default": "delta"},
+        "libraries": [{"glob": {"include": "transformations/**"}}]}))
+    (project / "transformations" / "numbers.sql").write_text(
+        "CREATE MATERIALIZED VIEW numbers AS SELECT id FROM range(5)\n")
+    (project / "transformations" / "broken.py").write_text(
+        "from pyspark import pipelines as dp\n\n\n@dp.materialized_view\n"
+        "def broken():\n    return spark.read.table('numbers').selectExpr('no_such_column + 1 AS x')\n")
+    with pytest.raises(PipelineExecutionError) as info:
+        ip.run_line_magic("pipeline", f"sdp run {project} --no-widgets")
+    err = info.value
+    assert err.code == "SDP_RUN_FAILED" and "no_such_column" in str(err)
+    assert "\n" not in err.message and "JVM stacktrace" not in str(err)
+    assert "no_such_column" in (err.detail or "")
