@@ -17,6 +17,7 @@ from ..figures import is_classic
 
 _LOCK = threading.Lock()
 _PORTS: dict[int, int] = {}  # id of the JVM SparkContext -> port of the Connect server in it
+_CLIENTS: dict[int, Any] = {}  # port -> the client session kept for the kernel's life
 
 
 def require_sdp() -> None:
@@ -61,11 +62,13 @@ def connect_session(spark: Any) -> Iterator[Any]:
 
     port = _start_server(spark)
     host = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
-    session = ConnectSession.builder.remote(f"sc://{host}:{port}").create()
-    try:
-        yield session
-    finally:
-        session.stop()
+    with _LOCK:
+        # One client for the kernel's life: stopping it after each run would race the client's
+        # own background release of finished operations (the server then logs SESSION_CLOSED).
+        if port not in _CLIENTS or _CLIENTS[port].is_stopped:
+            _CLIENTS[port] = ConnectSession.builder.remote(f"sc://{host}:{port}").create()
+        session = _CLIENTS[port]
+    yield session
 
 
 @contextlib.contextmanager

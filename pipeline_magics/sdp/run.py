@@ -24,6 +24,7 @@ from .connect import connect_functions, connect_session, require_sdp
 
 _FLOW = re.compile(r"^Flow '?(?P<flow>.+?)'? (?:is|has) (?P<state>[A-Z_]+)\.")
 _RUN = re.compile(r"^Run (?:is|has) (?P<state>[A-Z_]+)")
+_UNRESOLVED = re.compile(r"^Failed to resolve flow: '?(?P<flow>.+?)'?\.\s*\nError: (?P<error>.+)")
 STATES = {"QUEUED": "pending", "PLANNING": "running", "STARTING": "running", "RUNNING": "running",
           "COMPLETED": "done", "FAILED": "failed", "STOPPED": "cancelled", "SKIPPED": "skipped",
           "EXCLUDED": "skipped", "IDLE": "done"}
@@ -125,6 +126,11 @@ class SdpRun:
         if run:
             self.metrics.status = RUN_STATES.get(run.group("state"), self.metrics.status)
             return
+        unresolved = _UNRESOLVED.match(message)
+        if unresolved:  # the graph is checked before any flow runs
+            step = self._step(unresolved.group("flow"))
+            step.status, step.error = "failed", unresolved.group("error").strip()
+            return
         flow = _FLOW.match(message)
         if not flow or _short(flow.group("flow")) in self.flows.views():
             return
@@ -163,9 +169,7 @@ class SdpRun:
         try:
             with connect_session(spark) as session:
                 self._session = session
-                for key, value in self.spec.configuration.items():
-                    with contextlib.suppress(Exception):  # static confs belong to the server
-                        session.conf.set(key, value)
+                self._configure(session, self.spec.configuration)
                 graph = create_dataflow_graph(session, default_catalog=self.spec.catalog,
                                               default_database=self.spec.database, sql_conf=self.spec.configuration)
                 registry = _recording_registry(session, graph, self.flows)
@@ -197,12 +201,21 @@ class SdpRun:
             raise error from None
         finally:
             m.end = time.time()
+            if self._session is not None:
+                self._configure(self._session, {k: None for k in self.spec.configuration})
             self._session = None
             self.on_update(m)
         if self.dry:
             for s in m.steps:
                 s.status = "checked"
         return m
+
+    @staticmethod
+    def _configure(session: Any, confs: dict[str, str | None]) -> None:
+        """Sets (None: unsets) the project's configuration on the Connect session for one run."""
+        for key, value in confs.items():
+            with contextlib.suppress(Exception):  # static confs belong to the server
+                session.conf.set(key, value) if value is not None else session.conf.unset(key)
 
     def _error(self, exc: Exception) -> PipelineError:
         if self.cancelled.is_set():
@@ -211,7 +224,8 @@ class SdpRun:
         first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
         failed = next((s for s in self.metrics.steps if s.status == "failed" and s.error), None)
         message = f"flow '{failed.step}' failed: {failed.error}" if failed else first
-        return PipelineExecutionError(message, code="SDP_RUN_FAILED", pipeline=self.spec.name, detail=text,
+        detail = "\n".join([text] + [f"flow {s.step}: {s.error}" for s in self.metrics.steps if s.error])
+        return PipelineExecutionError(message, code="SDP_RUN_FAILED", pipeline=self.spec.name, detail=detail,
                                       step_name=failed.step if failed else None,
                                       params={"error_class": getattr(exc, "getCondition", lambda: None)()})
 
