@@ -262,3 +262,25 @@ def test_a_failing_sdp_project_is_one_readable_line(spark, ip, tmp_path):
     assert err.code == "SDP_RUN_FAILED" and "no_such_column" in str(err)
     assert "\n" not in err.message and "JVM stacktrace" not in str(err)
     assert "no_such_column" in (err.detail or "")
+
+
+def test_sdp_subcommands_complete():
+    from pipeline_magics.help import complete
+    from pipeline_magics.magic import SUBCOMMANDS
+
+    assert {"export", "sdp"} <= set(complete("%pipeline ", subcommands=SUBCOMMANDS))
+    assert complete("%pipeline sdp ", subcommands=SUBCOMMANDS)[-2:] == ["dry-run", "run"]
+    assert complete("%pipeline export seg", subcommands=SUBCOMMANDS, pipelines=["segments"]) == ["segments"]
+
+
+def test_headless_sdp_dry_run(tmp_path):
+    project = export((ROOT / "examples" / "quickstart.yaml").read_text(), tmp_path / "project",
+                     {"lake": str(tmp_path / "lake"), "data_dir": str(ROOT / "examples" / "data")})
+    done = subprocess.run([sys.executable, "-m", "pipeline_magics", "sdp", "dry-run", str(project.path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "revenue_by_country" in done.stdout and "checked" in done.stdout
+    assert not (tmp_path / "lake").exists()
+    bad = subprocess.run([sys.executable, "-m", "pipeline_magics", "sdp", "run", str(project.path),
+                          "--full-refresh-all", "--refresh", "x"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--full-refresh-all cannot be combined" in bad.stderr
