@@ -18,6 +18,7 @@ from .__main__ import parse_vars
 from .cells import drive, drive_async
 from .errors import PipelineCancelledError, PipelineError
 from .pipeline import Pipeline, PipelineResult
+from .sdp.notebook import export_command, sdp_command
 
 SUBCOMMANDS = ("run", "list", "status", "stop", "metrics", "explain", "schema", "last-error", "help",
                "vault", "audit", "export", "sdp")
@@ -232,14 +233,10 @@ class PipelineMagics(Magics):
 
     def _cmd_export(self, rest: list[str]) -> Any:
         """Writes a spec as a Spark Declarative Pipelines project: export NAME|FILE.yaml --sdp DIR."""
-        from .sdp.notebook import export_command
-
         return export_command(self, rest)
 
     def _cmd_sdp(self, rest: list[str]) -> Any:
         """Runs an SDP project with the live view: sdp run|dry-run DIR [--full-refresh T,...]."""
-        from .sdp.notebook import sdp_command
-
         return drive(sdp_command(self, rest))
 
     def _cmd_explain(self, rest: list[str]) -> Any:

@@ -5,8 +5,11 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from ..__main__ import parse_vars
 from ..errors import PipelineError
 from .connect import require_sdp
+from .export import export
+from .run import SdpRun, run_project
 
 
 def _tables(value: str) -> list[str]:
@@ -61,9 +64,6 @@ def sdp_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli_export(argv: Sequence[str], out: Any = sys.stdout) -> int:
     """``python -m pipeline_magics export SPEC.yaml --sdp DIR``."""
-    from ..__main__ import parse_vars
-    from .export import export
-
     args = parse(export_parser("python -m pipeline_magics export"), argv)
     require_sdp()
     with open(args.spec, encoding="utf-8") as fh:
@@ -75,8 +75,6 @@ def cli_export(argv: Sequence[str], out: Any = sys.stdout) -> int:
 def cli_sdp(argv: Sequence[str], out: Any = sys.stdout) -> int:
     """``python -m pipeline_magics sdp run|dry-run DIR``: prints each flow as it changes, then the table."""
     import signal
-
-    from .run import SdpRun, run_project
 
     args = parse(sdp_parser("python -m pipeline_magics sdp"), argv)
     options = sdp_options(args)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from ..errors import PipelineCancelledError, PipelineError, PipelineExecutionError
 from ..metrics import PipelineMetrics, StepMetrics, export
 from ..pipeline import PipelineResult
+from ..session import get_session
 from .connect import connect_functions, connect_session, require_sdp
 
 _FLOW = re.compile(r"^Flow '?(?P<flow>.+?)'? (?:is|has) (?P<state>[A-Z_]+)\.")
@@ -243,8 +244,6 @@ def run_project(project: str | Path, spark: Any = None, *, dry: bool = False, fu
                 on_update: Callable[[PipelineMetrics], None] | None = None,
                 sdp_run: SdpRun | None = None) -> PipelineResult:
     """Runs (or dry-runs) an SDP project on ``spark`` (default: the active or a new local session)."""
-    from ..session import get_session
-
     job = sdp_run or SdpRun(project, dry=dry, full_refresh=full_refresh, full_refresh_all=full_refresh_all,
                             refresh=refresh)
     if on_update is not None:
