@@ -13,17 +13,8 @@ from .spark import jars as spark_jars
 from .spark.versions import local_line, pyspark_version
 from .pipeline import Pipeline
 from .schema import json_schema
-
-
-def parse_vars(items: Sequence[str]) -> dict[str, str]:
-    """``["a=1", "b=x"]`` to ``{"a": "1", "b": "x"}``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--var needs KEY=VALUE, got '{item}'")
-        out[key.strip()] = value
-    return out
+from .sdp.commands import main as sdp_main
+from .spec import parse_vars
 
 
 def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metrics: Sequence[str] = (),
@@ -98,7 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("schema", help="print the spec's JSON Schema")
     p_jars = sub.add_parser("jars", help="fetch the Delta Lake, Kafka and JDBC jars for the installed pyspark")
     p_jars.add_argument("--list", action="store_true", help="print the Maven coordinates instead")
-    args = parser.parse_args(argv)
+    sub.add_parser("export", help="write a spec as an SDP project: export SPEC.yaml --sdp DIR", add_help=False)
+    sub.add_parser("sdp", help="run an SDP project: sdp run|dry-run DIR", add_help=False)
+    args, extra = parser.parse_known_args(argv)
+    if args.command in ("export", "sdp"):  # their options live in sdp/commands.py
+        argv = list(sys.argv[1:] if argv is None else argv)
+        return sdp_main(args.command, argv[argv.index(args.command) + 1:])
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))

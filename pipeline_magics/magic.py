@@ -15,7 +15,6 @@ from traitlets import Int
 
 from . import help as helptext
 from . import vault
-from .__main__ import parse_vars
 from . import config, history
 from .audit import audit_command
 from .cells import drive, drive_async
@@ -26,13 +25,14 @@ from .magic_settings import SettingsMagics
 from .metrics import to_prometheus
 from .pipeline import Pipeline, PipelineResult
 from .schema import json_schema
+from .sdp.notebook import export_command, sdp_command
 from .session import get_session
-from .spec import suggest
+from .spec import parse_vars, suggest
 from .streaming import REGISTRY
 from .vault_form import VaultLoginForm
 
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
-               "help", "vault", "audit")
+               "help", "vault", "audit", "export", "sdp")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -220,6 +220,14 @@ class PipelineMagics(SettingsMagics):
         frame = history.read(args.name, args.last)
         display(HTML(history.chart_html(frame)))
         return frame
+
+    def _cmd_export(self, rest: list[str]) -> Any:
+        """Writes a spec as a Spark Declarative Pipelines project: export NAME|FILE.yaml --sdp DIR."""
+        return export_command(self, rest)
+
+    def _cmd_sdp(self, rest: list[str]) -> Any:
+        """Runs an SDP project with the live view: sdp run|dry-run DIR [--full-refresh T,...]."""
+        return drive(sdp_command(self, rest))
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""

@@ -193,12 +193,16 @@ class Pipeline:
         check_tests(self.plan)
         self._run: Run | None = None
         self.stream: StreamingRun | None = None
+        #: (text, vars, defaults, name, mode) it was parsed from, for ``export --sdp``
+        self.source: tuple[str, dict[str, Any], dict[str, Any], str | None, str | None] | None = None
 
     @classmethod
     def from_yaml(cls, text: str, vars: Mapping[str, Any] | None = None, *, defaults: Mapping[str, Any] | None = None,
                   name: str | None = None, mode: str | None = None) -> "Pipeline":
         """Parses and checks a YAML spec; raises ``SpecError`` before anything runs."""
-        return cls(parse_spec(text, vars, defaults, {"name": name, "mode": mode}))
+        pipeline = cls(parse_spec(text, vars, defaults, {"name": name, "mode": mode}))
+        pipeline.source = (text, dict(vars or {}), dict(defaults or {}), name, mode)
+        return pipeline
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], vars: Mapping[str, Any] | None = None, **kw: Any) -> "Pipeline":

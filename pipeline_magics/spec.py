@@ -315,3 +315,14 @@ def suggest(name: str, choices: Sequence[str]) -> str | None:
         return close[0]
     lowered = {c.lower(): c for c in choices}
     return lowered.get(name.lower())
+
+
+def parse_vars(items: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` to ``{"a": "1", "b": "x"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--var needs KEY=VALUE, got '{item}'")
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,109 @@
+"""The ``export --sdp`` and ``sdp run|dry-run`` commands: their options, shared by the magic and the CLI."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from ..spec import parse_vars
+from ..errors import PipelineError
+from .connect import require_sdp
+from .export import export
+from .run import SdpRun, run_project
+
+
+def _tables(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def export_parser(prog: str) -> argparse.ArgumentParser:
+    """``export SPEC|NAME --sdp DIR [--var K=V] [--name N] [--mode M]``."""
+    p = argparse.ArgumentParser(prog=prog, description="write a spec as a Spark Declarative Pipelines project")
+    p.add_argument("spec", help="a spec file (or, in a notebook, the NAME of an earlier %%pipeline cell)")
+    p.add_argument("--sdp", required=True, metavar="DIR", help="the project folder to write")
+    p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--name")
+    p.add_argument("--mode", choices=["batch", "streaming"])
+    return p
+
+
+def sdp_parser(prog: str) -> argparse.ArgumentParser:
+    """``sdp run|dry-run DIR [--full-refresh T,...|--full-refresh-all|--refresh T,...] [--metrics ...]``."""
+    p = argparse.ArgumentParser(prog=prog, description="run a Spark Declarative Pipelines project")
+    p.add_argument("action", choices=["run", "dry-run"])
+    p.add_argument("project", help="the project folder (or its spark-pipeline.yml)")
+    p.add_argument("--full-refresh", type=_tables, action="extend", default=[], metavar="T,...",
+                   help="tables to reset and recompute")
+    p.add_argument("--full-refresh-all", action="store_true", help="reset and recompute every table")
+    p.add_argument("--refresh", type=_tables, action="extend", default=[], metavar="T,...",
+                   help="update only these tables")
+    p.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
+    p.add_argument("--no-widgets", action="store_true")
+    p.add_argument("--spark", metavar="EXPR", help="the notebook variable holding the SparkSession")
+    return p
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parses ``argv``; a usage mistake raises ValueError (not SystemExit) with argparse's message."""
+
+    def fail(message: str) -> Any:
+        raise ValueError(f"{parser.prog}: {message}")
+
+    parser.error = fail  # type: ignore[method-assign]
+    args = parser.parse_args(list(argv))
+    if getattr(args, "full_refresh_all", False) and (args.full_refresh or args.refresh):
+        fail("--full-refresh-all cannot be combined with --full-refresh or --refresh")
+    return args
+
+
+def sdp_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``run_project`` for parsed ``sdp`` options."""
+    return dict(dry=args.action == "dry-run", full_refresh=args.full_refresh, full_refresh_all=args.full_refresh_all,
+                refresh=args.refresh, metrics=args.metrics)
+
+
+def cli_export(argv: Sequence[str], out: Any = sys.stdout) -> int:
+    """``python -m pipeline_magics export SPEC.yaml --sdp DIR``."""
+    args = parse(export_parser("python -m pipeline_magics export"), argv)
+    require_sdp()
+    with open(args.spec, encoding="utf-8") as fh:
+        project = export(fh.read(), args.sdp, parse_vars(args.var), name=args.name, mode=args.mode)
+    print(repr(project), file=out)
+    return 0
+
+
+def cli_sdp(argv: Sequence[str], out: Any = sys.stdout) -> int:
+    """``python -m pipeline_magics sdp run|dry-run DIR``: prints each flow as it changes, then the table."""
+    import signal
+
+    args = parse(sdp_parser("python -m pipeline_magics sdp"), argv)
+    options = sdp_options(args)
+    job = SdpRun(args.project, dry=options["dry"], full_refresh=args.full_refresh,
+                 full_refresh_all=args.full_refresh_all, refresh=args.refresh)
+    seen: dict[str, str] = {}
+
+    def changed(metrics: Any) -> None:
+        for s in metrics.steps:
+            if seen.get(s.step) != s.status:
+                seen[s.step] = s.status
+                print(f"flow {s.step}: {s.status}", file=out, flush=True)
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: job.cancel())
+    try:
+        result = run_project(args.project, metrics=args.metrics, on_update=changed, sdp_run=job)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(result.metrics.to_text(), file=out)
+    return 0
+
+
+def main(command: str, argv: Sequence[str]) -> int:
+    """``export`` or ``sdp`` from ``python -m pipeline_magics``; errors as one line and an exit code."""
+    try:
+        return (cli_export if command == "export" else cli_sdp)(argv)
+    except PipelineError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2 if exc.code in ("SDP_UNSUPPORTED", "SDP_UNAVAILABLE") or exc.code.startswith("SPEC") else 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
