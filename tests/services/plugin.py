@@ -177,9 +177,10 @@ def jupyter_server(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser():
-    """Debian's Chromium, headless, driven by Playwright."""
+    """Debian's Chromium, headless, driven by Playwright: per module, because Playwright's synchronous
+    API keeps an event loop running in the main thread while it is open (asyncio.run fails meanwhile)."""
     with or_skip("Chromium"), chromium() as browser:
         yield browser
 
