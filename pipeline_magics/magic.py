@@ -23,7 +23,7 @@ from .graph import build_graph
 from .live import run_live
 from .magic_settings import SettingsMagics
 from .metrics import to_prometheus
-from .pipeline import Pipeline, PipelineResult
+from .pipeline import Pipeline, PipelineResult, PlanView
 from .schema import json_schema
 from .sdp.notebook import export_command, sdp_command
 from .session import get_session
@@ -34,23 +34,6 @@ from .vault_form import VaultLoginForm
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
                "help", "vault", "audit", "export", "sdp")
 SIMPLE_TYPES = (str, int, float, bool)
-
-
-class PlanView:
-    """The plan of a dry run: a picture of the steps (SVG, Mermaid or text), the settings folded below."""
-
-    def __init__(self, pipeline: Pipeline, note: str = "dry run: nothing was executed") -> None:
-        self.pipeline = pipeline
-        self.graph = build_graph(pipeline.plan)
-        self.note = note
-
-    def __repr__(self) -> str:
-        return self.pipeline.explain()
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        bundle = self.graph.mimebundle(details=self.pipeline.explain(), note=self.note)
-        bundle["text/plain"] = f"{self.pipeline.explain()}\n{self.note}"
-        return bundle
 
 
 @magics_class

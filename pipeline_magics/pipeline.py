@@ -280,3 +280,20 @@ class Pipeline:
         """Cancels the current run: running Spark jobs are interrupted."""
         if self._run is not None:
             self._run.cancel()
+
+
+class PlanView:
+    """The plan of a dry run: a picture of the steps (SVG, Mermaid or text), the settings folded below."""
+
+    def __init__(self, pipeline: "Pipeline", note: str = "dry run: nothing was executed") -> None:
+        self.pipeline = pipeline
+        self.graph = build_graph(pipeline.plan)
+        self.note = note
+
+    def __repr__(self) -> str:
+        return self.pipeline.explain()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        bundle = self.graph.mimebundle(details=self.pipeline.explain(), note=self.note)
+        bundle["text/plain"] = f"{self.pipeline.explain()}\n{self.note}"
+        return bundle
