@@ -1,6 +1,6 @@
 """Settings in one place: every PIPELINE_* variable is read through pipeline_magics.config, each is a
 traitlet of the magics class (``%config PipelineMagics.<name> = ...`` beats the variable for the kernel),
-and the README's table lists them all."""
+and the table in docs/settings.md lists them all."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from pipeline_magics.credentials import SecurityPolicy
 from pipeline_magics.magic import PipelineMagics
 
 PACKAGE = os.path.join(os.path.dirname(__file__), os.pardir, "pipeline_magics")
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+README = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "settings.md")
 
 PLAINTEXT_SPEC = """
 name: cfg_plaintext
