@@ -88,7 +88,7 @@ test: system setup-test kafka client
 # A representative subset on every other supported Spark, each in its own environment
 # (.venv-spark-VERSION): every batch method against pandas, Delta merge, Kafka streaming with a
 # restart, PostgreSQL, a failing expect, a cancelled batch, metrics counts, and Spark Connect.
-MATRIX_TESTS := tests/test_batch_methods.py tests/test_everywhere.py \
+MATRIX_TESTS := tests/test_batch_methods.py tests/test_everywhere.py tests/test_versions.py \
   tests/test_streaming_kafka.py::test_exactly_once_into_delta_after_sigkill \
   tests/test_postgres.py::test_table_read_transform_and_overwrite \
   tests/test_metrics.py::test_batch_delta_append_overwrite_table_and_merge \
