@@ -24,6 +24,7 @@ from .queries import QUERIES as STREAMS  # noqa: F401  (re-exported: the kernel'
 from .queries import QueryRecord as QueryTotals  # noqa: F401
 from .queries import QueryStore as StreamTracker  # noqa: F401
 from .queries import progress_dict, progress_figures, recent_progress  # noqa: F401
+from .spark.observation import observed  # noqa: F401  (methods read it from here)
 from .spark.kind import is_classic
 from .spark.tags import job_tag
 
@@ -52,26 +53,6 @@ def note(record: dict[str, Any], key: str, value: Any, source: str) -> None:
 
 
 # ------------------------------------------------------------ batch observations
-
-
-def observed(obs: Any) -> dict[str, Any]:
-    """An Observation's figures if its action has run, else ``{}`` (never blocks)."""
-    jo = getattr(obs, "_jo", None)
-    if jo is not None:
-        # Classic Spark: ``get`` would wait forever if the action never reached the node.
-        try:
-            if not jo.future().isCompleted():  # Spark 4.2 (``getOrEmpty`` is gone)
-                return {}
-        except Exception:  # noqa: BLE001 - older Spark
-            try:
-                if jo.getOrEmpty().isEmpty():
-                    return {}
-            except Exception:  # noqa: BLE001 - a missing figure is not an error
-                return {}
-    try:
-        return dict(obs.get)
-    except Exception:  # noqa: BLE001
-        return {}
 
 
 def observe_rows(df: Any, name: str, record: dict[str, Any], after: list[Any], keys: tuple[str, ...]) -> Any:

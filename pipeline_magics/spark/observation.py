@@ -1,0 +1,30 @@
+"""Reading a batch ``Observation`` without blocking: the one API here that differs between Spark versions.
+
+A classic Observation's ``get`` waits until its action has run, forever if it never reaches the
+observed node; whether the figures are there is asked first. Spark 4.2's JVM Observation has a
+``future``; earlier versions have ``getOrEmpty``. Spark Connect's figures come with the command's
+result, so ``get`` never waits there.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def observed(obs: Any) -> dict[str, Any]:
+    """An Observation's figures if its action has run, else ``{}`` (never blocks)."""
+    jo = getattr(obs, "_jo", None)
+    if jo is not None:
+        # Classic Spark: ``get`` would wait forever if the action never reached the node.
+        try:
+            if not jo.future().isCompleted():  # Spark 4.2 (``getOrEmpty`` is gone)
+                return {}
+        except Exception:  # noqa: BLE001 - older Spark
+            try:
+                if jo.getOrEmpty().isEmpty():
+                    return {}
+            except Exception:  # noqa: BLE001 - a missing figure is not an error
+                return {}
+    try:
+        return dict(obs.get)
+    except Exception:  # noqa: BLE001
+        return {}
