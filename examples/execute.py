@@ -1,0 +1,88 @@
+"""Executes the tutorial notebooks in place and stores their outputs, with the services they need.
+
+    python examples/execute.py                       # every examples/NN-*.ipynb
+    python examples/execute.py examples/03-*.ipynb   # some of them
+
+Like the test suite (examples/conftest.py): a notebook about Kafka gets a broker
+(``KAFKA_BOOTSTRAP``), one about Vault gets a seeded dev Vault (``PIPELINE_TEST_VAULT_ADDR``
+and ``_TOKEN``), one about Spark Connect a Connect server (``PIPELINE_SPARK_REMOTE``), each
+started before the notebook's kernel, which inherits the addresses, and stopped afterwards,
+also when a cell fails. Each notebook runs in its own kernel, in its own folder, with a
+local Spark on 127.0.0.1. Run it with the environment the suite uses (PYTHONPATH at the
+checkout, PYSPARK_PYTHON, PIPELINE_JARS_DIR).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import sys
+from typing import Iterator
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
+
+#: seconds a cell may take (a Spark session starts in the first pipeline cell)
+CELL_TIMEOUT = 900
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+@contextlib.contextmanager
+def services_for(notebook: str) -> Iterator[None]:
+    """The services a notebook needs, chosen by its name as the suite does; all stopped on exit."""
+    name = os.path.basename(notebook)
+    with contextlib.ExitStack() as stack:
+        if "kafka" in name and "KAFKA_BOOTSTRAP" not in os.environ:
+            from kafka_service import kafka_service
+
+            broker = stack.enter_context(kafka_service())
+            stack.enter_context(_environ(KAFKA_BOOTSTRAP=broker.bootstrap))
+        if "vault" in name and "PIPELINE_TEST_VAULT_ADDR" not in os.environ:
+            from vault_service import seed, vault_service
+
+            vault = seed(stack.enter_context(vault_service()))
+            stack.enter_context(_environ(PIPELINE_TEST_VAULT_ADDR=vault.addr,
+                                         PIPELINE_TEST_VAULT_TOKEN=vault.root_token))
+        if "connect" in name and "PIPELINE_SPARK_REMOTE" not in os.environ:
+            from cluster_service import connect_server
+
+            server = stack.enter_context(connect_server())
+            stack.enter_context(_environ(PIPELINE_SPARK_REMOTE=server.url))
+        yield
+
+
+def execute(notebook: str) -> None:
+    """Runs every cell in a fresh kernel and writes the notebook back with its outputs."""
+    nb = nbformat.read(notebook, as_version=4)
+    with services_for(notebook):
+        client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                resources={"metadata": {"path": os.path.dirname(os.path.abspath(notebook))}})
+        client.execute()  # a cell that fails (unless tagged raises-exception) raises CellExecutionError
+    nb.metadata.pop("widgets", None)  # no widget frontend ran: no widget state worth keeping
+    nbformat.write(nb, notebook)
+
+
+def main(argv: list[str]) -> int:
+    notebooks = argv or sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]-*.ipynb")))
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    for notebook in notebooks:
+        print(f"executing {notebook}", flush=True)
+        execute(notebook)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
