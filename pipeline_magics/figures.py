@@ -59,7 +59,7 @@ def observed(obs: Any) -> dict[str, Any]:
     if jo is not None and hasattr(jo, "getOrEmpty"):
         # Classic Spark: ``get`` would wait forever if the action never reached the node.
         try:
-            if jo.getOrEmpty().isEmpty():
+            if not _observation_filled(jo):
                 return {}
         except Exception:  # noqa: BLE001 - a missing figure is not an error
             return {}
@@ -67,6 +67,14 @@ def observed(obs: Any) -> dict[str, Any]:
         return dict(obs.get)
     except Exception:  # noqa: BLE001
         return {}
+
+
+def _observation_filled(jo: Any) -> bool:
+    """Whether a classic Observation's action has run (Spark 4.2 dropped ``getOrEmpty``: its future tells)."""
+    try:
+        return not jo.getOrEmpty().isEmpty()
+    except Exception:  # noqa: BLE001 - py4j: no such method
+        return bool(jo.future().isCompleted())
 
 
 def observe_rows(df: Any, name: str, record: dict[str, Any], after: list[Any], keys: tuple[str, ...]) -> Any:
