@@ -68,20 +68,27 @@ def execute(notebook: str) -> None:
     """Runs every cell in a fresh kernel and writes the notebook back with its outputs."""
     nb = nbformat.read(notebook, as_version=4)
     with services_for(notebook):
-        client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+        client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", record_timing=False,
                                 resources={"metadata": {"path": os.path.dirname(os.path.abspath(notebook))}})
         client.execute()  # a cell that fails (unless tagged raises-exception) raises CellExecutionError
     nb.metadata.pop("widgets", None)  # no widget frontend ran: no widget state worth keeping
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)  # timings of an earlier run
     nbformat.write(nb, notebook)
 
 
 def main(argv: list[str]) -> int:
     notebooks = argv or sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]-*.ipynb")))
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    failed = []
     for notebook in notebooks:
         print(f"executing {notebook}", flush=True)
-        execute(notebook)
-    return 0
+        try:
+            execute(notebook)
+        except Exception as exc:  # noqa: BLE001 - report it, leave the notebook as it was, go on
+            print(f"FAILED {notebook} (left unchanged):\n{exc}", file=sys.stderr, flush=True)
+            failed.append(notebook)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
