@@ -8,8 +8,8 @@ Like the test suite (examples/conftest.py): a notebook about Kafka gets a broker
 and ``_TOKEN``), one about Spark Connect a Connect server (``PIPELINE_SPARK_REMOTE``), each
 started before the notebook's kernel, which inherits the addresses, and stopped afterwards,
 also when a cell fails. Each notebook runs in its own kernel, in its own folder, with a
-local Spark on 127.0.0.1. Run it with the environment the suite uses (PYTHONPATH at the
-checkout, PYSPARK_PYTHON, PIPELINE_JARS_DIR).
+local Spark on 127.0.0.1. Run it with the environment the suite uses: PYTHONPATH (default:
+this checkout), PYSPARK_PYTHON (default: this Python), PIPELINE_JARS_DIR.
 """
 from __future__ import annotations
 
@@ -80,6 +80,8 @@ def execute(notebook: str) -> None:
 def main(argv: list[str]) -> int:
     notebooks = argv or sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]-*.ipynb")))
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYTHONPATH", os.path.normpath(os.path.join(HERE, os.pardir)))  # this checkout's package
     failed = []
     for notebook in notebooks:
         print(f"executing {notebook}", flush=True)
