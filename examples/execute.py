@@ -27,6 +27,22 @@ sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
 
 #: seconds a cell may take (a Spark session starts in the first pipeline cell)
 CELL_TIMEOUT = 900
+#: what the JVM prints to the kernel's stderr as Spark starts (nbval's kernel does not show it)
+JVM_START = ("WARNING: Using incubator modules", "Setting default log level", "To adjust logging level")
+
+
+def drop_jvm_start(cell: nbformat.NotebookNode) -> None:
+    """Removes the JVM's start-up lines from a cell's stderr (and the stderr outputs left empty)."""
+    kept = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream" and output.name == "stderr":
+            output.text = "".join(line for line in output.text.splitlines(keepends=True)
+                                  if not line.startswith(JVM_START))
+            if not output.text:
+                continue
+        kept.append(output)
+    if "outputs" in cell:
+        cell.outputs = kept
 
 
 @contextlib.contextmanager
@@ -74,6 +90,7 @@ def execute(notebook: str) -> None:
     nb.metadata.pop("widgets", None)  # no widget frontend ran: no widget state worth keeping
     for cell in nb.cells:
         cell.metadata.pop("execution", None)  # timings of an earlier run
+        drop_jvm_start(cell)
     nbformat.write(nb, notebook)
 
 
