@@ -20,6 +20,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 @pytest.mark.parametrize("version, scala, delta, kafka", [
     ("4.2.0", None, "io.delta:delta-spark_4.2_2.13:4.4.0", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"),
     ("4.1.1", "2.13", "io.delta:delta-spark_4.1_2.13:4.3.1", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.1.1"),
+    ("4.1.4", None, "io.delta:delta-spark_4.1_2.13:4.3.1", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.1.1"),
     ("4.0.3", None, "io.delta:delta-spark_2.13:4.0.0", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"),
 ])
 def test_each_line_has_its_jars(version, scala, delta, kafka):

@@ -41,11 +41,13 @@ class SparkLine:
 #: Measured: each set resolves from Maven Central with `make jars` and passes the suite
 #: (the default) or its matrix subset (the others). Delta 4.1+ names the Spark line in its
 #: artifact; Delta 4.3+ brings delta-kernel jars. Kafka's 4.0.x connectors after 4.0.0 miss
-#: their token-provider jar on Central, so every 4.0.x uses the 4.0.0 connector. Spark 3.5 is not
+#: their token-provider jar on Central, so every 4.0.x uses the 4.0.0 connector; the same holds for
+#: 4.1.2 to 4.1.4 (4.1.4's connector itself is missing), so every 4.1.x uses the 4.1.1 connector. Spark 3.5 is not
 #: supported (README, Versions): its jars resolve, but its Observations can only be read by blocking.
 LINES: tuple[SparkLine, ...] = (
     SparkLine("4.2", "2.13", "io.delta:delta-spark_4.2_2.13:4.4.0", tested="4.2.0", declarative_pipelines=True),
-    SparkLine("4.1", "2.13", "io.delta:delta-spark_4.1_2.13:4.3.1", tested="4.1.1", declarative_pipelines=True),
+    SparkLine("4.1", "2.13", "io.delta:delta-spark_4.1_2.13:4.3.1", tested="4.1.1", kafka="4.1.1",
+              declarative_pipelines=True),
     SparkLine("4.0", "2.13", "io.delta:delta-spark_2.13:4.0.0", tested="4.0.0", kafka="4.0.0"),
 )
 DEFAULT = LINES[0]
