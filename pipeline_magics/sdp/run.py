@@ -255,7 +255,7 @@ def run_project(project: str | Path, spark: Any = None, *, dry: bool = False, fu
         error = exc
     for target in metrics:
         export(job.metrics, target)
-    result = PipelineResult(job.spec.name, job.metrics.status, job.metrics, error=error)
+    result = PipelineResult(job.spec.name, job.metrics, error=error)
     if error is not None:
         error.result = result  # type: ignore[attr-defined]
         raise error
