@@ -62,18 +62,18 @@ def services_for(notebook: str) -> Iterator[None]:
     name = os.path.basename(notebook)
     with contextlib.ExitStack() as stack:
         if "kafka" in name and "KAFKA_BOOTSTRAP" not in os.environ:
-            from kafka_service import kafka_service
+            from services.kafka import kafka_service
 
             broker = stack.enter_context(kafka_service())
             stack.enter_context(_environ(KAFKA_BOOTSTRAP=broker.bootstrap))
         if "vault" in name and "PIPELINE_TEST_VAULT_ADDR" not in os.environ:
-            from vault_service import seed, vault_service
+            from services.vault import seed, vault_service
 
             vault = seed(stack.enter_context(vault_service()))
             stack.enter_context(_environ(PIPELINE_TEST_VAULT_ADDR=vault.addr,
                                          PIPELINE_TEST_VAULT_TOKEN=vault.root_token))
         if "connect" in name and "PIPELINE_SPARK_REMOTE" not in os.environ:
-            from cluster_service import connect_server
+            from services.spark_cluster import connect_server
 
             server = stack.enter_context(connect_server())
             stack.enter_context(_environ(PIPELINE_SPARK_REMOTE=server.url))

@@ -222,7 +222,7 @@ os._exit(code)  # the Connect client's listener thread would keep the process wa
 """
 
 
-def test_connect_live_panel_shows_real_rows_per_second(tmp_path):
+def test_connect_live_panel_shows_real_rows_per_second(tmp_path, connect_server):
     """On Spark Connect the listener's reports leave out the query-wide rates (they are per source):
     the panel still shows them (in a child process: one kind of session per process)."""
     import json
@@ -230,11 +230,7 @@ def test_connect_live_panel_shows_real_rows_per_second(tmp_path):
     import subprocess
     import sys
 
-    sys.path.insert(0, os.path.dirname(__file__))
-    import cluster_service
-
-    server = cluster_service.shared_connect_server()
-    env = {**os.environ, "PIPELINE_SPARK_REMOTE": server.url, "SPARK_LOCAL_IP": "127.0.0.1",
+    env = {**os.environ, "PIPELINE_SPARK_REMOTE": connect_server.url, "SPARK_LOCAL_IP": "127.0.0.1",
            "PIPELINE_CHECKPOINT_ROOT": str(tmp_path / "cp"),
            "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     done = subprocess.run([sys.executable, "-c", CONNECT_PANEL], env=env, capture_output=True, text=True,
