@@ -12,6 +12,7 @@ from the same services (PostgreSQL 15, Kafka 3.9 clients, Spark 4.0).
 from __future__ import annotations
 
 import json
+import functools
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from pipeline_magics.methods import jdbc
 from pipeline_magics.methods.load import LEFTOVER_STAGING
 from pipeline_magics.retry import DEFAULT_RETRY, backoff_delay, is_transient, policy_for
 from pipeline_magics.spec import Step
-from services.base import free_port
+from services.base import free_port, wait_until
 from services.base import stop as stop_service
 from services.vault import start_bao, wait_ready
 
@@ -57,16 +58,8 @@ def generated(query: str, name: str = "rows") -> list[dict[str, Any]]:
             {"type": "transform", "method": "sql", "name": name, "config": {"query": query}}]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Polls ``predicate`` until it returns something true; fails the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+#: polls until something true comes back; a timeout fails the test (services.base.wait_until)
+wait_for = functools.partial(wait_until, error=AssertionError)
 
 
 @pytest.fixture
