@@ -593,13 +593,19 @@ def test_vault_stopped_mid_run_fails_clearly_and_writes_nothing(spark, postgres,
 @pytest.mark.postgres
 @pytest.mark.usefixtures("real_backoffs")
 def test_vault_back_within_the_retries_the_run_succeeds(spark, postgres, bao):
+    restart = threading.Timer(1.0, bao.restart)  # back while the step backs off
+    stopped = threading.Event()
+
     def hook(run: Any) -> None:
-        if run.metrics.steps[1].status == "done" and bao.proc is not None:
+        if run.metrics.steps[1].status == "done" and not stopped.is_set():
+            stopped.set()  # once: the restarted server is not stopped, nor restarted after the test, again
             bao.stop()
-            threading.Timer(1.0, bao.restart).start()  # back while the step backs off
+            restart.start()
 
     result = Pipeline.from_yaml(vault_spec(postgres, "public.fault_vault", {"attempts": 6, "backoffSeconds": 1})).run(
         spark, on_update=hook)
+    assert stopped.is_set(), "the hook never stopped Vault"
+    restart.join()
     assert result.ok, result.metrics.error
     assert result.metrics.step("save").attempts >= 2
     with postgres.connect() as conn:

@@ -49,17 +49,6 @@ def assert_same_rows(spark, a, b) -> int:
 
 
 @pytest.fixture(scope="module")
-def ip(spark):
-    """IPython's testing shell with the extension loaded."""
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()  # None when another test module started it first
-    shell.run_line_magic("load_ext", "pipeline_magics")
-    return shell
-
-
-@pytest.fixture(scope="module")
 def quickstart(spark, ip, tmp_path_factory):
     """The quickstart run by %%pipeline, exported with %pipeline export, run by spark-pipelines."""
     base = tmp_path_factory.mktemp("sdp_quickstart")

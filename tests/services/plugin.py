@@ -117,6 +117,20 @@ def ip():
     return shell
 
 
+@pytest.fixture(autouse=True)
+def _notebook_variables_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's notebook variables (``ip.user_ns``) are gone after it: the shell is shared by the whole run,
+    and a variable left behind (say ``min_amount``) would be a ``${var}`` default in a later test's spec."""
+    if "ip" not in request.fixturenames:
+        yield
+        return
+    shell = request.getfixturevalue("ip")
+    before = dict(shell.user_ns)
+    yield
+    shell.user_ns.clear()
+    shell.user_ns.update(before)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL for the run (Testcontainers where Docker exists, else local binaries)."""
