@@ -154,6 +154,31 @@ def test_several_changes_to_a_key_in_one_batch_are_ordered_not_lost(spark, lake)
     assert table(spark, lake / "l", ["id", "name"]).name.tolist() == ["c"]
 
 
+def test_scd2_keeps_aside_only_the_deletes_its_history_cannot_show(spark, lake):
+    """A delete that closes a row is in the history (its __END_AT); one that follows no row, or that a
+    later delete hides, goes to the side table, and a late change still stops at it."""
+    out, side = lake / "h", lake / "h__deletes"
+
+    def change(key: int, seq: int, op: str = "U") -> dict:
+        return {"id": key, "name": f"n{seq}", "value": float(seq), "seq": seq, "op": op}
+
+    def side_table() -> list[tuple[int, int]]:
+        if not (side / "_delta_log").exists():
+            return []
+        return sorted((r[0], r[1]) for r in spark.read.format("delta").load(str(side)).collect())
+
+    steps = [([change(1, 30), change(1, 50, "D")], []),  # the delete closes [30, 50): nothing aside
+             ([change(1, 45, "D"), change(2, 10, "D")], [(1, 50), (2, 10)]),  # 50 now follows a delete; 10 no row
+             ([change(1, 47), change(2, 5)], [(1, 50), (2, 10)])]  # late rows stop at the kept deletes
+    applied: list[dict] = []
+    for i, (rows, aside) in enumerate(steps):
+        Pipeline.from_yaml(cdc_spec(write_batch(lake / f"b{i}", rows, "c.json"), out, "scd2")).run(spark)
+        applied += rows
+        got = check(spark, out, "scd2", applied)
+        assert side_table() == aside, i
+    assert got[["id", "__START_AT", "__END_AT"]].values.tolist() == [[1, 30, 45], [1, 47, 50], [2, 5, 10]]
+
+
 @pytest.mark.parametrize("mode", ["scd1", "scd2"])
 def test_streaming_each_micro_batch_matches_the_reference(spark, lake, mode, monkeypatch):
     monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))

@@ -309,12 +309,14 @@ steps:
 """).run(target_spark)
 
     apply([(1, "a", 10, "U"), (1, "c", 30, "U"), (2, "x", 5, "U")])
-    apply([(1, "b", 20, "U"), (2, None, 8, "D"), (3, "z", 1, "U")])  # late for key 1, a delete of key 2
+    # late for key 1, a delete of key 2, a delete of key 4 before any row of it (kept aside)
+    apply([(1, "b", 20, "U"), (2, None, 8, "D"), (3, "z", 1, "U"), (4, None, 9, "D")])
     apply([(1, "b", 20, "U"), (2, None, 8, "D")])  # again: nothing changes
+    apply([(4, "q", 3, "U")])  # late: its row ends at the delete
     got = read_delta(target_spark, lake / "history").sort_values(["id", "__START_AT"])
     assert [(int(i), c, int(s), None if pd.isna(e) else int(e))
             for i, c, s, e in got[["id", "city", "__START_AT", "__END_AT"]].values.tolist()] == [
-        (1, "a", 10, 20), (1, "b", 20, 30), (1, "c", 30, None), (2, "x", 5, 8), (3, "z", 1, None)]
+        (1, "a", 10, 20), (1, "b", 20, 30), (1, "c", 30, None), (2, "x", 5, 8), (3, "z", 1, None), (4, "q", 3, 9)]
 
 
 SLOW_ROW_MS = 300  # per row: 200 rows take a minute unless the run is cancelled
@@ -458,6 +460,8 @@ def child_runs(pg, tmp_path_factory):
     """Both cluster targets, each run in a thread of its own: their JVMs spend much of their time starting."""
     if TARGET != "local":
         pytest.skip("a child run launches no children")
+    import pyspark.sql  # noqa: F401 - here, before two threads import it at once (a half-imported module)
+
     pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="everywhere")
     runs = {t: pool.submit(_run_child, t, pg, tmp_path_factory.mktemp(f"child-{t}"))
             for t in ("standalone", "connect")}

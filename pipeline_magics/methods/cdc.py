@@ -2,8 +2,10 @@
 
 A batch of changes is resolved against what the table already holds for the
 keys it touches: the stored rows (and, for ``scd2``, their ``__START_AT`` /
-``__END_AT``), the deletes applied before (kept in a small side table, so a
-change older than a delete never brings a row back), and the new changes.
+``__END_AT``), the deletes applied before (so a change older than a delete
+never brings a row back: an scd2 history shows most of them by itself, the
+others are kept in a small side table, written only when a batch has such a
+delete), and the new changes.
 Within a key the ``sequenceBy`` value orders everything, so late changes land
 where they belong and applying the same changes again changes nothing (the
 stored row wins a tie). The result carries an ``__ACTION`` per row
@@ -13,16 +15,22 @@ without writing (for previews).
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
+from ..spark.kind import is_classic
+from ..spark.observation import observed
 from . import delta
 from .quality import cache
 
 START, END = "__START_AT", "__END_AT"
 SEQ, DEL, PRIO, OLD_END, ACTION = "__pm_seq", "__pm_delete", "__pm_stored", "__pm_old_end", "__ACTION"
+RECORD = "__pm_record"
+#: ``PRIO`` of an event: a stored row or kept delete, a delete the scd2 history shows, a new change
+STORED, SHOWN, NEW = 0, 1, 2
 #: the side table of applied deletes: ``<path>__deletes`` next to a path target, or ``<table>__deletes``
 DELETES_SUFFIX = "__deletes"
 
@@ -59,9 +67,15 @@ def deletes_target(path: str | None, table: str | None) -> tuple[str | None, str
 
 
 def _read(spark: Any, path: str | None, table: str | None) -> Any | None:
-    if not delta.exists(spark, path, table):
+    """The Delta table, or None when there is none (yet)."""
+    if table:
+        return spark.read.table(table) if delta.exists(spark, None, table) else None
+    try:
+        df = spark.read.format("delta").load(path)
+        df.schema  # noqa: B018 - Spark Connect analyses lazily: a missing table fails here
+        return df
+    except Exception:  # noqa: BLE001 - not a Delta table (yet)
         return None
-    return spark.read.table(table) if table else spark.read.format("delta").load(path)
 
 
 def _q(name: str) -> str:
@@ -84,13 +98,18 @@ def normalize(changes: Any, cdc: Cdc) -> Any:
     cdc.check(changes)
     deleted = F.coalesce(F.expr(cdc.delete_when), F.lit(False)) if cdc.delete_when else F.lit(False)
     return changes.select(*[F.col(_q(c)) for c in cdc.columns(changes)], F.col(_q(cdc.sequence)).alias(SEQ),
-                          deleted.alias(DEL), F.lit(1).alias(PRIO))
+                          deleted.alias(DEL), F.lit(NEW).alias(PRIO))
 
 
 def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> Any:
-    """The rows to write, each with its ``__ACTION`` (insert, update, delete or none).
+    """The rows to write, each with its ``__ACTION`` (insert, update, delete or none), its sequence and
+    ``__pm_record`` (true for a delete the side table must keep: one the target will not show by itself).
 
     ``events`` is ``normalize``'s frame; ``target`` the table now (or None), ``deletes`` its side table.
+    An scd2 history shows the deletes that closed a row (its ``__END_AT`` starts no other row): those
+    come back from the target as events, so only a delete that follows no row (a key's first change,
+    or a delete after a delete, a shown one included) is kept aside. scd1 keeps a delete that is its
+    key's latest change.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -100,34 +119,44 @@ def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> A
     parts = [events]
     if target is not None:
         stored = _semi(target, affected, cdc.keys)
-        start = START if cdc.mode == "scd2" else cdc.sequence
-        extra = [F.col(END).alias(OLD_END)] if cdc.mode == "scd2" else []
-        parts.append(stored.select(*[F.col(_q(c)) for c in cols], F.col(start).alias(SEQ), F.lit(False).alias(DEL),
-                                   F.lit(0).alias(PRIO), *extra))
+        if cdc.mode == "scd2":
+            parts.append(stored.select(*[F.col(_q(c)) for c in cols], F.col(START).alias(SEQ), F.lit(False).alias(DEL),
+                                       F.lit(STORED).alias(PRIO), F.col(END).alias(OLD_END)))
+            parts.append(stored.filter(F.col(END).isNotNull()).select(  # the end of each row, a delete unless
+                *[F.col(_q(k)) for k in keys], F.col(END).alias(SEQ),   # a stored row starts there (it wins)
+                F.lit(True).alias(DEL), F.lit(SHOWN).alias(PRIO)))
+        else:
+            parts.append(stored.select(*[F.col(_q(c)) for c in cols], F.col(cdc.sequence).alias(SEQ),
+                                       F.lit(False).alias(DEL), F.lit(STORED).alias(PRIO)))
     if deletes is not None:
         parts.append(_semi(deletes, affected, cdc.keys).select(
-            *[F.col(_q(k)) for k in keys], F.col(SEQ), F.lit(True).alias(DEL), F.lit(0).alias(PRIO)))
+            *[F.col(_q(k)) for k in keys], F.col(SEQ), F.lit(True).alias(DEL), F.lit(STORED).alias(PRIO)))
     every = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
     if OLD_END not in every.columns:
         every = every.withColumn(OLD_END, F.lit(None).cast(every.schema[SEQ].dataType))
     by_key = Window.partitionBy(*[F.col(_q(k)) for k in keys])
-    stored_first = [F.col(PRIO).asc(), F.col(DEL).desc()]  # a tie: what is stored wins, then a delete
+    first = [F.col(PRIO).asc(), F.col(DEL).desc()]  # a tie: what is stored wins, then a delete
+    unkept_delete = (F.col(PRIO) != STORED) & F.col(DEL)
     if cdc.mode == "scd1":
-        latest = by_key.orderBy(F.col(SEQ).desc(), *stored_first)
-        current = F.max(F.when((F.col(PRIO) == 0) & ~F.col(DEL), 1).otherwise(0)).over(by_key)
+        latest = by_key.orderBy(F.col(SEQ).desc(), *first)
+        current = F.max(F.when((F.col(PRIO) == STORED) & ~F.col(DEL), 1).otherwise(0)).over(by_key)
         winners = (every.withColumn("__pm_rank", F.row_number().over(latest)).withColumn("__pm_current", current)
                    .filter("__pm_rank = 1"))
-        action = (F.when(F.col(PRIO) == 0, "none")
+        action = (F.when(F.col(PRIO) != NEW, "none")
                   .when(F.col(DEL), F.when(F.col("__pm_current") == 1, "delete").otherwise("none"))
                   .when(F.col("__pm_current") == 1, "update").otherwise("insert"))
-        return winners.select(*[F.col(_q(c)) for c in cols], action.alias(ACTION))
+        return winners.select(*[F.col(_q(c)) for c in cols], action.alias(ACTION), F.col(SEQ),
+                              unkept_delete.alias(RECORD))
     once = (every.withColumn("__pm_rank", F.row_number().over(
-        Window.partitionBy(*[F.col(_q(k)) for k in keys], F.col(SEQ)).orderBy(*stored_first)))
+        Window.partitionBy(*[F.col(_q(k)) for k in keys], F.col(SEQ)).orderBy(*first)))
         .filter("__pm_rank = 1"))
-    ended = once.withColumn(END, F.lead(SEQ).over(by_key.orderBy(SEQ))).filter(~F.col(DEL))
-    action = (F.when(F.col(PRIO) == 1, "insert")
+    in_order = by_key.orderBy(SEQ)
+    ended = (once.withColumn(END, F.lead(SEQ).over(in_order))
+             .withColumn(RECORD, unkept_delete & F.coalesce(F.lag(DEL).over(in_order), F.lit(True))))
+    action = (F.when(F.col(DEL), "none").when(F.col(PRIO) == NEW, "insert")
               .when(F.col(OLD_END).eqNullSafe(F.col(END)), "none").otherwise("update"))
-    return ended.select(*[F.col(_q(c)) for c in cols], F.col(SEQ).alias(START), F.col(END), action.alias(ACTION))
+    return ended.select(*[F.col(_q(c)) for c in cols], F.col(SEQ).alias(START), F.col(END), action.alias(ACTION),
+                        F.col(SEQ), F.col(RECORD))
 
 
 def change_counts(changes: Any, path: str | None, table: str | None, cdc: Cdc) -> dict[str, int]:
@@ -147,30 +176,45 @@ def change_counts(changes: Any, path: str | None, table: str | None, cdc: Cdc) -
 
 
 def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: str | None = None) -> None:
-    """Applies ``changes`` to the Delta target (created when missing); the target's commit is tagged ``marker``."""
+    """Applies ``changes`` to the Delta target (created when missing); the target's commit is tagged ``marker``.
+
+    The deletes the side table must keep are gathered as the MERGE reads its source (an Observation
+    on classic sessions; Spark Connect does not send those back for a MERGE, so there the resolved
+    changes are cached for the MERGE and then read for them): the change log is read once.
+    """
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     spark = changes.sparkSession
     events = normalize(changes, cdc)
-    if cdc.delete_when:  # read twice (the merge and the side table of deletes): once from the source
-        events = cache(spark, events)
-    try:
+    target = _read(spark, path, table)
+    if target is None:
+        _create(events, path, table, cdc)
         target = _read(spark, path, table)
-        if target is None:
-            _create(events, path, table, cdc)
-            target = _read(spark, path, table)
-        where = deletes_target(path, table)
-        resolved = resolve(events, target, _read(spark, *where), cdc).filter(F.col(ACTION) != "none")
-        if marker:
-            with delta.user_metadata(spark, marker):
-                _merge(resolved, path, table, cdc)
-        else:
-            _merge(resolved, path, table, cdc)
+    where = deletes_target(path, table)
+    resolved = resolve(events, target, _read(spark, *where), cdc)
+    kept = [F.col(_q(k)) for k in cdc.keys] + [F.col(SEQ)]
+    gathered = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if is_classic(spark) else None
+    if not cdc.delete_when:
+        source = resolved
+    elif gathered is not None:
+        source = resolved.observe(gathered, F.collect_list(F.when(F.col(RECORD), F.struct(*kept))).alias("kept"))
+    else:
+        source = cache(spark, resolved)
+    try:
+        with delta.user_metadata(spark, marker) if marker else contextlib.nullcontext():
+            _merge(source.filter(F.col(ACTION) != "none").drop(SEQ, RECORD), path, table, cdc)
         if cdc.delete_when:
-            _record_deletes(events.filter(F.col(DEL)).select(*[_q(k) for k in cdc.keys], SEQ), *where, cdc)
+            deletes = source.filter(F.col(RECORD)).select(*kept)
+            if gathered is not None:
+                # a figure missing (never seen so far) falls back to the batch's own deletes
+                rows = observed(gathered).get("kept")
+                deletes = (spark.createDataFrame(rows, deletes.schema) if rows is not None else
+                           events.filter(F.col(DEL)).select(*kept))
+            _record_deletes(deletes, *where, cdc)
     finally:
-        if cdc.delete_when:
-            events.unpersist()
+        if cdc.delete_when and gathered is None:
+            source.unpersist()
 
 
 def _create(events: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
@@ -206,8 +250,10 @@ def _merge(resolved: Any, path: str | None, table: str | None, cdc: Cdc) -> None
 
 
 def _record_deletes(deletes: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
-    """Adds the batch's deletes to the side table (each key and sequence once)."""
+    """Adds deletes to the side table (each key and sequence once); nothing to add writes nothing."""
     spark = deletes.sparkSession
+    if deletes.isEmpty():
+        return
     if not delta.exists(spark, path, table):
         writer = deletes.filter("false").write.format("delta").mode("append")
         writer.saveAsTable(table) if table else writer.save(path)
