@@ -1,7 +1,7 @@
 """SCD2: ``toDelta`` with ``mode: scd2`` through ``Pipeline.run`` against the same MERGE written by hand.
 
 A history table of ``--keys`` current rows takes ``--changes`` changes (late ones
-and about 5% deletes among them). Each round starts from a copy of the same
+and 5% deletes among them, each key deleted at most once). Each round starts from a copy of the same
 history. Both variants produce the same table; rows/s = changes / wall seconds.
 """
 from __future__ import annotations
@@ -29,20 +29,21 @@ def make_data(spark, root: str, changes: int, keys: int) -> None:
     """The change log (Parquet) and the starting history (Delta): every key current since sequence 0."""
     from pyspark.sql import functions as F
 
-    if os.path.exists(os.path.join(root, f"done_{changes}_{keys}")):
+    if os.path.exists(os.path.join(root, f"done_v3_{changes}_{keys}")):
         return
     shutil.rmtree(root, ignore_errors=True)
     x = F.col("id")
     (spark.range(changes).select(
         ((x * 7919) % keys).cast("int").alias("id"), F.concat(F.lit("n"), (x % 97).cast("string")).alias("name"),
         (x * 1.5).alias("value"), ((x * 104729) % changes + 1).alias("seq"),  # a permutation: late changes
-        F.when(x % 20 == 0, "D").otherwise("U").alias("op"))
+        # one change in 20 deletes a row, each key's at most once, as a CDC feed sends them (a delete follows a row)
+        F.when(x >= changes - changes // 20, "D").otherwise("U").alias("op"))
      .write.mode("overwrite").parquet(os.path.join(root, "changes")))
     (spark.range(keys).select(x.cast("int").alias("id"), F.lit("start").alias("name"), F.lit(0.0).alias("value"),
                               F.lit(0).cast("long").alias("seq"), F.lit(0).cast("long").alias("__START_AT"),
                               F.lit(None).cast("long").alias("__END_AT"))
      .write.format("delta").mode("overwrite").save(os.path.join(root, "history")))
-    open(os.path.join(root, f"done_{changes}_{keys}"), "w").close()
+    open(os.path.join(root, f"done_v3_{changes}_{keys}"), "w").close()
 
 
 def by_hand(spark, changes_path: str, out: str) -> None:

@@ -205,7 +205,8 @@ def test_scd_settings_are_checked():
 
 def test_streaming_scd2_exactly_once_after_sigkill(spark, lake, tmp_path):
     """SIGKILL the driver mid-stream (one change file a micro-batch), restart from the checkpoint:
-    the history equals the reference over the whole log."""
+    the history equals the reference over the whole log, and the rows a rule quarantined (in the same
+    micro-batches) are in the quarantine table once each."""
     import signal
     import subprocess
     import sys
@@ -217,7 +218,9 @@ def test_streaming_scd2_exactly_once_after_sigkill(spark, lake, tmp_path):
     for i in range(16):  # late changes arrive in later files
         write_batch(src, log[i * 10:(i + 1) * 10], f"part{i:02d}.json")
     spec = cdc_spec(src, out, "scd2").replace("mode: batch", "mode: streaming").replace(
-        'schema: "' + SCHEMA + '"', 'schema: "' + SCHEMA + '", options: {maxFilesPerTrigger: 1}')
+        'schema: "' + SCHEMA + '"', 'schema: "' + SCHEMA + '", options: {maxFilesPerTrigger: 1}').replace(
+        "  - type: load", "  - {type: transform, method: expect, name: checks, config: {rules: {small: 'value < 1800'}, "
+        f"onFail: quarantine, quarantine: {{path: '{lake / 'rejected'}'}}}}}}\n  - type: load")
     slow = spec.replace("exceptColumns: [op]", "exceptColumns: [op], checkpointLocation: '"
                         + str(lake / "cp") + "', trigger: {processingTime: '1 second'}")
     (tmp_path / "scd.yaml").write_text(slow)
@@ -236,9 +239,15 @@ def test_streaming_scd2_exactly_once_after_sigkill(spark, lake, tmp_path):
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the Python driver and its JVM, no clean-up
         driver.wait(timeout=30)
+    good = [c for c in log if c["value"] < 1800]
+    bad = sorted(c["seq"] for c in log if c["value"] >= 1800)
     done = spark.read.format("delta").load(str(out)).count() if (out / "_delta_log").exists() else 0
-    assert commits >= 3 and done < len(ref_scd2(log)), "the kill should land mid-stream"
+    held = spark.read.format("delta").load(str(lake / "rejected")).count() if (lake / "rejected").exists() else 0
+    assert commits >= 3 and done < len(ref_scd2(good)) and held < len(bad), "the kill should land mid-stream"
     restart = spec.replace("exceptColumns: [op]", "exceptColumns: [op], checkpointLocation: '"
                            + str(lake / "cp") + "', trigger: {availableNow: true}")
     assert Pipeline.from_yaml(restart).run(spark).status == "done"
-    check(spark, out, "scd2", log)
+    check(spark, out, "scd2", good)
+    rejected = spark.read.format("delta").load(str(lake / "rejected")).toPandas()
+    assert sorted(rejected.seq) == bad  # each failing change once: none lost, none twice
+    assert set(map(tuple, rejected._failed_rules)) == {("small",)}

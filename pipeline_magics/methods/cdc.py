@@ -15,7 +15,6 @@ without writing (for previews).
 """
 from __future__ import annotations
 
-import contextlib
 import uuid
 from dataclasses import dataclass
 from functools import reduce
@@ -66,12 +65,14 @@ def deletes_target(path: str | None, table: str | None) -> tuple[str | None, str
     return (f"{path.rstrip('/')}{DELETES_SUFFIX}", None) if path else (None, f"{table}{DELETES_SUFFIX}")
 
 
-def _read(spark: Any, path: str | None, table: str | None) -> Any | None:
-    """The Delta table, or None when there is none (yet)."""
+def _read(spark: Any, path: str | None, table: str | None, version: int | None = None) -> Any | None:
+    """The Delta table (at ``version``), or None when there is none (yet)."""
+    reader = spark.read.format("delta") if version is None else (
+        spark.read.format("delta").option("versionAsOf", version))
     if table:
-        return spark.read.table(table) if delta.exists(spark, None, table) else None
+        return reader.table(table) if delta.exists(spark, None, table) else None
     try:
-        df = spark.read.format("delta").load(path)
+        df = reader.load(path)
         df.schema  # noqa: B018 - Spark Connect analyses lazily: a missing table fails here
         return df
     except Exception:  # noqa: BLE001 - not a Delta table (yet)
@@ -120,11 +121,16 @@ def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> A
     if target is not None:
         stored = _semi(target, affected, cdc.keys)
         if cdc.mode == "scd2":
-            parts.append(stored.select(*[F.col(_q(c)) for c in cols], F.col(START).alias(SEQ), F.lit(False).alias(DEL),
-                                       F.lit(STORED).alias(PRIO), F.col(END).alias(OLD_END)))
-            parts.append(stored.filter(F.col(END).isNotNull()).select(  # the end of each row, a delete unless
-                *[F.col(_q(k)) for k in keys], F.col(END).alias(SEQ),   # a stored row starts there (it wins)
-                F.lit(True).alias(DEL), F.lit(SHOWN).alias(PRIO)))
+            # each stored row, and where it ends a delete (unless a stored row starts there: that one wins)
+            def event(values: list[Any], seq: Any, deleted: bool, prio: int, old_end: Any) -> Any:
+                return F.struct(*values, seq.alias(SEQ), F.lit(deleted).alias(DEL), F.lit(prio).alias(PRIO),
+                                old_end.alias(OLD_END))
+
+            types = {f.name: f.dataType for f in stored.schema.fields}
+            blank = [F.col(_q(c)) if c in keys else F.lit(None).cast(types[c]).alias(c) for c in cols]
+            both = F.array(event([F.col(_q(c)) for c in cols], F.col(START), False, STORED, F.col(END)),
+                           event(blank, F.col(END), True, SHOWN, F.lit(None).cast(types[END])))
+            parts.append(stored.select(F.inline(both)).filter(F.col(SEQ).isNotNull()))
         else:
             parts.append(stored.select(*[F.col(_q(c)) for c in cols], F.col(cdc.sequence).alias(SEQ),
                                        F.lit(False).alias(DEL), F.lit(STORED).alias(PRIO)))
@@ -178,9 +184,10 @@ def change_counts(changes: Any, path: str | None, table: str | None, cdc: Cdc) -
 def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: str | None = None) -> None:
     """Applies ``changes`` to the Delta target (created when missing); the target's commit is tagged ``marker``.
 
-    The deletes the side table must keep are gathered as the MERGE reads its source (an Observation
-    on classic sessions; Spark Connect does not send those back for a MERGE, so there the resolved
-    changes are cached for the MERGE and then read for them): the change log is read once.
+    The MERGE counts, as it reads its source, the deletes the side table must keep (an Observation;
+    Spark Connect does not send one back for a MERGE, so there the resolved changes are cached and
+    read again). Only when there are some are they resolved once more, against the table as it was
+    before the MERGE, and appended: a CDC feed whose deletes follow rows never pays for that.
     """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
@@ -192,28 +199,33 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
         _create(events, path, table, cdc)
         target = _read(spark, path, table)
     where = deletes_target(path, table)
-    resolved = resolve(events, target, _read(spark, *where), cdc)
-    kept = [F.col(_q(k)) for k in cdc.keys] + [F.col(SEQ)]
-    gathered = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if is_classic(spark) else None
+    kept_before = _read(spark, *where)
+    resolved = resolve(events, target, kept_before, cdc)
+    counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if is_classic(spark) else None
     if not cdc.delete_when:
         source = resolved
-    elif gathered is not None:
-        source = resolved.observe(gathered, F.collect_list(F.when(F.col(RECORD), F.struct(*kept))).alias("kept"))
+    elif counted is not None:
+        source = resolved.observe(counted, F.coalesce(F.sum(F.col(RECORD).cast("int")), F.lit(0)).alias("kept"))
     else:
         source = cache(spark, resolved)
+    marker = marker or f"pipeline_magics_cdc_{uuid.uuid4().hex}"
     try:
-        with delta.user_metadata(spark, marker) if marker else contextlib.nullcontext():
+        with delta.user_metadata(spark, marker):
             _merge(source.filter(F.col(ACTION) != "none").drop(SEQ, RECORD), path, table, cdc)
-        if cdc.delete_when:
-            deletes = source.filter(F.col(RECORD)).select(*kept)
-            if gathered is not None:
-                # a figure missing (never seen so far) falls back to the batch's own deletes
-                rows = observed(gathered).get("kept")
-                deletes = (spark.createDataFrame(rows, deletes.schema) if rows is not None else
-                           events.filter(F.col(DEL)).select(*kept))
-            _record_deletes(deletes, *where, cdc)
+        if not cdc.delete_when:
+            return
+        if counted is not None:
+            if observed(counted).get("kept") == 0:
+                return
+            commit = delta.commit_metrics(spark, path, table, marker)  # None: the MERGE changed nothing
+            before = _read(spark, path, table, commit["version"] - 1 if commit else None)
+            source = resolve(events, before, kept_before, cdc)
+        deletes = source.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
+        if not deletes.isEmpty():
+            writer = deletes.write.format("delta").mode("append")  # none is there already: a kept delete
+            writer.saveAsTable(where[1]) if where[1] else writer.save(where[0])  # wins a tie, is not gathered
     finally:
-        if cdc.delete_when and gathered is None:
+        if cdc.delete_when and counted is None:
             source.unpersist()
 
 
@@ -232,8 +244,8 @@ def _merge(resolved: Any, path: str | None, table: str | None, cdc: Cdc) -> None
     spark = resolved.sparkSession
     view = f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}"
     cols = [c for c in resolved.columns if c != ACTION]
-    keys = list(cdc.keys) + ([START] if cdc.mode == "scd2" else [])
-    on = " AND ".join(f"t.{_q(k)} <=> s.{_q(k)}" for k in keys)
+    on = " AND ".join([f"t.{_q(k)} <=> s.{_q(k)}" for k in cdc.keys]
+                      + ([f"t.{START} = s.{START}"] if cdc.mode == "scd2" else []))  # never NULL
     insert = f"INSERT ({', '.join(_q(c) for c in cols)}) VALUES ({', '.join('s.' + _q(c) for c in cols)})"
     if cdc.mode == "scd1":
         update = ", ".join(f"t.{_q(c)} = s.{_q(c)}" for c in cols if c not in cdc.keys)
@@ -245,23 +257,5 @@ def _merge(resolved: Any, path: str | None, table: str | None, cdc: Cdc) -> None
     try:
         spark.sql(f"MERGE INTO {delta.table_ref(path, table)} AS t USING {view} AS s ON {on} {clauses}"
                   f"WHEN NOT MATCHED AND s.{ACTION} = 'insert' THEN {insert}")
-    finally:
-        spark.catalog.dropTempView(view)
-
-
-def _record_deletes(deletes: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
-    """Adds deletes to the side table (each key and sequence once); nothing to add writes nothing."""
-    spark = deletes.sparkSession
-    if deletes.isEmpty():
-        return
-    if not delta.exists(spark, path, table):
-        writer = deletes.filter("false").write.format("delta").mode("append")
-        writer.saveAsTable(table) if table else writer.save(path)
-    view = f"pipeline_magics_deletes_{uuid.uuid4().hex[:12]}"
-    on = " AND ".join(f"t.{_q(k)} <=> s.{_q(k)}" for k in (*cdc.keys, SEQ))
-    deletes.dropDuplicates().createOrReplaceTempView(view)
-    try:
-        spark.sql(f"MERGE INTO {delta.table_ref(path, table)} AS t USING {view} AS s ON {on} "
-                  "WHEN NOT MATCHED THEN INSERT *")
     finally:
         spark.catalog.dropTempView(view)
