@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import Any, Sequence
 
+from . import options
 from .errors import PipelineError
 from .spark import jars as spark_jars
 from .spark.versions import local_line, pyspark_version
@@ -75,15 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run a spec file")
     p_run.add_argument("spec")
-    p_run.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
-    p_run.add_argument("--name")
-    p_run.add_argument("--mode", choices=["batch", "streaming"])
-    p_run.add_argument("--dry-run", action="store_true")
-    p_run.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
-    p_run.add_argument("--timeout", type=float, help="streaming: stop waiting after SECONDS")
+    p_run.add_argument("--name", help="the pipeline's name (overrides the spec's 'name')")
+    options.add(p_run, "mode", "var", "dry_run", "metrics", "timeout")
     p_test = sub.add_parser("test", help="run a spec file's tests (exit 1 when one fails)")
     p_test.add_argument("spec")
-    p_test.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    options.add(p_test, "var")
     p_test.add_argument("--junit-xml", metavar="PATH", help="also write the results as JUnit XML")
     p_test.add_argument("--test", action="append", default=[], metavar="NAME", help="run only this test")
     sub.add_parser("schema", help="print the spec's JSON Schema")

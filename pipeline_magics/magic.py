@@ -23,6 +23,7 @@ from .graph import build_graph
 from .live import run_live
 from .magic_settings import SettingsMagics
 from .metrics import to_prometheus
+from .options import OPTIONS
 from .pipeline import Pipeline, PipelineResult, PlanView
 from .schema import json_schema
 from .sdp.notebook import export_command, sdp_command
@@ -30,6 +31,19 @@ from .session import get_session
 from .spec import parse_vars, suggest
 from .streaming import REGISTRY
 from .vault_form import VaultLoginForm
+
+
+
+def shared(*names: str) -> Any:
+    """The options ``names`` of ``options.OPTIONS`` as ``magic_arguments`` decorators, in that order."""
+    def apply(func: Any) -> Any:
+        for name in reversed(names):
+            flags, settings = OPTIONS[name]
+            func = argument(*flags, **settings)(func)
+        return func
+
+    return apply
+
 
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
                "help", "vault", "audit", "export", "sdp")
@@ -53,17 +67,12 @@ class PipelineMagics(SettingsMagics):
 
     @magic_arguments()
     @argument("name", nargs="?", help="the pipeline's name (overrides the spec's 'name')")
-    @argument("--mode", choices=["batch", "streaming"], help="overrides the spec's mode")
-    @argument("--var", action="append", default=[], metavar="KEY=VALUE", help="sets ${KEY}; beats vars: in the spec")
-    @argument("--dry-run", action="store_true", help="parse, validate and show the plan; nothing runs")
+    @shared("mode", "var", "dry_run")
     @argument("--test", action="store_true", help="run the spec's tests (tests:) instead of the pipeline")
     @argument("--preview", action="store_true", help="read and transform, write nothing: what each load would do")
-    @argument("--no-widgets", action="store_true", help="plain HTML output instead of live widgets")
-    @argument("--metrics", action="append", default=[], metavar="KIND[:PATH]",
-              help="export metrics: prometheus:PATH, json:PATH or log (repeatable)")
+    @shared("no_widgets", "metrics")
     @argument("--export", action="store_true", help="bind every named DataFrame as a notebook variable")
-    @argument("--timeout", type=float, help="streaming: block until the queries end or SECONDS pass")
-    @argument("--spark", metavar="EXPR", help="the notebook variable holding the SparkSession")
+    @shared("timeout", "spark")
     @line_cell_magic
     def pipeline(self, line: str, cell: str | None = None) -> Any:
         """Runs a YAML pipeline spec (cell magic), or a subcommand (line magic).

@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from .. import options
 from ..spec import parse_vars
 from ..errors import PipelineError
 from .connect import require_sdp
@@ -21,10 +22,8 @@ def export_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="write a spec as a Spark Declarative Pipelines project")
     p.add_argument("spec", help="a spec file (or, in a notebook, the NAME of an earlier %%pipeline cell)")
     p.add_argument("--sdp", required=True, metavar="DIR", help="the project folder to write")
-    p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--name")
-    p.add_argument("--mode", choices=["batch", "streaming"])
-    return p
+    p.add_argument("--name", help="the pipeline's name (overrides the spec's 'name')")
+    return options.add(p, "var", "mode")
 
 
 def sdp_parser(prog: str) -> argparse.ArgumentParser:
@@ -37,10 +36,7 @@ def sdp_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--full-refresh-all", action="store_true", help="reset and recompute every table")
     p.add_argument("--refresh", type=_tables, action="extend", default=[], metavar="T,...",
                    help="update only these tables")
-    p.add_argument("--metrics", action="append", default=[], metavar="KIND[:PATH]")
-    p.add_argument("--no-widgets", action="store_true")
-    p.add_argument("--spark", metavar="EXPR", help="the notebook variable holding the SparkSession")
-    return p
+    return options.add(p, "metrics", "no_widgets", "spark")
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
