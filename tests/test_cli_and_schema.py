@@ -38,3 +38,20 @@ def test_headless_dry_run_and_bad_spec(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert "line 4" in done.stderr and "unknown setting 'heder'" in done.stderr and "did you mean 'header'" in done.stderr
+
+
+def test_cell_and_command_line_share_their_options(capsys):
+    """--mode, --var, --dry-run, --metrics and --timeout read the same in `%%pipeline` and `run`."""
+    import pytest
+
+    from pipeline_magics.__main__ import main
+    from pipeline_magics.magic import PipelineMagics
+    from pipeline_magics.options import OPTIONS
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    command_line = " ".join(capsys.readouterr().out.split())
+    cell = {a.option_strings[0]: a for a in PipelineMagics.pipeline.parser._actions if a.option_strings}
+    for name in ("mode", "var", "dry_run", "metrics", "timeout"):
+        (flag,), settings = OPTIONS[name]
+        assert cell[flag].help == settings["help"] and settings["help"] in command_line, name
