@@ -9,6 +9,7 @@ from IPython.display import display
 from .errors import PipelineCancelledError
 from .pipeline import Pipeline
 from .progress import listen
+from .spark.stages import StageWatch
 from .widgets import PipelineView
 
 
@@ -40,10 +41,14 @@ def run_live(pipeline: Pipeline, spark: Any, options: dict[str, Any]) -> Generat
         except BaseException as exc:  # noqa: BLE001 - handed to the cell's thread
             outcome["error"] = exc
 
-    def tick() -> None:  # durations go on counting during a long step
+    stages = StageWatch(spark)
+
+    def tick() -> None:  # durations go on counting during a long step, Spark's stages with them
         while worker.is_alive():
-            view.refresh()
+            view.show_stages(stages.now())
             worker.join(1.0)
+        stages.close()
+        view.show_stages(None)
 
     worker = threading.Thread(target=work, name=f"pipeline-{pipeline.name}", daemon=True)
     worker.start()

@@ -17,9 +17,12 @@ import time
 from typing import Any, Callable
 
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+#: steps only: one a dry run validated, one the engine left out (a Spark Declarative Pipelines flow)
+CHECKED, SKIPPED = "checked", "skipped"
 STATUSES = (PENDING, RUNNING, DONE, FAILED, CANCELLED)
 TERMINAL = frozenset({DONE, FAILED, CANCELLED})
-_MOVES = {PENDING: frozenset({RUNNING, FAILED, CANCELLED}), RUNNING: frozenset({DONE, FAILED, CANCELLED})}
+_MOVES = {PENDING: frozenset({RUNNING, FAILED, CANCELLED, CHECKED, SKIPPED}),
+          RUNNING: frozenset({DONE, FAILED, CANCELLED})}
 
 
 def move(record: Any, status: str) -> bool:
@@ -75,6 +78,11 @@ class RunStatus:
             sm = self.metrics.steps[index]
             if move(sm, CANCELLED if cancelled else FAILED):
                 sm.error = error
+
+    def step_left_out(self, index: int, status: str) -> None:
+        """A step that does not run: ``checked`` (a dry run) or ``skipped``."""
+        with self._lock:
+            move(self.metrics.steps[index], status)
 
     def query_ended(self, index: int, error: str | None = None, cancelled: bool = False) -> None:
         """A streaming step's query has stopped: with ``error``, on purpose (``cancelled``), or finished."""

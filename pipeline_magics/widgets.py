@@ -62,9 +62,11 @@ class PipelineView:
                                       layout=W.Layout(width="100px"))
         self.cancel_button.on_click(lambda _: self._cancel(on_cancel))
         self.table = W.HTML()
+        self.stages = W.HTML()
         self.queries = W.VBox()
         self.panels: dict[str, QueryPanel] = {}
-        self.widget = W.VBox([W.HBox([self.title, self.cancel_button]), self.table, self.queries])
+        self.stage_progress: Any = None
+        self.widget = W.VBox([W.HBox([self.title, self.cancel_button]), self.table, self.stages, self.queries])
         self.refresh = Throttle(self.draw)
         self.draw()
 
@@ -77,6 +79,11 @@ class PipelineView:
         """Shows ``metrics`` (the run's, once it has started)."""
         self.metrics = metrics
 
+    def show_stages(self, progress: Any) -> None:
+        """Spark's running stages for the running step (a ``spark.stages.StageProgress``; None: none)."""
+        self.stage_progress = progress
+        self.refresh()
+
     def draw(self) -> None:
         m = self.metrics
         if m is None:
@@ -87,6 +94,9 @@ class PipelineView:
                             f"<span style='color:{colour}' class='pipeline-status'>{m.status}</span>"
                             f" · {fmt_seconds(m.duration)}")
         self.table.value = steps_table(m)
+        running = m.status not in FINAL and self.stage_progress is not None
+        self.stages.value = (f"<span class='pipeline-stages' style='color:#555'>{html.escape(str(self.stage_progress))}"
+                             "</span>" if running else "")
         if m.status in FINAL and not self.active_queries():
             self.cancel_button.disabled = True
             self.cancel_button.description = m.status

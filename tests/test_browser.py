@@ -3,7 +3,8 @@ and Debian's Chromium driven by Playwright open notebooks written here, run thei
 keyboard and the menus, read the widgets and click their buttons.
 
 A: a streaming pipeline's panel shows rows/s; Cancel stops the query (no query is left active).
-B: Cancel clicked while a long batch cell is still executing interrupts it; the Delta table is untouched.
+B: a long batch cell shows Spark's running stage and tasks; Cancel clicked while it is still executing
+   interrupts it; the Delta table is untouched.
    (ipykernel >= 7: the cell awaits the run; ipykernel 6: jupyter-ui-poll pumps the click.)
 C: ``--dry-run`` draws the plan as a graph (SVG with Graphviz, else Mermaid).
 D: the ``%pipeline vault login`` form logs in; the saved .ipynb holds neither the password nor a token.
@@ -254,6 +255,10 @@ steps:
     assert before.strip().endswith("version 0, rows 5"), before
     cell = nb.cell(2)
     expect(cell.locator("tr", has_text="load.toDelta")).to_contain_text("running", timeout=60_000)
+    # Spark's stage and tasks of the running step, from the status tracker
+    expect(cell.locator(".pipeline-stages")).to_contain_text(re.compile(r"Spark: 1 stage running · \d+/\d+ tasks"),
+                                                             timeout=15_000)
+    screenshot(cell, tmp_path, "batch-stages.png", docs=True)
     assert nb.prompt(2) == "[*]:", "the pipeline cell should still be executing"
     clicked = time.monotonic()
     cell.get_by_role("button", name="Cancel").click()

@@ -56,3 +56,18 @@ def test_terminal_states_cannot_be_left():
     state.fail("later")
     state.start()
     assert m.status == "cancelled"
+
+
+def test_steps_left_out_are_checked_or_skipped_before_they_run_only():
+    m = metrics()
+    state = RunStatus(m)
+    state.start()
+    state.step_left_out(0, "checked")
+    state.step_left_out(1, "skipped")
+    state.step_started(2)
+    state.step_left_out(2, "skipped")  # a running step is not left out
+    state.step_started(1)  # nor does a skipped one start
+    assert [s.status for s in m.steps] == ["checked", "skipped", "running"]
+    state.step_finished(2)
+    state.steps_over()
+    assert m.status == "done"

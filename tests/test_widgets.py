@@ -180,12 +180,37 @@ steps:
     assert HUB.states[str(result.queries[0].id)] is panel.state
 
 
+SLOW_JOB = r"""
+def watch_slow_job(spark):
+    # four tasks of 3 s in one stage, watched: what the watch saw while they ran, and after
+    import threading, time
+    watch = StageWatch(spark)
+    job = threading.Thread(target=lambda: spark.range(0, 4, 1, 4).selectExpr(
+        "reflect('java.lang.Thread', 'sleep', CAST(3000 AS BIGINT)) AS slept").collect())
+    job.start()
+    seen = []
+    while job.is_alive():
+        now = watch.now()
+        if now is not None:
+            seen.append([now.stages, now.tasks_done, now.tasks_total, str(now)])
+        time.sleep(0.2)
+    after = watch.now()
+    watch.close()
+    return {"seen": seen, "after": None if after is None else str(after)}
+"""
+
 CONNECT_PANEL = r"""
 import json, os, sys, time, traceback
 from pipeline_magics import Pipeline
 from pipeline_magics.progress import listen
 from pipeline_magics.session import get_session, is_connect
 from pipeline_magics.widgets import PipelineView
+
+from pipeline_magics.spark.stages import StageWatch
+
+
+{SLOW_JOB}
+
 
 spark = get_session()
 assert is_connect(spark), type(spark)
@@ -212,6 +237,7 @@ try:
     print("PANEL " + json.dumps({"rate": state.processed_rows_per_second, "input_rate": state.input_rows_per_second,
                                  "total": state.total_rows, "batch": state.batch_id, "figures": panel.figures.value}))
     result.stop()
+    print("STAGES " + json.dumps(watch_slow_job(spark)))
     code = 0
 except BaseException:
     traceback.print_exc()
@@ -219,7 +245,7 @@ except BaseException:
 sys.stdout.flush()
 sys.stderr.flush()
 os._exit(code)  # the Connect client's listener thread would keep the process waiting
-"""
+""".replace("{SLOW_JOB}", SLOW_JOB)
 
 
 def test_connect_live_panel_shows_real_rows_per_second(tmp_path, connect_server):
@@ -240,3 +266,36 @@ def test_connect_live_panel_shows_real_rows_per_second(tmp_path, connect_server)
     got = json.loads(lines[-1][len("PANEL "):])
     assert got["rate"] > 0 and got["input_rate"] > 0 and got["total"] > 0 and got["batch"] is not None
     assert f"processed {got['rate']:,.1f} rows/s" in got["figures"] and "processed 0.0 rows/s" not in got["figures"]
+    [stages] = [json.loads(line[len("STAGES "):]) for line in done.stdout.splitlines() if line.startswith("STAGES ")]
+    assert_watched_one_stage_of_four_tasks(stages)
+
+
+def assert_watched_one_stage_of_four_tasks(stages: dict) -> None:
+    assert stages["seen"] and stages["after"] is None, stages
+    assert {(n, total) for n, _, total, _ in stages["seen"]} == {(1, 4)}, stages
+    assert all(0 <= done <= 4 for _, done, _, _ in stages["seen"])
+    assert "Spark: 1 stage running · " in stages["seen"][-1][3] and "/4 tasks" in stages["seen"][-1][3]
+
+
+def test_stage_watch_on_a_classic_session_and_in_the_view(spark, data_dir):
+    """The status tracker's running stages while a slow job runs, none after; the view shows them
+    only while the run runs."""
+    from pipeline_magics.spark.stages import StageProgress, StageWatch
+
+    namespace = {"StageWatch": StageWatch}
+    exec(SLOW_JOB, namespace)
+    assert_watched_one_stage_of_four_tasks(namespace["watch_slow_job"](spark))
+    result = Pipeline.from_yaml(f"""
+steps:
+  - {{type: extract, method: fromCsv, config: {{path: "{data_dir}/orders.csv", header: true}}}}
+  - {{type: load, method: toMemory, config: {{queryName: stage_view}}}}
+""").run(spark)
+    view = PipelineView(result.metrics, lambda: None)
+    result.metrics.status = "running"
+    view.show_stages(StageProgress(2, 3, 8))
+    view.refresh.flush()
+    assert "Spark: 2 stages running · 3/8 tasks" in view.stages.value
+    result.metrics.status = "done"
+    view.show_stages(StageProgress(1, 0, 1))
+    view.refresh.flush()
+    assert view.stages.value == ""

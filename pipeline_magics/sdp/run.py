@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from ..errors import PipelineCancelledError, PipelineError, PipelineExecutionError
 from ..metrics import PipelineMetrics, StepMetrics, export
 from ..pipeline import PipelineResult
+from ..run_state import RunStatus
 from ..session import get_session
 from .connect import connect_functions, connect_session, require_sdp
 
@@ -100,6 +101,7 @@ class SdpRun:
         self.dry, self.full_refresh, self.refresh_only = dry, list(full_refresh), list(refresh)
         self.full_refresh_all = full_refresh_all
         self.metrics = PipelineMetrics(self.spec.name, uuid.uuid4().hex[:12], mode="sdp")
+        self.state = RunStatus(self.metrics)  # the one writer of the run's and its flows' status
         self.flows = Flows()
         self.on_update: Callable[[PipelineMetrics], None] = lambda m: None
         self.cancelled = threading.Event()
@@ -125,12 +127,14 @@ class SdpRun:
     def _event(self, spark: Any, message: str) -> None:
         run = _RUN.match(message)
         if run:
-            self.metrics.status = RUN_STATES.get(run.group("state"), self.metrics.status)
+            ended = RUN_STATES.get(run.group("state"))
+            if ended in ("failed", "cancelled"):
+                self.state.fail(None, cancelled=ended == "cancelled")
             return
         unresolved = _UNRESOLVED.match(message)
         if unresolved:  # the graph is checked before any flow runs
             step = self._step(unresolved.group("flow"))
-            step.status, step.error = "failed", unresolved.group("error").strip()
+            self.state.step_failed(step.index, unresolved.group("error").strip())
             return
         flow = _FLOW.match(message)
         if not flow or _short(flow.group("flow")) in self.flows.views():
@@ -143,11 +147,18 @@ class SdpRun:
             step.end = time.time()
             if step.start is None:
                 step.start = step.end
-        if status == "failed" and "Error:" in message:
-            step.error = message.split("Error:", 1)[1].strip().splitlines()[0]
         if status == "done":
             self._count(spark, step)
-        step.status = status
+        if status == "running":
+            self.state.step_started(step.index)
+        elif status == "done":
+            self.state.step_started(step.index)  # a flow may report only its end
+            self.state.step_finished(step.index)
+        elif status in ("failed", "cancelled"):
+            error = message.split("Error:", 1)[1].strip().splitlines()[0] if "Error:" in message else ""
+            self.state.step_failed(step.index, error, cancelled=status == "cancelled")
+        elif status == "skipped":
+            self.state.step_left_out(step.index, "skipped")
 
     def _targets(self) -> dict[str, tuple[str, dict[str, str]]]:
         """Flow (its step name) -> its target and the target's properties."""
@@ -166,7 +177,7 @@ class SdpRun:
         from pyspark.pipelines.spark_connect_pipeline import create_dataflow_graph, start_run
 
         m = self.metrics
-        m.status, m.start = "running", time.time()
+        self.state.start()
         try:
             with connect_session(spark) as session:
                 self._session = session
@@ -191,8 +202,9 @@ class SdpRun:
                     if "pipeline_event_result" in result:
                         self._event(spark, result["pipeline_event_result"].event.message)
                         self.on_update(m)
-            if m.status == "running":
-                m.status = "done"
+            for s in m.steps:  # a flow whose end was not reported ended with the run
+                self.state.step_finished(s.index)
+            self.state.steps_over()
         except PipelineError as exc:
             self._fail(exc)
             raise
@@ -201,14 +213,13 @@ class SdpRun:
             self._fail(error)
             raise error from None
         finally:
-            m.end = time.time()
             if self._session is not None:
                 self._configure(self._session, {k: None for k in self.spec.configuration})
             self._session = None
             self.on_update(m)
         if self.dry:
             for s in m.steps:
-                s.status = "checked"
+                self.state.step_left_out(s.index, "checked")
         return m
 
     @staticmethod
@@ -231,12 +242,7 @@ class SdpRun:
                                       params={"error_class": getattr(exc, "getCondition", lambda: None)()})
 
     def _fail(self, error: PipelineError) -> None:
-        m = self.metrics
-        m.status = "cancelled" if isinstance(error, PipelineCancelledError) else "failed"
-        m.error = str(error)
-        for s in m.steps:
-            if s.status in ("pending", "running"):
-                s.status, s.end = "cancelled" if m.status == "cancelled" else s.status, time.time()
+        self.state.fail(str(error), cancelled=isinstance(error, PipelineCancelledError))
 
 
 def run_project(project: str | Path, spark: Any = None, *, dry: bool = False, full_refresh: Sequence[str] = (),
