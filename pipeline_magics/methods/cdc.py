@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
-from ..spark.kind import is_classic
-from ..spark.observation import observed
+from ..spark.observation import counts_merge_source, observed
 from . import delta
 from .quality import cache
 
@@ -185,8 +184,8 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
     """Applies ``changes`` to the Delta target (created when missing); the target's commit is tagged ``marker``.
 
     The MERGE counts, as it reads its source, the deletes the side table must keep (an Observation;
-    Spark Connect does not send one back for a MERGE, so there the resolved changes are cached and
-    read again). Only when there are some are they resolved once more, against the table as it was
+    where that count cannot be had, Spark Connect and Spark 4.0, the resolved changes are cached for
+    the MERGE and read again). Only when there are some are they resolved once more, against the table as it was
     before the MERGE, and appended: a CDC feed whose deletes follow rows never pays for that.
     """
     from pyspark.sql import Observation
@@ -201,7 +200,7 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
     where = deletes_target(path, table)
     kept_before = _read(spark, *where)
     resolved = resolve(events, target, kept_before, cdc)
-    counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if is_classic(spark) else None
+    counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if counts_merge_source(spark) else None
     if not cdc.delete_when:
         source = resolved
     elif counted is not None:

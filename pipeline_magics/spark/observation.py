@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .kind import is_classic
+from .versions import session_version
+
 
 def observed(obs: Any) -> dict[str, Any]:
     """An Observation's figures if its action has run, else ``{}`` (never blocks)."""
@@ -28,3 +31,13 @@ def observed(obs: Any) -> dict[str, Any]:
         return dict(obs.get)
     except Exception:  # noqa: BLE001
         return {}
+
+
+def counts_merge_source(spark: Any) -> bool:
+    """True where an Observation on the source of a Delta ``MERGE`` counts every row the MERGE reads:
+    classic Spark 4.1 and later. Spark 4.0 with Delta 4.0 reports an execution that saw none of them
+    (0 for a source holding the rows counted); Spark Connect sends no figures back for a MERGE."""
+    if not is_classic(spark):
+        return False
+    major, minor = (int(part) for part in session_version(spark).split(".")[:2])
+    return (major, minor) >= (4, 1)
