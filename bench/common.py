@@ -21,7 +21,7 @@ def session(app: str) -> Any:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    from pipeline_magics.session import builder_confs
+    from pipeline_magics.spark.session import builder_confs
 
     builder = SparkSession.builder.appName(app).master(os.environ.get("PIPELINE_BENCH_MASTER", "local[*]"))
     for key, value in {**builder_confs(), "spark.driver.memory": os.environ.get("PIPELINE_BENCH_MEMORY", "3g"),

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cells import await_pipeline_cells, forget_pipeline_cells
+from .notebook.cells import await_pipeline_cells, forget_pipeline_cells
 from .errors import (CredentialError, DataFrameResolutionError, ExpectationError, PipelineCancelledError,
                      PipelineError, PipelineExecutionError, RetryableError, SpecError, StreamingQueryError)
-from .pipeline import Pipeline, PipelineResult
+from .run.pipeline import Pipeline, PipelineResult
 
 __version__ = "0.1.0"
 __all__ = [
@@ -24,7 +24,7 @@ def load_ipython_extension(ipython: Any) -> None:
     """Registers ``%%pipeline`` and ``%pipeline`` and their tab completion; starts nothing."""
     # The notebook layer (IPython, ipywidgets) is imported only where the extension is loaded:
     # the Python API and the CLI work without it.
-    from .magic import PipelineMagics, register_completions
+    from .notebook.magic import PipelineMagics, register_completions
 
     magics = PipelineMagics(ipython)
     ipython.register_magics(magics)

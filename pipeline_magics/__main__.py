@@ -12,10 +12,10 @@ from . import options
 from .errors import PipelineError
 from .spark import jars as spark_jars
 from .spark.versions import local_line, pyspark_version
-from .pipeline import Pipeline
-from .schema import json_schema
+from .run.pipeline import Pipeline
+from .spec.schema import json_schema
 from .sdp.commands import main as sdp_main
-from .spec import parse_vars
+from .spec.model import parse_vars
 
 
 def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metrics: Sequence[str] = (),

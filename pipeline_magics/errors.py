@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .redaction import redact
+from .secrets.redaction import redact
 
 
 class PipelineError(Exception):

@@ -14,7 +14,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from pipeline_magics.errors import ExpectationError, PipelineError, PipelineExecutionError
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run.pipeline import Pipeline
 
 
 @pytest.fixture(autouse=True)

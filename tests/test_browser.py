@@ -45,7 +45,7 @@ SLOW = "reflect('java.lang.Thread','sleep', CAST(40 AS BIGINT)) IS NULL"  # 40 m
 
 LOAD = "%load_ext pipeline_magics"
 SESSION = """\
-from pipeline_magics.session import get_session
+from pipeline_magics.spark.session import get_session
 spark = get_session()  # the notebook's SparkSession: local, with Delta Lake
 print("spark", spark.version)"""
 ACTIVE = """\
@@ -311,7 +311,7 @@ def test_vault_login_form_keeps_secrets_out_of_the_saved_notebook(lab, page, tmp
     token_file = tmp_path / "kernel-token"
     nb = Notebook(page, lab, "vault.ipynb", [LOAD, "%pipeline vault login", f"""\
 from pathlib import Path
-from pipeline_magics import vault
+from pipeline_magics.secrets import vault
 Path({str(token_file)!r}).write_text(vault.SESSION.token or "")  # for the test to look for; not shown
 print("logged in:", bool(vault.SESSION.token))"""]).open()
     nb.run_cell(0)

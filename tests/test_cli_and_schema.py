@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from pipeline_magics.schema import SCHEMA_FILE, json_schema
+from pipeline_magics.spec.schema import SCHEMA_FILE, json_schema
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
@@ -15,7 +15,7 @@ def test_shipped_schema_is_current():
     with open(SCHEMA_FILE, encoding="utf-8") as fh:
         shipped = json.load(fh)
     assert shipped == json.loads(json.dumps(json_schema())), \
-        "pipeline-spec.schema.json is stale: run `python -m pipeline_magics.schema`"
+        "pipeline-spec.schema.json is stale: run `python -m pipeline_magics.spec.schema`"
 
 
 def test_schema_has_a_variant_per_method():
@@ -45,7 +45,7 @@ def test_cell_and_command_line_share_their_options(capsys):
     import pytest
 
     from pipeline_magics.__main__ import main
-    from pipeline_magics.magic import PipelineMagics
+    from pipeline_magics.notebook.magic import PipelineMagics
     from pipeline_magics.options import OPTIONS
 
     with pytest.raises(SystemExit):

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 
-from pipeline_magics.help import complete
-from pipeline_magics.magic import SUBCOMMANDS, PipelineMagics
+from pipeline_magics.notebook.help import complete
+from pipeline_magics.notebook.magic import SUBCOMMANDS, PipelineMagics
 
 OPTIONS = [s for a in PipelineMagics.pipeline.parser._actions for s in a.option_strings if s != "-h"]
 

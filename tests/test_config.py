@@ -10,8 +10,8 @@ import warnings
 import pytest
 
 from pipeline_magics import CredentialError, config
-from pipeline_magics.credentials import SecurityPolicy
-from pipeline_magics.magic import PipelineMagics
+from pipeline_magics.secrets.credentials import SecurityPolicy
+from pipeline_magics.notebook.magic import PipelineMagics
 
 PACKAGE = os.path.join(os.path.dirname(__file__), os.pardir, "pipeline_magics")
 README = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "settings.md")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pipeline_magics.errors import SchemaContractError
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run.pipeline import Pipeline
 
 PASSWORD_VAR = "PIPELINE_TEST_PG_PASSWORD"
 OLD = pd.DataFrame({"id": [1, 2, 3], "value": [1.5, 2.5, 3.5]})

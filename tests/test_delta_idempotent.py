@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pipeline_magics.methods.load import DeltaSink, to_delta
 from pipeline_magics.methods.registry import StepContext
-from pipeline_magics.spec import Step
+from pipeline_magics.spec.model import Step
 
 
 def context(spark, df, version):

@@ -37,7 +37,7 @@ import pandas as pd
 import pytest
 
 from pipeline_magics import ExpectationError, Pipeline, PipelineCancelledError
-from pipeline_magics.session import is_connect
+from pipeline_magics.spark.session import is_connect
 from services import spark_cluster
 from services.postgres import Postgres
 
@@ -92,7 +92,7 @@ def target_spark(request):
         else:
             session.conf.set(SNAPSHOT_PARTITIONS, before)
         return
-    from pipeline_magics.session import get_session
+    from pipeline_magics.spark.session import get_session
 
     session = get_session()
     session.conf.set("spark.sql.shuffle.partitions", "2")

@@ -6,7 +6,7 @@ mid-run, the driver SIGKILLed during a Delta write. Each fault is injected when
 the run is seen to be at the right point (a query in ``pg_stat_activity``, rows in
 Delta, a step finished, a data file on disk), never after a blind sleep.
 
-The classifier (``pipeline_magics.retry``) is tested with exception texts captured
+The classifier (``pipeline_magics.run.retry``) is tested with exception texts captured
 from the same services (PostgreSQL 15, Kafka 3.9 clients, Spark 4.0).
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pipeline_magics.errors import (PipelineCancelledError, PipelineExecutionErr
                                     StreamingQueryError)
 from pipeline_magics.methods import jdbc
 from pipeline_magics.methods.load import LEFTOVER_STAGING
-from pipeline_magics.retry import DEFAULT_RETRY, backoff_delay, is_transient, policy_for
-from pipeline_magics.spec import Step
+from pipeline_magics.run.retry import DEFAULT_RETRY, backoff_delay, is_transient, policy_for
+from pipeline_magics.spec.model import Step
 from services.base import free_port, wait_until
 from services.base import stop as stop_service
 from services.vault import start_bao, wait_ready
@@ -533,7 +533,7 @@ class BaoServer:
 @pytest.fixture
 def bao(tmp_path, monkeypatch, postgres):
     """Its own Vault (the suite's stays up), holding the PostgreSQL password; the kernel's login cleared."""
-    from pipeline_magics import vault as kv, vault_renewal as renewal
+    from pipeline_magics.secrets import vault as kv, vault_renewal as renewal
 
     server = BaoServer(tmp_path)
     secrets = {"fault/pg": {"password": postgres.password}}

@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 
-from pipeline_magics.credentials import SecurityPolicy
-from pipeline_magics.graph import KIND_COLOURS, STATUS_COLOURS, build_graph, frame_rows, tables_read
-from pipeline_magics.metrics import PipelineMetrics, StepMetrics
-from pipeline_magics.plan import build_plan
-from pipeline_magics.spec import parse_spec
+from pipeline_magics.secrets.credentials import SecurityPolicy
+from pipeline_magics.render.graph import KIND_COLOURS, STATUS_COLOURS, build_graph, frame_rows, tables_read
+from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics
+from pipeline_magics.spec.plan import build_plan
+from pipeline_magics.spec.model import parse_spec
 
 BRANCHING = """
 name: shop

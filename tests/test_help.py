@@ -9,11 +9,11 @@ import pytest
 import yaml
 from IPython.core.error import UsageError
 
-from pipeline_magics import help as helptext
-from pipeline_magics.credentials import placeholders
+from pipeline_magics.notebook import help as helptext
+from pipeline_magics.secrets.credentials import placeholders
 from pipeline_magics.methods import METHODS
-from pipeline_magics.schema import SCHEMA_FILE
-from pipeline_magics.spec import _Loader, parse_spec
+from pipeline_magics.spec.schema import SCHEMA_FILE
+from pipeline_magics.spec.model import _Loader, parse_spec
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
@@ -103,7 +103,7 @@ def test_help_magic(ip, capsys):
 
 
 def test_magic_docstring_is_the_question_mark_help(ip):
-    from pipeline_magics.magic import PipelineMagics
+    from pipeline_magics.notebook.magic import PipelineMagics
 
     text = ip.object_inspect_text("%pipeline")
     options = [s for a in PipelineMagics.pipeline.parser._actions for s in a.option_strings if s != "-h"]

@@ -10,9 +10,9 @@ import threading
 import pandas as pd
 import pytest
 
-from pipeline_magics import history
+from pipeline_magics.run import history
 from pipeline_magics.errors import PipelineError
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run.pipeline import Pipeline
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 SPEC = """
@@ -72,9 +72,9 @@ def test_concurrent_runs_in_one_kernel(spark, folder, lake, data_dir):
 
 WRITER = """
 import sys
-from pipeline_magics import history
-from pipeline_magics.engine import Run
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run import history
+from pipeline_magics.run.engine import Run
+from pipeline_magics.run.pipeline import Pipeline
 plan = Pipeline.from_yaml("name: proc\\nsteps:\\n  - {type: extract, method: fromCsv, config: {path: x.csv}}\\n"
                           "  - {type: load, method: toMemory}").plan
 for i in range(int(sys.argv[2])):

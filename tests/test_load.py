@@ -108,10 +108,11 @@ def _size(value: Any) -> int:
 
 def snapshot(spark: Any, label: str) -> Snapshot:
     """Measures the kernel: Python and JVM memory (after a GC in each), threads, Spark's state, our registries."""
-    from pipeline_magics import engine, progress
-    from pipeline_magics.figures import STREAMS as TRACKER
+    from pipeline_magics.run import engine
+    from pipeline_magics.metrics import progress
+    from pipeline_magics.metrics.sources import STREAMS as TRACKER
     from pipeline_magics.methods.load import LEFTOVER_STAGING
-    from pipeline_magics.streaming import REGISTRY
+    from pipeline_magics.run.streaming import REGISTRY
 
     jvm = spark.sparkContext._jvm
     gc.collect()
@@ -286,7 +287,7 @@ def run_streams(spark: Any, lake: Any, seconds: float, label: str, snaps: list[S
 def test_streaming_pipelines_side_by_side(spark, tmp_path, capsys):
     """STREAMS pipelines at once for STREAM_SECONDS, then again (restarted from their checkpoints) for a
     third of that: they keep up, stop cleanly, and the second round leaves no more behind than the first."""
-    from pipeline_magics.streaming import REGISTRY
+    from pipeline_magics.run.streaming import REGISTRY
 
     lake = tmp_path / "lake"
     base = snapshot(spark, "before")

@@ -128,7 +128,7 @@ def test_help_lists_every_method(ip, capsys):
 
 def test_cells_await_their_run_where_the_kernel_handles_messages_meanwhile(ip, spec, lake, monkeypatch):
     """ipykernel 7 (no ``do_one_iteration``) handles a Cancel click while a cell awaits, not while it blocks."""
-    from pipeline_magics.cells import await_pipeline_cells, forget_pipeline_cells
+    from pipeline_magics.notebook.cells import await_pipeline_cells, forget_pipeline_cells
 
     class Kernel7:  # what the transformer looks at: a kernel without do_one_iteration
         pass
@@ -154,7 +154,7 @@ def test_async_driver_leaves_the_event_loop_free_while_the_run_goes_on():
     import threading
     import time
 
-    from pipeline_magics.cells import drive_async
+    from pipeline_magics.notebook.cells import drive_async
 
     def cell():
         worker = threading.Thread(target=time.sleep, args=(0.5,))
@@ -203,7 +203,7 @@ def test_streaming_run_whose_later_load_fails_at_start_is_failed_everywhere(ip, 
 
     from pipeline_magics.errors import PipelineError
     from pipeline_magics.metrics import export, to_prometheus
-    from pipeline_magics.streaming import REGISTRY
+    from pipeline_magics.run.streaming import REGISTRY
 
     monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
     spec = f"""

@@ -25,9 +25,10 @@ import pandas as pd
 import pytest
 
 from pipeline_magics import Pipeline
-from pipeline_magics.figures import (ACTION, DELTA_COMMIT, DELTA_STREAM_COMMITS, OBSERVATION, PROGRESS,
-                                     SINK_PROGRESS, STREAM_OBSERVATION, TASK_OUTPUT, StreamTracker)
-from pipeline_magics.metrics import PipelineMetrics, QueryMetrics, StepMetrics, export, to_prometheus
+from pipeline_magics.metrics.sources import (ACTION, DELTA_COMMIT, DELTA_STREAM_COMMITS, OBSERVATION, PROGRESS,
+                                             SINK_PROGRESS, STREAM_OBSERVATION, TASK_OUTPUT, StreamTracker)
+from pipeline_magics.metrics.model import PipelineMetrics, QueryMetrics, StepMetrics
+from pipeline_magics.metrics import export, to_prometheus
 
 N = 60  # rows of the test data
 SCHEMA = "id INT, grp STRING, amount DOUBLE"
@@ -641,7 +642,7 @@ def test_magic_metrics_option_and_subcommand(ip, csv_path, lake, capsys):
 CONNECT_CHILD = r"""
 import json, os, sys
 from pipeline_magics import Pipeline
-from pipeline_magics.session import get_session, is_connect
+from pipeline_magics.spark.session import get_session, is_connect
 
 work = sys.argv[1]
 spark = get_session()

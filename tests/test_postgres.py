@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline_magics.errors import PipelineError, PipelineExecutionError
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run.pipeline import Pipeline
 
 pytestmark = pytest.mark.postgres
 

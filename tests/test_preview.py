@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run.pipeline import Pipeline
 
 PASSWORD_VAR = "PIPELINE_TEST_PG_PASSWORD"
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline_magics import ExpectationError, Pipeline
 from pipeline_magics.metrics import export, to_prometheus
-from pipeline_magics.pipeline import steps_table
+from pipeline_magics.run.pipeline import steps_table
 
 SCHEMA = "id INT, customer STRING, amount DOUBLE"
 RULES = {"positive": "amount > 0", "has_customer": "customer IS NOT NULL"}

@@ -1,8 +1,8 @@
 """The run's status as a state machine: moves forward only, terminal states cannot be left."""
 from __future__ import annotations
 
-from pipeline_magics.metrics import PipelineMetrics, StepMetrics
-from pipeline_magics.run_state import RunStatus
+from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics
+from pipeline_magics.metrics.status import RunStatus
 
 
 def metrics() -> PipelineMetrics:

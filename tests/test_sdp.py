@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipeline_magics.errors import PipelineExecutionError, SpecError
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run.pipeline import Pipeline
 from pipeline_magics.sdp.export import export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def test_sdp_run_in_the_notebook_shows_flows_and_writes_what_the_cli_writes(spar
     exported = json.loads((tmp_path / "m.json").read_text())
     assert exported["steps"][0]["step"] == "revenue_by_country" and exported["steps"][0]["rows_out"] == rows
     # the live view draws the flows as its steps
-    from pipeline_magics.widgets import PipelineView
+    from pipeline_magics.notebook.widgets import PipelineView
 
     view = PipelineView(result.metrics, lambda: None)
     assert "revenue_by_country" in view.table.value and "materialized_view" in view.table.value
@@ -254,8 +254,8 @@ def test_a_failing_sdp_project_is_one_readable_line(spark, ip, tmp_path):
 
 
 def test_sdp_subcommands_complete():
-    from pipeline_magics.help import complete
-    from pipeline_magics.magic import SUBCOMMANDS
+    from pipeline_magics.notebook.help import complete
+    from pipeline_magics.notebook.magic import SUBCOMMANDS
 
     assert {"export", "sdp"} <= set(complete("%pipeline ", subcommands=SUBCOMMANDS))
     assert complete("%pipeline sdp ", subcommands=SUBCOMMANDS)[-2:] == ["dry-run", "run"]

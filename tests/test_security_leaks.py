@@ -80,7 +80,7 @@ steps:
   - type: load
     method: display""", []),
         ("%pipeline audit", []),
-        ("import pipeline_magics.vault as v\nprint(repr(v.SESSION), v.status())\n%pipeline vault logout", []),
+        ("import pipeline_magics.secrets.vault as v\nprint(repr(v.SESSION), v.status())\n%pipeline vault logout", []),
     ]
 
 

@@ -7,9 +7,9 @@ import warnings
 import pytest
 
 from pipeline_magics import CredentialError, Pipeline
-from pipeline_magics.credentials import (Reference, Resolver, SecurityPolicy, as_reference, placeholders,
-                                         references)
-from pipeline_magics.redaction import MASK, mask_text, redact, register_secret
+from pipeline_magics.secrets.credentials import (Reference, Resolver, SecurityPolicy, as_reference, placeholders,
+                                                 references)
+from pipeline_magics.secrets.redaction import MASK, mask_text, redact, register_secret
 
 ENV_VARS = ("PIPELINE_SECURITY_POLICY", "PIPELINE_VAULT_ONLY", "PIPELINE_ALLOW_PLAINTEXT",
             "PIPELINE_AUDIT_CREDENTIALS", "PIPELINE_AUDIT_LOG")
@@ -164,7 +164,7 @@ def test_explain_and_errors_show_references_not_values(monkeypatch):
 
 
 def test_resolver_repr_and_a_runs_repr_hold_no_secret(monkeypatch):
-    from pipeline_magics.engine import Run
+    from pipeline_magics.run.engine import Run
 
     monkeypatch.setenv("PG_SECRET_FOR_REPR", "Repr-Secret-77")
     pipeline = Pipeline.from_yaml(pg_spec("{env: PG_SECRET_FOR_REPR}"))

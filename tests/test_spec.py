@@ -19,9 +19,9 @@ from pipeline_magics.errors import (
     PipelineError,
     SpecError,
 )
-from pipeline_magics.pipeline import Pipeline
-from pipeline_magics.plan import build_plan
-from pipeline_magics.spec import parse_spec
+from pipeline_magics.run.pipeline import Pipeline
+from pipeline_magics.spec.plan import build_plan
+from pipeline_magics.spec.model import parse_spec
 
 ALLOWED = (SpecError, DataFrameResolutionError, CredentialError)
 BAD_SPECS = Path(__file__).parent / "bad_specs"

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline_magics import history
+from pipeline_magics.run import history
 from pipeline_magics.__main__ import main
 from pipeline_magics.errors import SpecTestError
-from pipeline_magics.pipeline import Pipeline
+from pipeline_magics.run.pipeline import Pipeline
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
@@ -155,9 +155,9 @@ def test_cell_and_line_magic_run_the_tests(spark, lake, tmp_path, capsys):
 
 
 def test_schema_help_and_completion_know_tests():
-    from pipeline_magics import help as helptext
-    from pipeline_magics.magic import SUBCOMMANDS
-    from pipeline_magics.schema import json_schema
+    from pipeline_magics.notebook import help as helptext
+    from pipeline_magics.notebook.magic import SUBCOMMANDS
+    from pipeline_magics.spec.schema import json_schema
 
     schema = json_schema()
     test_def = schema["$defs"]["SpecTest"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline_magics import Pipeline, SpecError, StreamingQueryError
-from pipeline_magics.streaming import REGISTRY
+from pipeline_magics.run.streaming import REGISTRY
 
 
 def write_events(folder, start, count, name):

@@ -11,8 +11,9 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from pipeline_magics import CredentialError, vault as kv, vault_renewal as renewal
-from pipeline_magics.credentials import AUDIT_ENTRIES, Resolver, SecurityPolicy, as_reference
+from pipeline_magics import CredentialError
+from pipeline_magics.secrets import vault as kv, vault_renewal as renewal
+from pipeline_magics.secrets.credentials import AUDIT_ENTRIES, Resolver, SecurityPolicy, as_reference
 from services.base import wait_until
 
 pytestmark = pytest.mark.vault
@@ -259,7 +260,7 @@ def widget_states(form) -> str:
 
 @pytest.mark.parametrize("method", ["userpass", "approle", "token"])
 def test_login_form_clears_secrets_and_never_holds_the_token(vault, method):
-    from pipeline_magics.vault_form import VaultLoginForm
+    from pipeline_magics.notebook.vault_form import VaultLoginForm
 
     form = VaultLoginForm(address=vault.addr)
     form.method.value = method
@@ -282,7 +283,7 @@ def test_login_form_clears_secrets_and_never_holds_the_token(vault, method):
 
 
 def test_login_form_failure_clears_too_and_shows_a_short_message(vault):
-    from pipeline_magics.vault_form import VaultLoginForm
+    from pipeline_magics.notebook.vault_form import VaultLoginForm
 
     form = VaultLoginForm(address=vault.addr, method="userpass")
     form.username.value, form.password.value = vault.user, "Wr0ng-Pa55-Form"
@@ -322,7 +323,7 @@ def test_vault_login_without_arguments_prompts_for_a_token_outside_a_kernel(ip, 
 
 
 def test_vault_login_shows_the_form_in_a_kernel(ip, vault, monkeypatch):
-    from pipeline_magics.vault_form import VaultLoginForm
+    from pipeline_magics.notebook.vault_form import VaultLoginForm
 
     monkeypatch.setattr(ip, "kernel", object(), raising=False)  # what ipykernel's shell has
     form = ip.run_line_magic("pipeline", f"vault login --address {vault.addr}")

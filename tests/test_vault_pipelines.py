@@ -10,7 +10,8 @@ import time
 import pytest
 import yaml
 
-from pipeline_magics import CredentialError, Pipeline, PipelineExecutionError, vault as kv, vault_renewal as renewal
+from pipeline_magics import CredentialError, Pipeline, PipelineExecutionError
+from pipeline_magics.secrets import vault as kv, vault_renewal as renewal
 from pipeline_magics.metrics import to_prometheus
 from services.base import wait_until
 

@@ -10,7 +10,7 @@ import pyspark
 import pytest
 
 from pipeline_magics.errors import PipelineExecutionError
-from pipeline_magics.session import builder_confs, get_session
+from pipeline_magics.spark.session import builder_confs, get_session
 from pipeline_magics.spark import jars as spark_jars
 from pipeline_magics.spark.versions import LINES, check_session, local_line, spark_line
 
@@ -81,8 +81,8 @@ def test_installing_keeps_the_installed_spark(tmp_path):
 
 CLIENT_SCRIPT = """
 import sys
-from pipeline_magics.pipeline import Pipeline
-from pipeline_magics.session import get_session, is_connect
+from pipeline_magics.run.pipeline import Pipeline
+from pipeline_magics.spark.session import get_session, is_connect
 spark = get_session()
 assert is_connect(spark), type(spark)
 spec = '''

@@ -6,8 +6,8 @@ import time
 
 
 from pipeline_magics import Pipeline, PipelineCancelledError, PipelineError
-from pipeline_magics.progress import ProgressHub, Throttle, sparkline
-from pipeline_magics.widgets import PipelineView, QueryPanel
+from pipeline_magics.metrics.progress import ProgressHub, Throttle, sparkline
+from pipeline_magics.notebook.widgets import PipelineView, QueryPanel
 
 SLOW = "reflect('java.lang.Thread', 'sleep', CAST(40 AS BIGINT)) IS NULL"  # 40 ms a row
 
@@ -140,7 +140,7 @@ steps:
 
 
 def test_streaming_panels_fed_by_the_listener(spark, lake, monkeypatch):
-    from pipeline_magics.progress import HUB, listen
+    from pipeline_magics.metrics.progress import HUB, listen
 
     monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
     listen(spark)
@@ -202,9 +202,9 @@ def watch_slow_job(spark):
 CONNECT_PANEL = r"""
 import json, os, sys, time, traceback
 from pipeline_magics import Pipeline
-from pipeline_magics.progress import listen
-from pipeline_magics.session import get_session, is_connect
-from pipeline_magics.widgets import PipelineView
+from pipeline_magics.metrics.progress import listen
+from pipeline_magics.spark.session import get_session, is_connect
+from pipeline_magics.notebook.widgets import PipelineView
 
 from pipeline_magics.spark.stages import StageWatch
 

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..session import require_delta
+from ..spark.session import require_delta
 from .jdbc import PostgresConnection
 from .registry import Config, StepContext, register
 

@@ -5,9 +5,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..figures import (ACTION, delta_commit, delta_latest_version, delta_write_figures, note, observe_rows,
-                       tagged_write)
-from ..session import require_delta
+from ..metrics.sources import (ACTION, delta_commit, delta_latest_version, delta_write_figures, note, observe_rows,
+                               tagged_write)
+from ..spark.session import require_delta
 from . import cdc, contracts, delta, jdbc
 from .jdbc import PostgresConnection
 from .quality import FAILED_RULES, append_batch, quarantine_of, split_batch

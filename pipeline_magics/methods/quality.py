@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field, model_validator
 
 from ..errors import ExpectationError
-from ..figures import ACTION, OBSERVATION, note, observed
+from ..metrics.sources import ACTION, OBSERVATION, note, observed
 from .registry import Config, StepContext, register, session_conf
 
 log = logging.getLogger("pipeline_magics")

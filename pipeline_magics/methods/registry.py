@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from ..spec import Step
+    from ..spec.model import Step
 
 
 class Config(BaseModel):

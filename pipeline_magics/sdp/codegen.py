@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..credentials import as_reference, placeholders
-from ..plan import PlannedStep
+from ..secrets.credentials import as_reference, placeholders
+from ..spec.plan import PlannedStep
 
 VAR_PREFIX = "pipeline.var."
 #: Delta writer options that change no rows (the SDP table takes its schema from the query)
@@ -50,7 +50,7 @@ def _secret(reference):
     """A credential read when the pipeline is defined; the project holds only the reference."""
     if isinstance(reference, dict) and set(reference) == {{"env"}}:
         return os.environ[reference["env"]]
-    from pipeline_magics.credentials import Resolver, as_reference  # Vault: pipeline_magics' resolver
+    from pipeline_magics.secrets.credentials import Resolver, as_reference  # Vault: pipeline_magics' resolver
     return Resolver().value(as_reference(reference))
 
 

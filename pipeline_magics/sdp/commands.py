@@ -6,7 +6,7 @@ import sys
 from typing import Any, Sequence
 
 from .. import options
-from ..spec import parse_vars
+from ..spec.model import parse_vars
 from ..errors import PipelineError
 from .connect import require_sdp
 from .export import export

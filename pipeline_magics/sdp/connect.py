@@ -13,7 +13,7 @@ import threading
 from typing import Any, Iterator
 
 from ..errors import PipelineExecutionError
-from ..figures import is_classic
+from ..metrics.sources import is_classic
 
 _LOCK = threading.Lock()
 _PORTS: dict[int, int] = {}  # id of the JVM SparkContext -> port of the Connect server in it

@@ -16,13 +16,13 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..credentials import as_reference, walk
+from ..secrets.credentials import as_reference, walk
 from ..errors import SpecError
-from ..pipeline import Pipeline
-from ..plan import PlannedStep
-from ..redaction import is_secret_key
-from ..session import builder_confs
-from ..spec import _VAR, parse_spec
+from ..run.pipeline import Pipeline
+from ..spec.plan import PlannedStep
+from ..secrets.redaction import is_secret_key
+from ..spark.session import builder_confs
+from ..spec.model import _VAR, parse_spec
 from . import codegen
 from .codegen import BENIGN_DELTA_OPTIONS, VAR_PREFIX, Setting
 

@@ -8,8 +8,8 @@ from typing import Any, Sequence
 from IPython.core.error import UsageError
 from IPython.display import display
 
-from ..widgets import PipelineView
-from ..spec import parse_vars
+from ..notebook.widgets import PipelineView
+from ..spec.model import parse_vars
 from ..errors import PipelineCancelledError
 from .commands import export_parser, parse, sdp_options, sdp_parser
 from .connect import require_sdp

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import PipelineCancelledError, PipelineError, PipelineExecutionError
-from ..metrics import PipelineMetrics, StepMetrics, export
-from ..pipeline import PipelineResult
-from ..run_state import RunStatus
-from ..session import get_session
+from ..metrics.model import PipelineMetrics, StepMetrics
+from ..metrics.exporters import export
+from ..run.pipeline import PipelineResult
+from ..metrics.status import RunStatus
+from ..spark.session import get_session
 from .connect import connect_functions, connect_session, require_sdp
 
 _FLOW = re.compile(r"^Flow '?(?P<flow>.+?)'? (?:is|has) (?P<state>[A-Z_]+)\.")

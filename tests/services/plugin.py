@@ -97,7 +97,7 @@ def spark():
     """The one local SparkSession of the test run, with Delta, Kafka and JDBC jars."""
     from pyspark.sql import SparkSession
 
-    from pipeline_magics.session import get_session
+    from pipeline_magics.spark.session import get_session
 
     os.environ.setdefault("PIPELINE_SPARK_MASTER", "local[2]")
     session = get_session()

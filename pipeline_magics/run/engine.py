@@ -1,0 +1,295 @@
+"""Runs a plan on a SparkSession, step by step, recording metrics and wrapping failures."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..spark.causes import root_cause
+from ..secrets.credentials import Resolver, SecurityPolicy
+from ..errors import PipelineCancelledError, PipelineError, PipelineExecutionError, RetryableError
+from ..metrics.sources import STREAMS
+from ..methods import StepContext
+from ..metrics.model import PipelineMetrics, StepMetrics
+from ..spec.plan import Plan, PlannedStep
+from ..metrics.progress import HUB
+from ..secrets.redaction import mask_text
+from .retry import backoff_delay, is_transient, policy_for, resolve_policy
+from ..metrics.status import RUNNING, RunStatus
+from ..spark.tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
+from .streaming import is_query
+
+log = logging.getLogger("pipeline_magics")
+
+
+@dataclass
+class Run:
+    """The state of one run: the flag Cancel sets, the metrics and its status, the frames made so far."""
+
+    plan: Plan
+    spark: Any
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    frames: dict[str, Any] = field(default_factory=dict)
+    displays: list[tuple[str, Any]] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+    cached: list[Any] = field(default_factory=list)
+    #: steps whose figures arrive with a later action (Observations), read after each step
+    pending: list[tuple[PlannedStep, StepContext]] = field(default_factory=list)
+    #: streaming queries started by load steps: (step index, StreamingQuery)
+    queries: list[tuple[int, Any]] = field(default_factory=list)
+    metrics: PipelineMetrics = field(init=False)
+    #: the only writer of the run's and its steps' status (``run_state``)
+    state: RunStatus = field(init=False)
+    on_update: Callable[["Run"], None] = lambda run: None
+    emit: Callable[[str, Any], None] | None = None
+    policy: SecurityPolicy = field(default_factory=SecurityPolicy.from_env)
+    resolver: Resolver = field(init=False)
+    #: False: no Observations or other counting (``Pipeline.run(collect_metrics=False)``)
+    metrics_enabled: bool = True
+    #: set when ``execute`` returns (a streaming run's queries may go on running)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        spec = self.plan.spec
+        self.metrics = PipelineMetrics(spec.name, self.run_id, spec.mode, steps=[
+            StepMetrics(p.index, p.label, p.step.type, p.step.method) for p in self.plan.steps])
+        self.state = RunStatus(self.metrics)
+        self.resolver = Resolver(self.policy, spec.name)
+
+    @property
+    def tag(self) -> str:
+        return f"pipeline_magics-{self.plan.spec.name}-{self.run_id}"
+
+    def cancel(self) -> None:
+        """Sets the flag, stops this run's streaming queries and interrupts its running Spark jobs."""
+        self.cancelled.set()
+        # Queries first: their micro-batch jobs carry the run's tag too, and a query whose batch is
+        # interrupted under it ends with an error (SPARK_JOB_CANCELLED) instead of simply stopping.
+        for _, query in self.queries:
+            try:
+                HUB.cancelling(str(query.id))
+                query.stop()
+            except Exception:  # noqa: BLE001 - already stopped
+                pass
+        interrupt_tag(self.spark, self.tag)
+        if self.state.status == RUNNING and not self.finished.is_set():
+            # A job the run starts after this (the step was between two jobs) is interrupted too.
+            threading.Thread(target=self._interrupt_until_finished, name=f"cancel-{self.run_id}",
+                             daemon=True).start()
+
+    def _interrupt_until_finished(self) -> None:
+        while not self.finished.wait(0.5):
+            interrupt_tag(self.spark, self.tag)
+
+    def mask(self, text: str) -> str:
+        return mask_text(text, self.resolver.secrets)
+
+
+def execute(run: Run) -> None:
+    """Runs every step of ``run.plan``; raises a ``PipelineError`` on failure (metrics say where)."""
+    spec, spark = run.plan.spec, run.spark
+    run.state.start()
+    previous_confs = {k: _conf_get(spark, k) for k in spec.spark}
+    for key, value in spec.spark.items():
+        spark.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
+    add_tag(spark, run.tag)
+    if spec.mode == "streaming" and run.metrics_enabled:
+        STREAMS.listen(spark)  # before any query starts, so that no progress report is missed
+    try:
+        for planned in run.plan.steps:
+            if run.cancelled.is_set():
+                raise PipelineCancelledError("the run was cancelled", pipeline=spec.name,
+                                             step_index=planned.index, step_name=planned.step.name,
+                                             step_type=planned.step.type, method=planned.step.method)
+            _run_step(run, planned)
+        run.state.steps_over(run.cancelled.is_set())  # done, unless a streaming query runs on
+    except PipelineError as exc:
+        if run.cancelled.is_set() and not isinstance(exc, PipelineCancelledError):
+            exc = PipelineCancelledError("the run was cancelled", pipeline=spec.name, step_index=exc.step_index,
+                                         step_name=exc.step_name, step_type=exc.step_type, method=exc.method)
+        # Failed first: the queries stopped below then leave their steps cancelled, whatever reads them.
+        run.state.fail(str(exc), cancelled=isinstance(exc, PipelineCancelledError))
+        for _, query in run.queries:  # a half-started streaming pipeline is stopped whole
+            try:
+                HUB.cancelling(str(query.id))
+                query.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        raise exc from None
+    finally:
+        read_pending(run)
+        remove_tag(spark, run.tag)
+        run.finished.set()
+        for key, value in previous_confs.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+        run.on_update(run)
+
+
+def _run_step(run: Run, planned: PlannedStep) -> None:
+    spec, step = run.plan.spec, planned.step
+    sm = run.metrics.steps[planned.index]
+    run.state.step_started(planned.index)
+    sm.start = time.time()
+    run.on_update(run)
+    context = dict(pipeline=spec.name, step_index=planned.index, step_name=step.name, step_type=step.type,
+                   method=step.method, config=step.config)
+    line, column = spec.line_of("steps", planned.index)
+    method_policy = policy_for(step, spec.mode)
+    ctx: StepContext | None = None
+    config: Any = None
+    try:
+        attempt = 0
+        while True:  # credentials are read, then the method runs; a transient failure of either is retried
+            attempt += 1
+            sm.attempts = attempt
+            ctx = None
+            try:
+                if config is None:
+                    config = planned.config(run.resolver.resolve(step.config, planned.label))
+                ctx = StepContext(
+                    spark=run.spark, pipeline=spec.name, run_id=run.run_id, step=step, index=planned.index,
+                    mode=spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
+                    emit=lambda kind, payload: _emit(run, planned, kind, payload),
+                    metrics_enabled=run.metrics_enabled, cached=run.cached,
+                    run_version=int((run.metrics.start or time.time()) * 1000),
+                )
+                out = planned.method.func(ctx, config)
+                break
+            except Exception as exc:  # noqa: BLE001 - classified below
+                policy = method_policy if config is not None else resolve_policy(step)
+                transient = is_transient(exc) and not run.cancelled.is_set()
+                if not transient or attempt >= policy.attempts:
+                    if transient and attempt > 1:
+                        raise _retries_exhausted(run, exc, attempt, line, column) from None
+                    raise
+                delay = backoff_delay(policy, attempt)
+                log.warning("%s step %s: attempt %d of %d failed (%s); retrying in %.1fs", spec.name,
+                            planned.label, attempt, policy.attempts, run.mask(root_cause(exc)[0]), delay)
+                if ctx is not None:  # Observations of the failed attempt never fill
+                    ctx.after.clear()
+                if run.cancelled.wait(delay):
+                    raise PipelineCancelledError("the run was cancelled") from None
+        if ctx.after:
+            run.pending.append((planned, ctx))
+        if is_query(out):
+            run.queries.append((planned.index, out))
+            sm.extra["query"] = out.name
+        elif out is not None:
+            if step.cache:
+                out = persist(run.spark, out, step.cacheStorageLevel or "MEMORY_AND_DISK")
+                run.cached.append(out)
+            run.frames[planned.output] = out
+            if step.name and not out.isStreaming:
+                out.createOrReplaceTempView(step.name)
+                run.views.append(step.name)
+        _fill_rows(run, planned, sm, ctx.record)
+        run.state.step_finished(planned.index, query=is_query(out))
+        read_pending(run)
+    except PipelineError as exc:
+        if ctx is not None:
+            _fill_rows(run, planned, sm, ctx.record)
+        exc.with_context(**context, line=line, column=column)
+        exc.message = run.mask(exc.message)
+        exc.hint = run.mask(exc.hint) if exc.hint else exc.hint
+        run.state.step_failed(planned.index, str(exc), cancelled=run.cancelled.is_set())
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a PipelineExecutionError
+        cause, detail = root_cause(exc)
+        run.state.step_failed(planned.index, run.mask(cause), cancelled=run.cancelled.is_set())
+        raise PipelineExecutionError(run.mask(cause), detail=run.mask(detail), line=line, column=column,
+                                     **context) from None
+    finally:
+        sm.end = time.time()
+        run.on_update(run)
+
+
+def read_pending(run: Run) -> None:
+    """Collects the figures of Observations whose action has run by now."""
+    for planned, ctx in list(run.pending):
+        if all(read() for read in ctx.after):
+            run.pending.remove((planned, ctx))
+        _fill_rows(run, planned, run.metrics.steps[planned.index], ctx.record)
+
+
+def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str, Any]) -> None:
+    for key in ("rows_in", "rows_out", "bytes_written", "failed_rows"):
+        if record.get(key) is not None:
+            setattr(sm, key, int(record[key]))
+    sm.sources.update(record.get("sources") or {})
+    sm.extra.update({k: v for k, v in record.items() if k not in ("rows_in", "rows_out", "bytes_written",
+                                                                  "failed_rows", "sources")})
+    if sm.rows_in is None and planned.inputs:
+        upstream = [s for s in run.metrics.steps if s.step in planned.inputs or
+                    f"step{s.index + 1}" in planned.inputs]
+        if len(upstream) == 1 and upstream[0].rows_out is not None:
+            sm.rows_in = upstream[0].rows_out
+            sm.sources.setdefault("rows_in", f"rows out of step {upstream[0].step}")
+
+
+def _retries_exhausted(run: Run, exc: Exception, attempts: int, line: int | None,
+                       column: int | None) -> RetryableError:
+    """The error of a step whose service stayed unreachable for all its attempts."""
+    cause, detail = (exc.message, exc.detail) if isinstance(exc, PipelineError) else root_cause(exc)
+    return RetryableError(
+        f"failed after {attempts} attempts: {run.mask(cause)}", detail=run.mask(detail or ""),
+        params={"attempts": attempts, "cause": run.mask(cause), "cause_code": getattr(exc, "code", None)},
+        line=line, column=column,
+        hint="the service stayed unreachable; raise the step's retry: {attempts, backoffSeconds} or try again later")
+
+
+def _emit(run: Run, planned: PlannedStep, kind: str, payload: Any) -> None:
+    run.displays.append((planned.label, payload))
+    if run.emit is not None:
+        run.emit(kind, payload)
+
+
+#: the confs Spark's cache turns off in a clone of the session to plan a cached query
+_CACHE_CONFS_OFF = ("spark.sql.sources.bucketing.autoBucketedScan.enabled",
+                    "spark.sql.adaptive.applyFinalStageShuffleOptimizations")
+
+
+def persist(spark: Any, df: Any, level: str) -> Any:
+    """``df.persist(level)`` without the session clone Spark makes for it.
+
+    Spark's CacheManager plans a cached query in a clone of the session with ``_CACHE_CONFS_OFF``
+    off, unless they are off already. Each clone leaves an ``ExecutionListenerBus`` on the
+    SparkContext's listener bus for good (about 240 KB of heap and one more listener every event
+    goes to, per cached step and run). They are set off on the session for the call instead.
+    """
+    from pyspark import StorageLevel
+
+    previous = {key: _conf_get(spark, key) for key in _CACHE_CONFS_OFF}
+    try:
+        for key in _CACHE_CONFS_OFF:
+            spark.conf.set(key, "false")
+        return df.persist(getattr(StorageLevel, level))
+    finally:
+        for key, value in previous.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+
+
+def release(run: Run) -> None:
+    """Drops the run's temp views and caches (its frames stay usable; they recompute)."""
+    for name in run.views:
+        try:
+            run.spark.catalog.dropTempView(name)
+        except Exception:  # noqa: BLE001
+            pass
+    for df in run.cached:
+        try:
+            df.unpersist()
+        except Exception:  # noqa: BLE001
+            pass
+    run.views.clear()
+    run.cached.clear()
+
+
+def _conf_get(spark: Any, key: str) -> str | None:
+    try:
+        return spark.conf.get(key, None)
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,300 @@
+"""The Python API: ``Pipeline.from_yaml(...).run(spark) -> PipelineResult``."""
+from __future__ import annotations
+
+import html
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from . import history
+from .engine import Run, execute, release
+from ..errors import PipelineError
+from ..render.graph import build_graph, frame_rows
+from ..metrics.model import PipelineMetrics, fmt_count, fmt_rules, fmt_seconds
+from ..metrics.exporters import export
+from ..spec.plan import Plan, build_plan
+from ..secrets.policy import SecurityPolicy
+from ..spark.session import get_session
+from .preview import loads_of, preview_plan
+from .preview import render_html as loads_html
+from ..spec.model import PipelineSpec, parse_spec
+from .spectests import check_tests, run_tests
+from .testreport import TestReport
+from .streaming import REGISTRY, StreamingRun
+
+
+@dataclass
+class PipelineResult:
+    """What a run produced: status, metrics, the named DataFrames, streaming queries."""
+
+    name: str
+    metrics: PipelineMetrics
+    frames: dict[str, Any] = field(default_factory=dict)
+    queries: list[Any] = field(default_factory=list)
+    error: PipelineError | None = None
+    displays: list[tuple[str, Any]] = field(default_factory=list)
+    preview_rows: int = 10
+    stream: StreamingRun | None = None
+    #: shown by the live view already: the cell's value then leaves out the step table
+    live: bool = False
+    plan: Plan | None = field(default=None, repr=False)
+    #: a preview (``run(preview=True)``): per load step what it would write; None for a real run
+    loads: list[dict[str, Any]] | None = None
+    _previews: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def await_termination(self, timeout: float | None = None) -> bool:
+        """Streaming: waits for the queries to end (True) or ``timeout`` seconds (False)."""
+        if self.stream is None:
+            return True
+        done = self.stream.await_termination(timeout)
+        if done:
+            history.record(self.stream.run)
+        return done
+
+    def stop(self) -> None:
+        """Streaming: stops the queries."""
+        if self.stream is not None:
+            self.stream.run.cancel()
+            self.stream.stop()
+            history.record(self.stream.run)
+
+    @property
+    def status(self) -> str:
+        """The run's status, as its ``Run`` set it (``run_state``); never worked out here."""
+        return self.metrics.status
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+    def to_pandas(self, name: str | None = None, limit: int | None = 1000) -> Any:
+        """A named frame (default: the last) as pandas, at most ``limit`` rows."""
+        if name is not None and name not in self.frames:
+            raise KeyError(f"no frame '{name}'; frames are {list(self.frames)}")
+        df = self.frames[name] if name else self.last_frame
+        if df is None:
+            raise KeyError("this run produced no DataFrame")
+        return (df.limit(limit) if limit else df).toPandas()
+
+    def graph(self) -> Any:
+        """The pipeline's picture, each step coloured by its status and annotated with its row count."""
+        if self.plan is None:
+            raise ValueError("this result carries no plan to draw")
+        return build_graph(self.plan, self.metrics)
+
+    def frame_rows(self) -> dict[str, int]:
+        """Row counts of the frames, from the run's metrics (nothing is counted again)."""
+        if self.plan is None:
+            return {s.step: s.rows_out for s in self.metrics.steps if s.type != "load" and s.rows_out is not None}
+        return frame_rows(self.plan, self.metrics)
+
+    def named_frames(self) -> dict[str, Any]:
+        """The frames of the steps the spec names (``--export`` binds these), by name."""
+        if self.plan is None:
+            return {k: v for k, v in self.frames.items() if not re.fullmatch(r"step\d+", k)}
+        named = {p.step.name for p in self.plan.steps if p.step.name}
+        return {k: v for k, v in self.frames.items() if k in named}
+
+    @property
+    def last_frame(self) -> Any:
+        return next(reversed(self.frames.values()), None) if self.frames else None
+
+    def __repr__(self) -> str:
+        return f"<PipelineResult {self.name}: {self.status}, {len(self.metrics.steps)} steps, " \
+               f"{fmt_count(self.metrics.rows_written)} rows written>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.metrics.to_text())
+
+    def _repr_html_(self) -> str:
+        return render_html(self)
+
+
+STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0",
+                  "pending": "#757575"}
+
+
+def steps_table(metrics: PipelineMetrics) -> str:
+    """The step table as HTML: status, rows in and out, time (the live view shows the same)."""
+    rows = "".join(
+        f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}</td><td>{s.type}.{s.method}</td>"
+        f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
+        f"<td style='text-align:right'>{fmt_count(s.rows_in)}</td>"
+        f"<td style='text-align:right'>{fmt_count(s.rows_out)}</td>"
+        f"<td style='text-align:right'>{'' if s.failed_rows is None else fmt_count(s.failed_rows)}"
+        f"{html.escape(fmt_rules(s))}</td>"
+        f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>" for s in metrics.steps)
+    return ("<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
+            f"<th>rows out</th><th>failed</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def render_html(result: PipelineResult, preview: bool = True) -> str:
+    """A compact step table (unless the live view already shows it), the coloured graph, then each named frame."""
+    m = result.metrics
+    colour = STATUS_COLOURS.get(m.status, "#000")
+    out = "<div class='pipeline-result'>"
+    if not result.live:
+        out += (f"<b>pipeline {html.escape(m.pipeline)}</b>: <span style='color:{colour}'>{m.status}</span>"
+                f" in {fmt_seconds(m.duration)}{steps_table(m)}")
+    if m.error:
+        out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
+    if result.loads is not None:
+        out += loads_html(result.loads)
+    if result.plan is not None:
+        svg = build_graph(result.plan, m).svg()
+        if svg:
+            out += f"<details><summary>graph</summary>{svg}</details>"
+    if preview:
+        out += render_frames(result)
+    return out + "</div>"
+
+
+def render_frames(result: PipelineResult) -> str:
+    """Each named frame (else the last one): its row count from the metrics, its schema, its first rows."""
+    names = list(result.named_frames()) or list(result.frames)[-1:]
+    counted = result.frame_rows()
+    out = ""
+    for name in names:
+        df = result.frames[name]
+        try:
+            fields = [(f.name, f.dataType.simpleString()) for f in df.schema.fields]
+            streaming = bool(df.isStreaming)
+        except Exception:  # noqa: BLE001 - a frame that cannot be analysed is skipped, not fatal
+            continue
+        rows = "streaming" if streaming else (
+            f"{fmt_count(counted[name])} rows" if name in counted else "rows not counted")
+        schema = "".join(f"<tr><td>{html.escape(c)}</td><td><code>{html.escape(t)}</code></td></tr>" for c, t in fields)
+        schema = f"<table><thead><tr><th>column</th><th>type</th></tr></thead><tbody>{schema}</tbody></table>"
+        preview = "" if streaming or not result.ok else _preview(result, name)
+        out += (f"<details{' open' if name == names[-1] else ''}><summary><b>{html.escape(name)}</b>: {rows}, "
+                f"{len(fields)} columns</summary><div style='display:flex;gap:2em;align-items:flex-start'>"
+                f"{schema}{preview}</div></details>")
+    return out
+
+
+def _preview(result: PipelineResult, name: str) -> str:
+    """The first ``preview_rows`` rows of a frame as HTML, computed once per result."""
+    if name not in result._previews:
+        try:
+            table = result.frames[name].limit(result.preview_rows).toPandas().to_html(index=False, max_cols=30)
+            result._previews[name] = f"<div><i>first {result.preview_rows} rows</i>{table}</div>"
+        except Exception:  # noqa: BLE001 - a preview never hides the result
+            result._previews[name] = ""
+    return result._previews[name]
+
+
+class Pipeline:
+    """A validated pipeline spec, ready to run on a SparkSession."""
+
+    def __init__(self, spec: PipelineSpec, policy: SecurityPolicy | None = None) -> None:
+        self.spec = spec
+        self.policy = policy or SecurityPolicy.from_env()
+        self.plan: Plan = build_plan(spec, self.policy)
+        check_tests(self.plan)
+        self._run: Run | None = None
+        self.stream: StreamingRun | None = None
+        #: (text, vars, defaults, name, mode) it was parsed from, for ``export --sdp``
+        self.source: tuple[str, dict[str, Any], dict[str, Any], str | None, str | None] | None = None
+
+    @classmethod
+    def from_yaml(cls, text: str, vars: Mapping[str, Any] | None = None, *, defaults: Mapping[str, Any] | None = None,
+                  name: str | None = None, mode: str | None = None) -> "Pipeline":
+        """Parses and checks a YAML spec; raises ``SpecError`` before anything runs."""
+        pipeline = cls(parse_spec(text, vars, defaults, {"name": name, "mode": mode}))
+        pipeline.source = (text, dict(vars or {}), dict(defaults or {}), name, mode)
+        return pipeline
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], vars: Mapping[str, Any] | None = None, **kw: Any) -> "Pipeline":
+        """Reads a YAML spec file."""
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_yaml(fh.read(), vars, **kw)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def explain(self) -> str:
+        """The plan as text; nothing runs."""
+        return self.plan.text()
+
+    def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
+            on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
+            raise_on_error: bool = True, timeout: float | None = None, preview: bool = False) -> PipelineResult:
+        """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
+
+        Streaming: the queries keep running after this returns, unless every load has a
+        finite trigger (``availableNow``/``once``: it waits for them) or ``timeout``
+        seconds are given (it waits at most that long).
+        ``preview``: reads and transforms run, nothing is written; ``result.loads`` says what
+        each load would do (a streaming spec is read as a batch).
+        """
+        plan = preview_plan(self.plan) if preview else self.plan
+        run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
+        if on_update is not None:
+            run.on_update = on_update
+        self._run = run
+        stream = REGISTRY.claim(self.name, run) if run.plan.spec.mode == "streaming" else None
+        if stream is not None:
+            stream.queries = run.queries
+            run.metrics.refresher = stream.refresh  # exporters bring the query figures up to date
+        self.stream = stream
+        error: PipelineError | None = None
+        try:
+            execute(run)
+            if stream is not None and run.queries:
+                finite = all(run.metrics.steps[i].extra.get("finite") for i, _ in run.queries)
+                if timeout is not None or finite:
+                    stream.await_termination(timeout)
+                stream.refresh()
+        except PipelineError as exc:
+            error = exc
+            if stream is not None:
+                run.state.fail(str(exc), cancelled=run.cancelled.is_set())
+                stream.stop()
+        finally:
+            if stream is None or not stream.active:
+                release(run)
+        result = PipelineResult(self.name, run.metrics, dict(run.frames),
+                                [q for _, q in run.queries], error, run.displays)
+        result.stream = stream
+        result.plan = self.plan
+        if preview:
+            result.loads = loads_of(run.metrics)
+        else:
+            history.record(run)  # written by a background thread
+        if collect_metrics and not preview:
+            for target in metrics:
+                export(run.metrics, target)
+        if error is not None:
+            error.result = result  # type: ignore[attr-defined]
+            if raise_on_error:
+                raise error
+        return result
+
+    def test(self, spark: Any = None, names: Any = None) -> TestReport:
+        """Runs the spec's tests (``tests:``); nothing is read from sources or written to sinks."""
+        return run_tests(self.plan, get_session(spark), names)
+
+    def cancel(self) -> None:
+        """Cancels the current run: running Spark jobs are interrupted."""
+        if self._run is not None:
+            self._run.cancel()
+
+
+class PlanView:
+    """The plan of a dry run: a picture of the steps (SVG, Mermaid or text), the settings folded below."""
+
+    def __init__(self, pipeline: "Pipeline", note: str = "dry run: nothing was executed") -> None:
+        self.pipeline = pipeline
+        self.graph = build_graph(pipeline.plan)
+        self.note = note
+
+    def __repr__(self) -> str:
+        return self.pipeline.explain()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        bundle = self.graph.mimebundle(details=self.pipeline.explain(), note=self.note)
+        bundle["text/plain"] = f"{self.pipeline.explain()}\n{self.note}"
+        return bundle
