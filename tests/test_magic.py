@@ -151,15 +151,12 @@ def test_cells_await_their_run_where_the_kernel_handles_messages_meanwhile(ip, s
 
 def test_async_driver_leaves_the_event_loop_free_while_the_run_goes_on():
     import asyncio
-    import threading
     import time
 
-    from pipeline_magics.notebook.cells import drive_async
+    from pipeline_magics.notebook.cells import Background, wait_async
 
-    def cell():
-        worker = threading.Thread(target=time.sleep, args=(0.5,))
-        worker.start()
-        yield worker
+    def work():
+        time.sleep(0.5)
         return "finished"
 
     async def main():
@@ -172,7 +169,7 @@ def test_async_driver_leaves_the_event_loop_free_while_the_run_goes_on():
                 await asyncio.sleep(0.01)
 
         task = asyncio.create_task(other_messages())
-        out = await drive_async(cell())
+        out = await wait_async(Background("sleeper", work, cancel=lambda: None))
         task.cancel()
         return out, ticks
 

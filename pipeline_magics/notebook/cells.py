@@ -1,15 +1,49 @@
 """How a ``%%pipeline`` cell waits for its run while widget messages (a Cancel click) go on being handled.
 
-The run works off the main thread; the cell is a generator that yields that thread
-(``magic.PipelineMagics._cell``). ``drive`` waits here and pumps widget messages with
-jupyter-ui-poll (ipykernel 6); ``drive_async`` awaits, which on ipykernel 7 lets the kernel
-dispatch them itself, and ``await_pipeline_cells`` makes ``%%pipeline`` cells await.
+A run with widgets works on a thread of its own (a :class:`Background`, started by
+:mod:`.live`); the cell waits for it here. ``wait`` pumps widget messages with jupyter-ui-poll
+(ipykernel 6); ``wait_async`` awaits, which on ipykernel 7 lets the kernel dispatch them
+itself, and ``await_pipeline_cells`` makes ``%%pipeline`` cells await.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import threading
+from typing import Any, Callable, NoReturn
+
+from ..errors import PipelineCancelledError
+
+
+class Background:
+    """``work()`` on a thread of its own; ``cancel`` stops it, ``shown`` runs once it has ended."""
+
+    def __init__(self, name: str, work: Callable[[], Any], cancel: Callable[[], None],
+                 shown: Callable[[], None] = lambda: None) -> None:
+        self.name, self._cancel, self._shown = name, cancel, shown
+        self._outcome: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._work, args=(work,), name=f"pipeline-{name}", daemon=True)
+        self.thread.start()
+
+    def _work(self, work: Callable[[], Any]) -> None:
+        try:
+            self._outcome["result"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the cell's thread
+            self._outcome["error"] = exc
+
+    def outcome(self) -> Any:
+        """The work's result (or its error, raised), once it has ended."""
+        self._shown()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["result"]
+
+    def interrupt(self) -> NoReturn:
+        """The cell was interrupted: cancels the work, waits a minute at most for it to stop."""
+        self._cancel()
+        self.thread.join(60)
+        self._shown()
+        raise PipelineCancelledError("interrupted", pipeline=self.name) from None
 
 
 @contextlib.contextmanager
@@ -24,44 +58,32 @@ def _ui_events() -> Any:
         yield poll
 
 
-def drive(cell: Any) -> Any:
-    """Runs a cell generator to its end here; while it waits for its worker, widget messages are
-    pumped with jupyter-ui-poll (ipykernel 6; elsewhere the pump does nothing)."""
-    try:
-        worker = next(cell)
-    except StopIteration as done:  # nothing to wait for (a dry run, no widgets)
-        return done.value
+def wait(started: Any) -> Any:
+    """The outcome of ``started``: a :class:`Background` is waited for while widget messages are
+    pumped with jupyter-ui-poll (ipykernel 6; elsewhere the pump does nothing); anything else
+    is already an outcome."""
+    if not isinstance(started, Background):
+        return started
     try:
         with _ui_events() as poll:
-            while worker.is_alive():
+            while started.thread.is_alive():
                 poll(20)  # Cancel clicks arrive on the shell channel, queued behind this cell
-                worker.join(0.05)
+                started.thread.join(0.05)
     except KeyboardInterrupt:
-        return _resume(cell, KeyboardInterrupt())
-    return _resume(cell)
+        started.interrupt()
+    return started.outcome()
 
 
-async def drive_async(cell: Any) -> Any:
-    """Runs a cell generator, awaiting its worker so that the kernel goes on handling messages."""
+async def wait_async(started: Any) -> Any:
+    """``wait``, awaiting a :class:`Background` so that the kernel goes on handling messages."""
+    if not isinstance(started, Background):
+        return started
     try:
-        worker = next(cell)
-    except StopIteration as done:
-        return done.value
-    try:
-        while worker.is_alive():
+        while started.thread.is_alive():
             await asyncio.sleep(0.05)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        return _resume(cell, KeyboardInterrupt())
-    return _resume(cell)
-
-
-def _resume(cell: Any, interrupt: BaseException | None = None) -> Any:
-    """Resumes the cell once its worker has ended (or throws ``interrupt`` in); returns its value."""
-    try:
-        cell.throw(interrupt) if interrupt is not None else cell.send(None)
-    except StopIteration as done:
-        return done.value
-    raise RuntimeError("a cell waits for one worker only")
+        started.interrupt()
+    return started.outcome()
 
 
 #: what IPython makes of a ``%%pipeline`` cell and of a ``%pipeline ...`` line

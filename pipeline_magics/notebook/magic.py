@@ -18,16 +18,16 @@ from ..secrets import vault
 from .. import config
 from ..run import history
 from ..secrets.audit import audit_command
-from .cells import drive, drive_async
+from .cells import wait, wait_async
 from ..errors import PipelineCancelledError, PipelineError
 from ..render.graph import build_graph
-from .live import run_live
+from .live import start_live
 from .settings import SettingsMagics
 from ..metrics.exporters import to_prometheus
 from ..options import OPTIONS
 from ..run.pipeline import Pipeline, PipelineResult, PlanView
 from ..spec.schema import json_schema
-from ..sdp.notebook import export_command, sdp_command
+from .sdp import export_command, sdp_command
 from ..spark.session import get_session
 from ..spec.model import parse_vars, suggest
 from ..run.streaming import REGISTRY
@@ -84,7 +84,8 @@ class PipelineMagics(SettingsMagics):
         """
         if cell is None:
             return self._line(line)
-        return drive(self._cell(line, cell))
+        args, dry = self._cell_options(line)
+        return self._guard(lambda: self._show(wait(self._start(cell, args, dry)), args))
 
     async def pipeline_async(self, line: str, cell: str | None = None) -> Any:
         """``%%pipeline`` (or ``%pipeline run``) as a coroutine the cell awaits (see ``await_pipeline_cells``).
@@ -93,12 +94,19 @@ class PipelineMagics(SettingsMagics):
         while a cell blocks, they wait until it ends.
         """
         line = self.shell.var_expand(line, 1)  # `$name` and `{expr}` of the cell, as run_cell_magic does
-        if cell is None:
-            return await drive_async(self._guarded(self._run_file(shlex.split(line)[1:])))
-        return await drive_async(self._cell(line, cell))
+        try:
+            if cell is None:
+                cell, args = self._read_spec(shlex.split(line)[1:])
+                dry = args.dry_run
+            else:
+                args, dry = self._cell_options(line)
+            return self._show(await wait_async(self._start(cell, args, dry)), args)
+        except PipelineError as exc:
+            self.last_error = exc
+            raise
 
-    def _cell(self, line: str, cell: str) -> Any:
-        """The cell magic as a generator: it yields the worker thread of a live run to wait for."""
+    def _cell_options(self, line: str) -> tuple[argparse.Namespace, bool]:
+        """The cell's options, and whether it is a dry run (``--dry-run`` or ``%pipeline explain`` before)."""
         try:
             args = parse_argstring(self.pipeline, line)
         except UsageError:
@@ -107,20 +115,11 @@ class PipelineMagics(SettingsMagics):
             raise UsageError(f"bad %%pipeline options: {line!r}") from exc
         dry = args.dry_run or self._explain_next
         self._explain_next = False
-        return (yield from self._guarded(self._run_text(cell, args, dry)))
+        return args, dry
 
-    def _guarded(self, steps: Any) -> Any:
-        try:
-            return (yield from steps)
-        except PipelineError as exc:
-            self.last_error = exc
-            raise
-
-    def run_text(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
-        """Parses, checks and runs one spec with the cell's options."""
-        return drive(self._run_text(text, args, dry_run))
-
-    def _run_text(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
+    def _start(self, text: str, args: argparse.Namespace, dry_run: bool = False) -> Any:
+        """Parses and checks a spec, then runs it: the outcome (a plan view, a test report, a run's
+        result), or, with widgets, the run working in the background for the cell to ``wait`` on."""
         try:
             variables = parse_vars(args.var)
         except ValueError as exc:
@@ -134,32 +133,33 @@ class PipelineMagics(SettingsMagics):
         self.pipelines[pipeline.name] = pipeline
         if args.test:
             return show_tests(pipeline.test(spark))
-        result = yield from self._execute(pipeline, spark, args)
-        result.preview_rows = self.preview_rows
-        self.results[pipeline.name] = result
+        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
+                       preview=args.preview)
+        if self._live(args):
+            return start_live(pipeline, spark, options)
+        try:
+            return pipeline.run(spark, **options)
+        except KeyboardInterrupt:
+            pipeline.cancel()
+            raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
+
+    def _show(self, outcome: Any, args: argparse.Namespace) -> Any:
+        """A run's result is kept (``%pipeline status``), its frames bound with ``--export``, its error raised."""
+        if not isinstance(outcome, PipelineResult):
+            return outcome
+        outcome.preview_rows = self.preview_rows
+        self.results[outcome.name] = outcome
         if args.export:
-            self.shell.user_ns.update(result.named_frames())
-        if result.error is not None:
-            display(HTML(result._repr_html_()))
-            raise result.error
-        return result
+            self.shell.user_ns.update(outcome.named_frames())
+        if outcome.error is not None:
+            display(HTML(outcome._repr_html_()))
+            raise outcome.error
+        return outcome
 
     def _live(self, args: argparse.Namespace) -> bool:
         """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
         return (config.enabled("widgets") and not args.no_widgets
                 and getattr(self.shell, "kernel", None) is not None)
-
-    def _execute(self, pipeline: Pipeline, spark: Any, args: argparse.Namespace) -> Any:
-        """Runs the pipeline; with widgets, off the main thread: yields that thread for the cell to wait on."""
-        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
-                       preview=args.preview)
-        if not self._live(args):
-            try:
-                return pipeline.run(spark, **options)
-            except KeyboardInterrupt:
-                pipeline.cancel()
-                raise PipelineCancelledError("interrupted", pipeline=pipeline.name) from None
-        return (yield from run_live(pipeline, spark, options))
 
     # ------------------------------------------------------------------ line
 
@@ -177,19 +177,20 @@ class PipelineMagics(SettingsMagics):
 
     def _cmd_run(self, rest: list[str]) -> Any:
         """Runs a spec file: run FILE.yaml [cell options]."""
-        return drive(self._run_file(rest))
+        text, args = self._read_spec(rest)
+        return self._show(wait(self._start(text, args, args.dry_run)), args)
 
-    def _run_file(self, rest: list[str]) -> Any:
+    def _read_spec(self, rest: list[str]) -> tuple[str, argparse.Namespace]:
+        """FILE.yaml [cell options]: the file's text and the options."""
         if not rest:
             raise UsageError("usage: %pipeline run FILE.yaml [--var K=V] [--dry-run] [--metrics ...]")
         path, options = rest[0], " ".join(shlex.quote(r) for r in rest[1:])
         args = parse_argstring(self.pipeline, options)
         try:
             with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+                return fh.read(), args
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        return (yield from self._run_text(text, args, args.dry_run))
 
     def _cmd_test(self, rest: list[str]) -> Any:
         """Runs a spec's tests: test NAME (its last %%pipeline cell) | FILE.yaml [--var K=V]."""
@@ -220,7 +221,7 @@ class PipelineMagics(SettingsMagics):
 
     def _cmd_sdp(self, rest: list[str]) -> Any:
         """Runs an SDP project with the live view: sdp run|dry-run DIR [--full-refresh T,...]."""
-        return drive(sdp_command(self, rest))
+        return wait(sdp_command(self, rest))
 
     def _cmd_explain(self, rest: list[str]) -> Any:
         """Draws the pipeline: explain FILE.yaml | NAME (its last run, by status) | alone: the next cell."""

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Sequence
 
 from IPython.core.error import UsageError
 from IPython.display import display
 
-from ..notebook.widgets import PipelineView
-from ..spec.model import parse_vars
 from ..errors import PipelineCancelledError
-from .commands import export_parser, parse, sdp_options, sdp_parser
-from .connect import require_sdp
-from .export import Project, export, export_pipeline
-from .run import SdpRun, run_project
+from ..sdp.commands import export_parser, parse, sdp_options, sdp_parser
+from ..sdp.connect import require_sdp
+from ..sdp.export import Project, export, export_pipeline
+from ..sdp.run import SdpRun, run_project
+from ..spec.model import parse_vars
+from .cells import Background
+from .widgets import PipelineView
 
 
 def export_command(magics: Any, rest: Sequence[str]) -> Project:
@@ -37,7 +37,7 @@ def export_command(magics: Any, rest: Sequence[str]) -> Project:
 
 
 def sdp_command(magics: Any, rest: Sequence[str]) -> Any:
-    """sdp run|dry-run DIR [options], as a cell generator (see ``cells.drive``)."""
+    """sdp run|dry-run DIR [options]: the run's result, or, with widgets, the run in the background (``cells.wait``)."""
     try:
         args = parse(sdp_parser("%pipeline sdp"), rest)
     except ValueError as exc:
@@ -54,27 +54,10 @@ def sdp_command(magics: Any, rest: Sequence[str]) -> Any:
             raise PipelineCancelledError("interrupted", pipeline=job.spec.name) from None
     view = PipelineView(job.metrics, job.cancel)
     display(view.widget)
-    outcome: dict[str, Any] = {}
 
-    def work() -> None:
-        try:
-            outcome["result"] = run_project(args.project, spark, metrics=args.metrics, sdp_run=job,
-                                            on_update=lambda _: view.refresh())
-        except BaseException as exc:  # noqa: BLE001 - handed to the cell's thread
-            outcome["error"] = exc
+    def work() -> Any:
+        result = run_project(args.project, spark, metrics=args.metrics, sdp_run=job, on_update=lambda _: view.refresh())
+        result.live = True
+        return result
 
-    worker = threading.Thread(target=work, name=f"sdp-{job.spec.name}", daemon=True)
-    worker.start()
-    try:
-        yield worker
-    except KeyboardInterrupt:
-        job.cancel()
-        worker.join(60)
-        raise PipelineCancelledError("interrupted", pipeline=job.spec.name) from None
-    finally:
-        view.refresh.flush()
-    if "error" in outcome:
-        raise outcome["error"]
-    outcome["result"].live = True
-    return outcome["result"]
-
+    return Background(job.spec.name, work, job.cancel, shown=view.refresh.flush)
