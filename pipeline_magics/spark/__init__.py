@@ -1,1 +1,2 @@
-"""What pipeline_magics knows about Spark itself: its versions and the jars each one needs."""
+"""The only code that knows Spark itself: its versions and jars, sessions, classic or Connect, job tags and
+interrupts, the JVM cause chain, the streaming listener, observations and the running stages."""
