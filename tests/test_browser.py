@@ -9,6 +9,7 @@ B: a long batch cell shows Spark's running stage and tasks; Cancel clicked while
 C: ``--dry-run`` draws the plan as a graph (SVG with Graphviz, else Mermaid).
 D: the ``%pipeline vault login`` form logs in; the saved .ipynb holds neither the password nor a token.
 E: a ``%%pipeline`` cell's body is highlighted as YAML (the package's prebuilt labextension), a Python cell is not.
+F: a ``%%pipeline`` cell completes methods and settings from the spec's JSON Schema; a Python cell keeps the kernel's.
 
 Screenshots go to each test's tmp_path; the ones the README shows are also copied to docs/screenshots/.
 """
@@ -388,3 +389,55 @@ steps:
     page.keyboard.press("Delete")  # and removed, back to Python
     expect(python_cell).to_have_attribute("data-language", "python")
     expect(python_cell.locator("[class*='tok-']")).to_have_count(0)
+
+
+def test_pipeline_yaml_cell_completes_methods_and_settings_from_the_schema(lab, page, tmp_path):
+    body = "steps:\n  - type: extract\n    method: "
+    nb = Notebook(page, lab, "completion.ipynb", [f"%%pipeline orders --dry-run\n{body}", body]).open()
+    yaml_cell, python_cell = (nb.cell(i).locator(".cm-content") for i in (0, 1))
+    expect(yaml_cell).to_have_attribute("data-language", "pipeline-yaml", timeout=30_000)
+    popup = page.locator(".cm-tooltip-autocomplete")
+    labels = popup.locator(".cm-completionLabel")
+
+    # Ctrl+Space after `method: ` of an extract step: the extract methods only
+    yaml_cell.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Control+Space")
+    expect(popup).to_be_visible()
+    methods = labels.all_inner_texts()
+    assert {"fromCsv", "fromDelta", "fromKafka"} <= set(methods)
+    assert not {"toDelta", "filterRows"} & set(methods), methods
+    page.keyboard.type("fromC")  # typing narrows the list; Enter takes the choice
+    expect(labels).to_have_text(["fromCsv"])
+    page.keyboard.press("Enter")
+    expect(popup).to_have_count(0)
+    expect(yaml_cell.locator(".cm-line").nth(3)).to_have_text("    method: fromCsv")
+
+    # a key typed under the step's config: fromCsv's settings, with the schema's description
+    page.keyboard.press("Enter")
+    page.keyboard.type("config:")
+    page.keyboard.press("Enter")
+    page.keyboard.type("  hea")
+    expect(popup.locator("[aria-selected] .cm-completionLabel")).to_have_text("header")
+    assert "toDelta" not in labels.all_inner_texts()
+    expect(page.locator(".cm-completionInfo")).to_have_text("the first line holds column names")
+    screenshot(page.locator(".jp-NotebookPanel"), tmp_path, "completion.png")
+    page.keyboard.press("Enter")
+    expect(yaml_cell.locator(".cm-line").nth(5)).to_have_text("      header")
+
+    # the same text in a Python cell: no such completion, neither asked for nor while typing ...
+    python_cell.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Control+Space")
+    page.keyboard.type("fromC")
+    page.wait_for_timeout(1000)  # CodeMirror would have opened it by now
+    expect(popup).to_have_count(0)
+    assert python_cell.get_attribute("data-language") == "python"
+    # ... and JupyterLab's kernel completer (Tab) still completes Python there
+    page.keyboard.press("Control+a")
+    page.keyboard.type("isinst")
+    page.keyboard.press("Tab")
+    expect(page.locator(".jp-Completer")).to_contain_text("isinstance", timeout=30_000)
+    expect(popup).to_have_count(0)
+    page.keyboard.press("Enter")
+    expect(python_cell).to_have_text("isinstance")
