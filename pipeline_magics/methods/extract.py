@@ -35,7 +35,8 @@ class CsvSource(FileSource):
     sep: str = Field(",", description="the field separator")
 
 
-@register("extract", "fromCsv", CsvSource, example="config: {path: data/orders.csv, header: true, inferSchema: true}")
+@register("extract", "fromCsv", CsvSource, example="config: {path: data/orders.csv, header: true, inferSchema: true}",
+          plan_rows="scan")
 def from_csv(ctx: StepContext, cfg: CsvSource) -> Any:
     """Reads CSV files."""
     return _read(ctx, "csv", cfg, header=str(cfg.header).lower(),
@@ -46,13 +47,13 @@ class JsonSource(FileSource):
     multiLine: bool = Field(False, description="one JSON document spans several lines")
 
 
-@register("extract", "fromJson", JsonSource, example="config: {path: data/events.json}")
+@register("extract", "fromJson", JsonSource, example="config: {path: data/events.json}", plan_rows="scan")
 def from_json(ctx: StepContext, cfg: JsonSource) -> Any:
     """Reads JSON (one object per line, or multiLine)."""
     return _read(ctx, "json", cfg, multiLine=str(cfg.multiLine).lower())
 
 
-@register("extract", "fromParquet", FileSource, example="config: {path: /data/sales.parquet}")
+@register("extract", "fromParquet", FileSource, example="config: {path: /data/sales.parquet}", plan_rows="scan")
 def from_parquet(ctx: StepContext, cfg: FileSource) -> Any:
     """Reads Parquet files."""
     return _read(ctx, "parquet", cfg)
@@ -72,7 +73,7 @@ class DeltaSource(Config):
         return self
 
 
-@register("extract", "fromDelta", DeltaSource, example="config: {path: /tmp/lake/orders}")
+@register("extract", "fromDelta", DeltaSource, example="config: {path: /tmp/lake/orders}", plan_rows="scan")
 def from_delta(ctx: StepContext, cfg: DeltaSource) -> Any:
     """Reads a Delta table by path or name (a stream in streaming mode)."""
     require_delta(ctx.spark)
@@ -89,7 +90,7 @@ class TableSource(Config):
     table: str = Field(description="a table or view name in the catalog")
 
 
-@register("extract", "fromTable", TableSource, example="config: {table: sales.orders}")
+@register("extract", "fromTable", TableSource, example="config: {table: sales.orders}", plan_rows="scan")
 def from_table(ctx: StepContext, cfg: TableSource) -> Any:
     """Reads a catalog table or view."""
     if ctx.mode == "streaming":
@@ -118,7 +119,7 @@ class PostgresSource(PostgresConnection):
 
 @register("extract", "fromPostgres", PostgresSource, modes=("batch",), retried=True,
           example="config: {host: localhost, database: shop, table: public.orders, user: analyst,\n"
-                  "         password: vault:secret/pg#password}")
+                  "         password: vault:secret/pg#password}", plan_rows="scan")
 def from_postgres(ctx: StepContext, cfg: PostgresSource) -> Any:
     """Reads a PostgreSQL table or query over JDBC."""
     opts = cfg.jdbc_options()

@@ -81,6 +81,9 @@ class Method:
     reads_views: bool = False
     #: loads: where the rows go (delta, files, jdbc, kafka, memory: a table in the session, display)
     sink: str | None = None
+    #: how Spark's executed plan counts its output rows: "scan" (an extract's read), "filter",
+    #: "aggregate", "join", "same" (it changes columns only), or None (no count of its own)
+    plan_rows: str | None = None
 
     @property
     def summary(self) -> str:
@@ -119,6 +122,7 @@ def register(
     min_inputs: int = 0,
     reads_views: bool = False,
     sink: str | None = None,
+    plan_rows: str | None = None,
 ) -> Callable[[Callable[[StepContext, Any], Any]], Callable[[StepContext, Any], Any]]:
     """Registers a method function under ``type`` and ``name``, with the facts the planner and the engine read."""
 
@@ -126,7 +130,7 @@ def register(
         METHODS[(type, name)] = Method(
             type, name, func, config, frozenset(modes), frame_settings,
             arity if arity is not None else (0 if type == "extract" else 1), example,
-            retried, default_input, min_inputs, reads_views, sink,
+            retried, default_input, min_inputs, reads_views, sink, plan_rows,
         )
         return func
 

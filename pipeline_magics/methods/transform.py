@@ -24,7 +24,7 @@ class Condition(Config):
     condition: str = Field(description="a SQL boolean expression, e.g. amount > 10")
 
 
-@register("transform", "filterRows", Condition, example="config: {condition: 'amount > 10'}")
+@register("transform", "filterRows", Condition, example="config: {condition: 'amount > 10'}", plan_rows="filter")
 def filter_rows(ctx: StepContext, cfg: Condition) -> Any:
     """Keeps the rows for which the condition is true."""
     return ctx.input.filter(cfg.condition)
@@ -34,7 +34,8 @@ class Columns(Config):
     columns: list[str] = Field(min_length=1, description="column names or SQL expressions ('amount * 2 AS double')")
 
 
-@register("transform", "selectColumns", Columns, example="config: {columns: [id, 'amount * 1.2 AS gross']}")
+@register("transform", "selectColumns", Columns, example="config: {columns: [id, 'amount * 1.2 AS gross']}",
+          plan_rows="same")
 def select_columns(ctx: StepContext, cfg: Columns) -> Any:
     """Keeps (or computes) the listed columns."""
     return ctx.input.selectExpr(*cfg.columns)
@@ -45,7 +46,8 @@ class WithColumn(Config):
     expr: str = Field(description="a SQL expression")
 
 
-@register("transform", "withColumn", WithColumn, example="config: {column: gross, expr: 'amount * 1.2'}")
+@register("transform", "withColumn", WithColumn, example="config: {column: gross, expr: 'amount * 1.2'}",
+          plan_rows="same")
 def with_column(ctx: StepContext, cfg: WithColumn) -> Any:
     """Adds or replaces one column from a SQL expression."""
     from pyspark.sql import functions as F
@@ -57,7 +59,7 @@ class Rename(Config):
     mapping: dict[str, str] = Field(min_length=1, description="old name: new name")
 
 
-@register("transform", "renameColumns", Rename, example="config: {mapping: {amt: amount}}")
+@register("transform", "renameColumns", Rename, example="config: {mapping: {amt: amount}}", plan_rows="same")
 def rename_columns(ctx: StepContext, cfg: Rename) -> Any:
     """Renames columns."""
     missing = [c for c in cfg.mapping if c not in ctx.input.columns]
@@ -66,7 +68,7 @@ def rename_columns(ctx: StepContext, cfg: Rename) -> Any:
     return ctx.input.withColumnsRenamed(cfg.mapping)
 
 
-@register("transform", "dropColumns", Columns, example="config: {columns: [internal_id]}")
+@register("transform", "dropColumns", Columns, example="config: {columns: [internal_id]}", plan_rows="same")
 def drop_columns(ctx: StepContext, cfg: Columns) -> Any:
     """Drops columns."""
     return ctx.input.drop(*cfg.columns)
@@ -76,7 +78,7 @@ class Dedup(Config):
     columns: list[str] | None = Field(None, description="the key columns (default: all)")
 
 
-@register("transform", "dropDuplicates", Dedup, example="config: {columns: [order_id]}")
+@register("transform", "dropDuplicates", Dedup, example="config: {columns: [order_id]}", plan_rows="aggregate")
 def drop_duplicates(ctx: StepContext, cfg: Dedup) -> Any:
     """Keeps one row per key (within the watermark on streams)."""
     return ctx.input.dropDuplicates(cfg.columns) if cfg.columns else ctx.input.dropDuplicates()
@@ -90,7 +92,7 @@ class Join(Config):
 
 
 @register("transform", "join", Join, frame_settings=("right",),
-          example="config: {right: customers, on: customer_id, how: left}")
+          example="config: {right: customers, on: customer_id, how: left}", plan_rows="join")
 def join(ctx: StepContext, cfg: Join) -> Any:
     """Joins the input with another named DataFrame."""
     from pyspark.sql import functions as F
@@ -127,7 +129,8 @@ def _agg_columns(aggregations: dict[str, str]) -> list[Any]:
 
 
 @register("transform", "aggregate", Aggregate,
-          example="config: {groupBy: [country], aggregations: {orders: count(*), revenue: sum(amount)}}")
+          example="config: {groupBy: [country], aggregations: {orders: count(*), revenue: sum(amount)}}",
+          plan_rows="aggregate")
 def aggregate(ctx: StepContext, cfg: Aggregate) -> Any:
     """Groups rows and computes aggregates."""
     return ctx.input.groupBy(*cfg.groupBy).agg(*_agg_columns(cfg.aggregations))
@@ -138,7 +141,8 @@ class Watermark(Config):
     delay: str = Field(description="how late data may arrive, e.g. '10 minutes'")
 
 
-@register("transform", "withWatermark", Watermark, example="config: {column: event_time, delay: 10 minutes}")
+@register("transform", "withWatermark", Watermark, example="config: {column: event_time, delay: 10 minutes}",
+          plan_rows="same")
 def with_watermark(ctx: StepContext, cfg: Watermark) -> Any:
     """Declares how late events may arrive (bounds streaming state)."""
     return ctx.input.withWatermark(cfg.column, cfg.delay)
@@ -175,7 +179,8 @@ class Repartition(Config):
         return self
 
 
-@register("transform", "repartition", Repartition, example="config: {numPartitions: 8, columns: [country]}")
+@register("transform", "repartition", Repartition, example="config: {numPartitions: 8, columns: [country]}",
+          plan_rows="same")
 def repartition(ctx: StepContext, cfg: Repartition) -> Any:
     """Redistributes rows into partitions (a shuffle)."""
     if cfg.numPartitions is not None:
@@ -187,7 +192,7 @@ class Coalesce(Config):
     numPartitions: int = Field(ge=1)
 
 
-@register("transform", "coalesce", Coalesce, example="config: {numPartitions: 1}")
+@register("transform", "coalesce", Coalesce, example="config: {numPartitions: 1}", plan_rows="same")
 def coalesce(ctx: StepContext, cfg: Coalesce) -> Any:
     """Reduces the number of partitions without a shuffle."""
     return ctx.input.coalesce(cfg.numPartitions)

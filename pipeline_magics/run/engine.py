@@ -17,9 +17,11 @@ from ..metrics.model import PipelineMetrics, StepMetrics
 from ..spec.plan import Plan, PlannedStep
 from ..metrics.progress import HUB
 from ..secrets.redaction import mask_text
+from . import step_rows
 from .retry import backoff_delay, is_transient, policy_for, resolve_policy
 from ..metrics.status import RUNNING, RunStatus
 from ..spark.tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
+from .step_rows import LoadJobs
 from .streaming import is_query
 
 log = logging.getLogger("pipeline_magics")
@@ -52,6 +54,8 @@ class Run:
     metrics_enabled: bool = True
     #: set when ``execute`` returns (a streaming run's queries may go on running)
     finished: threading.Event = field(default_factory=threading.Event)
+    #: batch runs with metrics: the Spark jobs of each load, whose plans count the other steps' rows
+    load_jobs: LoadJobs | None = None
 
     def __post_init__(self) -> None:
         spec = self.plan.spec
@@ -97,6 +101,8 @@ def execute(run: Run) -> None:
     for key, value in spec.spark.items():
         spark.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
     add_tag(spark, run.tag)
+    if spec.mode == "batch" and run.metrics_enabled:
+        run.load_jobs = LoadJobs(spark, run.tag)
     if spec.mode == "streaming" and run.metrics_enabled:
         STREAMS.listen(spark)  # before any query starts, so that no progress report is missed
     try:
@@ -122,6 +128,8 @@ def execute(run: Run) -> None:
         raise exc from None
     finally:
         read_pending(run)
+        if run.metrics_enabled:
+            _count_steps(run)
         remove_tag(spark, run.tag)
         run.finished.set()
         for key, value in previous_confs.items():
@@ -133,6 +141,8 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
     spec, step = run.plan.spec, planned.step
     sm = run.metrics.steps[planned.index]
     run.state.step_started(planned.index)
+    if step.type == "load" and run.load_jobs is not None:
+        run.load_jobs.load_started()
     sm.start = time.time()
     run.on_update(run)
     context = dict(pipeline=spec.name, step_index=planned.index, step_name=step.name, step_type=step.type,
@@ -187,6 +197,8 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                 out.createOrReplaceTempView(step.name)
                 run.views.append(step.name)
         _fill_rows(run, planned, sm, ctx.record)
+        if step.type == "load" and run.load_jobs is not None:
+            run.load_jobs.load_done(planned.index)
         run.state.step_finished(planned.index, query=is_query(out))
         read_pending(run)
     except PipelineError as exc:
@@ -213,6 +225,14 @@ def read_pending(run: Run) -> None:
         if all(read() for read in ctx.after):
             run.pending.remove((planned, ctx))
         _fill_rows(run, planned, run.metrics.steps[planned.index], ctx.record)
+
+
+def _count_steps(run: Run) -> None:
+    """Rows for the steps nothing counted yet, from the plans Spark executed (``step_rows``)."""
+    try:
+        step_rows.fill(run, run.load_jobs)
+    except Exception as exc:  # noqa: BLE001 - a figure missing never fails a run
+        log.debug("step rows from SQL metrics: %s", exc)
 
 
 def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from . import history
 from .engine import Run, execute, release
 from ..errors import PipelineError
 from ..render.graph import build_graph, frame_rows
-from ..metrics.model import PipelineMetrics, fmt_count, fmt_rules, fmt_seconds
+from ..metrics.model import PipelineMetrics, StepMetrics, fmt_count, fmt_rules, fmt_seconds
 from ..metrics.exporters import export
 from ..spec.plan import Plan, build_plan
 from ..secrets.policy import SecurityPolicy
@@ -120,13 +120,19 @@ def steps_table(metrics: PipelineMetrics) -> str:
     rows = "".join(
         f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}</td><td>{s.type}.{s.method}</td>"
         f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
-        f"<td style='text-align:right'>{fmt_count(s.rows_in)}</td>"
-        f"<td style='text-align:right'>{fmt_count(s.rows_out)}</td>"
+        f"<td style='text-align:right'{_why(s, 'rows_in')}>{fmt_count(s.rows_in)}</td>"
+        f"<td style='text-align:right'{_why(s, 'rows_out')}>{fmt_count(s.rows_out)}</td>"
         f"<td style='text-align:right'>{'' if s.failed_rows is None else fmt_count(s.failed_rows)}"
         f"{html.escape(fmt_rules(s))}</td>"
         f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>" for s in metrics.steps)
     return ("<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
             f"<th>rows out</th><th>failed</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _why(step: StepMetrics, figure: str) -> str:
+    """A cell's tooltip: where its figure came from, or why Spark counted none."""
+    why = step.sources.get(figure) or (step.extra.get("rows_note") if getattr(step, figure) is None else None)
+    return f" title='{html.escape(why, quote=True)}'" if why else ""
 
 
 def render_html(result: PipelineResult, preview: bool = True) -> str:

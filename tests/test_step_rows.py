@@ -1,0 +1,152 @@
+"""Every step's rows, from the SQL metrics of the plans Spark executed for the loads.
+
+Each pipeline runs on the suite's session; the rows of its extracts and transforms are
+compared with pandas on the same data, and the steps Spark counted nothing for carry the
+reason (the step table's tooltip). The walk itself is checked on plans written by hand.
+"""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from pipeline_magics import Pipeline
+from pipeline_magics.metrics.plan_rows import COMBINED, PUSHED, SAME, StepShape, fill_same, rows_from_plans
+from pipeline_magics.run.pipeline import steps_table
+from pipeline_magics.run.step_rows import NO_COUNT, NOT_READ
+from pipeline_magics.spark.sql_plans import ExecutedPlan, PlanNode
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Orders as CSV and Parquet, and a small customer table; the pandas frames to compare with."""
+    root = tmp_path_factory.mktemp("step_rows")
+    orders = pd.DataFrame({"id": range(N), "customer": [i % 40 for i in range(N)],
+                           "country": [["DE", "FR", "IT", "ES", "NL"][i % 5] for i in range(N)],
+                           "amount": [float(i % 97) for i in range(N)]})
+    customers = pd.DataFrame({"customer": range(0, 40, 2), "segment": [f"s{i % 3}" for i in range(20)]})
+    orders.to_csv(root / "orders.csv", index=False)
+    os.makedirs(root / "orders_parquet")
+    orders.to_parquet(root / "orders_parquet" / "part-0.parquet", index=False)
+    os.makedirs(root / "customers")
+    customers.to_parquet(root / "customers" / "part-0.parquet", index=False)
+    return {"root": str(root), "orders": orders, "customers": customers}
+
+
+def run(spark, text: str, data: dict, out) -> object:
+    result = Pipeline.from_yaml(text.format(root=data["root"], out=out)).run(spark)
+    assert result.status == "done", result.metrics.error
+    return result
+
+
+def test_filter_and_aggregate_counted_extract_says_why(spark, data, tmp_path):
+    result = run(spark, """
+name: rows_csv
+steps:
+  - {{type: extract, method: fromCsv, name: orders, config: {{path: "{root}/orders.csv", header: true, inferSchema: true}}}}
+  - {{type: transform, method: filterRows, name: big, config: {{condition: "amount > 50"}}}}
+  - {{type: transform, method: aggregate, name: by_country, config: {{groupBy: [country], aggregations: {{n: "count(*)"}}}}}}
+  - {{type: load, method: toDelta, config: {{path: "{out}", mode: overwrite}}}}
+""", data, tmp_path / "out")
+    orders = data["orders"]
+    m = result.metrics
+    assert m.step("big").rows_out == int((orders.amount > 50).sum())
+    assert m.step("big").sources["rows_out"] == "SQL metrics of the executed plan (Filter)"
+    assert m.step("by_country").rows_in == int((orders.amount > 50).sum())
+    assert m.step("by_country").rows_out == orders[orders.amount > 50].country.nunique()
+    # The CSV reader applied the filter while reading: Spark counted only the rows that passed it.
+    assert m.step("orders").rows_out is None and m.step("orders").extra["rows_note"] == PUSHED
+    html = steps_table(m)
+    assert f"title='{PUSHED}'" in html and "title='SQL metrics of the executed plan (Filter)'" in html
+
+
+def test_parquet_projection_join_and_two_filters(spark, data, tmp_path):
+    result = run(spark, """
+name: rows_parquet
+steps:
+  - {{type: extract, method: fromParquet, name: orders, config: {{path: "{root}/orders_parquet"}}}}
+  - {{type: extract, method: fromParquet, name: customers, config: {{path: "{root}/customers"}}}}
+  - {{type: transform, method: withColumn, name: gross, input: orders, config: {{column: gross, expr: "amount * 1.2"}}}}
+  - {{type: transform, method: join, name: joined, config: {{right: customers, on: customer, how: inner}}}}
+  - {{type: transform, method: aggregate, name: per_segment, config: {{groupBy: [segment], aggregations: {{n: "count(*)"}}}}}}
+  - {{type: load, method: toParquet, config: {{path: "{out}/a", mode: overwrite}}}}
+  - {{type: transform, method: filterRows, name: f1, input: orders, config: {{condition: "amount > 10"}}}}
+  - {{type: transform, method: filterRows, name: f2, config: {{condition: "country != 'DE'"}}}}
+  - {{type: load, method: toParquet, config: {{path: "{out}/b", mode: overwrite}}}}
+  - {{type: transform, method: selectColumns, name: ids, input: orders, config: {{columns: [id]}}}}
+  - {{type: load, method: toParquet, config: {{path: "{out}/c", mode: overwrite}}}}
+  - {{type: transform, method: selectColumns, name: unused, input: orders, config: {{columns: [id]}}}}
+  - {{type: transform, method: sql, name: by_sql, inputs: [orders], config: {{query: "SELECT * FROM orders WHERE id < 5"}}}}
+  - {{type: load, method: toParquet, config: {{path: "{out}/d", mode: overwrite}}}}
+""", data, tmp_path / "out")
+    orders, customers = data["orders"], data["customers"]
+    m = result.metrics
+    joined = orders.merge(customers, on="customer")
+    assert m.step("orders").rows_out == N  # read with no filter pushed into it by the load of `ids`
+    assert m.step("ids").rows_out == N and m.step("ids").rows_in == N
+    assert m.step("customers").rows_out == len(customers) or m.step("customers").extra.get("rows_note") == PUSHED
+    assert m.step("gross").rows_out == N and m.step("gross").sources["rows_out"] == SAME
+    assert m.step("joined").rows_out == len(joined)
+    assert m.step("per_segment").rows_out == joined.segment.nunique()
+    # Spark's optimizer made the two filters one: counted once, on the second.
+    assert m.step("f1").rows_out is None and m.step("f1").extra["rows_note"] == COMBINED.format(other="f2")
+    assert m.step("f2").rows_out == int(((orders.amount > 10) & (orders.country != "DE")).sum())
+    assert m.step("unused").extra["rows_note"] == NOT_READ
+    assert m.step("by_sql").extra["rows_note"] == NO_COUNT.format(method="sql")
+
+
+def test_no_figures_without_metrics(spark, data, tmp_path):
+    result = Pipeline.from_yaml(f"""
+name: rows_off
+steps:
+  - {{type: extract, method: fromParquet, config: {{path: "{data['root']}/orders_parquet"}}}}
+  - {{type: load, method: toParquet, config: {{path: "{tmp_path}/o", mode: overwrite}}}}
+""").run(spark, collect_metrics=False)
+    assert result.metrics.steps[0].rows_out is None and "rows_note" not in result.metrics.steps[0].extra
+
+
+# ------------------------------------------------------------------ the walk, on plans written by hand
+
+
+def plan(*nodes: tuple[int, str, str, int | None], edges: list[tuple[int, int]]) -> ExecutedPlan:
+    by_id = {i: PlanNode(i, name, desc, rows) for i, name, desc, rows in nodes}
+    return ExecutedPlan(1, by_id, dict(edges))
+
+
+SCAN = "FileScan parquet [id#1] Location: InMemoryFileIndex(1 paths)[file:/data/orders], PartitionFilters: [], " \
+       "PushedFilters: [], DataFilters: [], ReadSchema: struct<id:int>"
+
+
+def test_walk_stops_at_an_operator_it_cannot_place():
+    steps = [StepShape(0, "orders", "scan", source="/data/orders"), StepShape(1, "cols", "same", (0,)),
+             StepShape(2, "agg", "aggregate", (1,)), StepShape(3, "out", None, (2,))]
+    # A Generate (an explode in the projection) changes the rows: nothing after it is placed.
+    p = plan((0, "Execute InsertIntoHadoopFsRelationCommand", "", None), (1, "HashAggregate", "", 7),
+             (2, "Generate", "", 50), (3, "Scan parquet", SCAN, 10), edges=[(3, 2), (2, 1), (1, 0)])
+    found, reasons = rows_from_plans(steps, {3: [p]})
+    assert found == {0: (10, "SQL metrics of the executed plan (Scan parquet)")} and reasons == {}
+
+
+def test_walk_places_the_final_aggregate_and_the_projection_before_it():
+    steps = [StepShape(0, "orders", "scan", source="/data/orders"), StepShape(1, "cols", "same", (0,)),
+             StepShape(2, "agg", "aggregate", (1,)), StepShape(3, "out", None, (2,))]
+    p = plan((0, "AdaptiveSparkPlan", "", None), (1, "HashAggregate", "final", 3), (2, "Exchange", "", None),
+             (3, "HashAggregate", "partial", 6), (4, "Project", "", None), (5, "Scan parquet", SCAN, 10),
+             edges=[(5, 4), (4, 3), (3, 2), (2, 1), (1, 0)])
+    found, _ = rows_from_plans(steps, {3: [p]})
+    assert found[2] == (3, "SQL metrics of the executed plan (HashAggregate)") and found[1] == (-1, SAME)
+    rows = {i: found.get(i, (None,))[0] for i in range(4)}
+    assert fill_same(steps, rows) == {1: 10}
+
+
+def test_a_scan_of_a_long_path_is_matched_by_its_shown_start():
+    long_path = "/tmp/" + "x" * 120 + "/orders"
+    desc = f"FileScan parquet [id#1] Location: InMemoryFileIndex(1 paths)[file:{long_path[:80]}...], DataFilters: []"
+    steps = [StepShape(0, "orders", "scan", source=long_path), StepShape(1, "out", None, (0,))]
+    p = plan((0, "Execute X", "", None), (1, "Scan parquet", desc, 4), edges=[(1, 0)])
+    assert rows_from_plans(steps, {1: [p]})[0] == {0: (4, "SQL metrics of the executed plan (Scan parquet)")}
+    other = [StepShape(0, "orders", "scan", source="/tmp/elsewhere"), StepShape(1, "out", None, (0,))]
+    assert rows_from_plans(other, {1: [p]}) == ({}, {})
