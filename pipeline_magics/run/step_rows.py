@@ -32,7 +32,6 @@ class LoadJobs:
         self.spark, self.tag = spark, tag
         self.on = is_classic(spark)
         self.first = latest_execution(spark) if self.on else -1
-        self.seen: set[int] = set()
         self.by_load: dict[int, set[int]] = {}
         self._before: set[int] = set()
 
@@ -43,7 +42,7 @@ class LoadJobs:
     def load_done(self, index: int) -> None:
         if self.on:
             jobs = jobs_of(self.spark, self.tag)
-            self.by_load[index], self.seen = jobs - self._before, self.seen | jobs
+            self.by_load[index] = jobs - self._before
 
 
 def fill(run: Any, loads: LoadJobs | None) -> None:
@@ -57,7 +56,7 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
         return
     shapes = _shapes(run.plan)
     drain_listener_bus(run.spark)
-    executions = executed_plans(run.spark, loads.first, loads.seen)
+    executions = executed_plans(run.spark, loads.first, set().union(*loads.by_load.values()))
     plans = {load: [plan for ran, plan in executions if ran & jobs] for load, jobs in loads.by_load.items()}
     found, reasons = rows_from_plans(shapes, plans)
     rows = {s.index: s.rows_out for s in steps}

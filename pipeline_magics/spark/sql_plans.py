@@ -5,16 +5,19 @@ nothing read again. Classic sessions only (Spark Connect keeps them on its serve
 """
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .kind import is_classic
 
-#: separates the items of a Scala collection's ``mkString`` (metric values may hold newlines)
-_SEP = "\u0001"
-_ROWS_METRIC = re.compile(r"SQLPlanMetric\(number of output rows,(\d+),")
-_EDGE = re.compile(r"SparkPlanGraphEdge\((\d+),(\d+)\)")
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_NODE = re.compile(rf'^\s*(\d+) \[id="node\d+"(?: labelType="html")? label={_QUOTED} tooltip={_QUOTED}\];', re.M)
+_EDGE = re.compile(r'^\s*(\d+)->(\d+)(?: \[label="([\d,]*)"[^\]]*\])?;', re.M)
+_ROWS_LABEL = re.compile(r"number of output rows: ([\d,]+)")
+#: how Delta Lake's own queries (its log, its statistics) are described, or their call site
+_BOOKKEEPING = ("Delta: ", "$anonfun$recordDeltaOperation")
 
 
 @dataclass
@@ -70,6 +73,8 @@ def executed_plans(spark: Any, after: int, jobs: set[int]) -> list[tuple[set[int
     executions = store.executionsList(count - recent, recent)
     for i in range(executions.size()):
         execution = executions.apply(i)
+        if str(execution.description()).startswith(_BOOKKEEPING):
+            continue  # Delta reading its own log around a write: large plans, none of the pipeline's data
         ran = {int(j) for j in str(execution.jobs().keySet().mkString(",")).split(",") if j}
         if ran & jobs:
             plans.append((ran, _plan(store, int(execution.executionId()))))
@@ -77,22 +82,20 @@ def executed_plans(spark: Any, after: int, jobs: set[int]) -> list[tuple[set[int
 
 
 def _plan(store: Any, execution_id: int) -> ExecutedPlan:
-    graph = store.planGraph(execution_id)
-    values = {}
-    for item in str(store.executionMetrics(execution_id).mkString(_SEP)).split(_SEP):
-        key, _, value = item.partition(" -> ")
-        values[key.strip()] = value.strip()
+    """The plan as the UI draws it (Graphviz DOT with each node's SQL metrics): one call into the JVM."""
+    dot = str(store.planGraph(execution_id).makeDotFile(store.executionMetrics(execution_id)))
     nodes: dict[int, PlanNode] = {}
-    all_nodes = graph.allNodes()
-    for i in range(all_nodes.size()):
-        node = all_nodes.apply(i)
-        metric = _ROWS_METRIC.search(str(node.metrics().mkString(_SEP)))
-        value = values.get(metric.group(1), "") if metric else ""
-        rows = int(value.replace(",", "")) if value.replace(",", "").isdigit() else None
-        nodes[int(node.id())] = PlanNode(int(node.id()), str(node.name()).strip(), str(node.desc()), rows)
+    for node_id, label, tooltip in _NODE.findall(dot):
+        name = re.search(r"<b>(.*?)</b>", label)
+        rows = _ROWS_LABEL.search(label)  # Spark 4.0, 4.1: the node's metrics are in its label
+        nodes[int(node_id)] = PlanNode(int(node_id), (name.group(1) if name else label).strip(),
+                                       codecs.decode(tooltip, "unicode_escape"),
+                                       int(rows.group(1).replace(",", "")) if rows else None)
     parent: dict[int, int] = {}
-    for child, to in _EDGE.findall(str(graph.edges().mkString(_SEP))):
+    for child, to, rows in _EDGE.findall(dot):
         parent[int(child)] = int(to)
         if int(to) in nodes:
             nodes[int(to)].children.append(int(child))
+        if rows and int(child) in nodes:  # Spark 4.2: a node's output rows label the edge to its parent
+            nodes[int(child)].rows = int(rows.replace(",", ""))
     return ExecutedPlan(execution_id, nodes, parent)
