@@ -9,6 +9,7 @@ Nothing here runs a Spark job or reads the data a second time.
 | rows and bytes written to Delta (batch) | the ``operationMetrics`` of the commit the write produced (``numOutputRows``, ``numOutputBytes``; a merge's ``numTargetRows*``), found by the step's ``userMetadata`` marker from the table's latest version backwards | read from the commit file through Delta's LogStore: ``DESCRIBE HISTORY`` would run a Spark job (it is the fallback on Spark Connect) |
 | ``expect`` counts | an ``Observation`` (drop/warn; a named observation in a stream) or the gate's own aggregate (fail) | |
 | ``toMemory``, ``display`` | the action they run anyway | |
+| rows out of extracts, filters, aggregates, joins, projections (batch, classic) | the SQL metrics of the plans Spark executed for the loads (``plan_rows``, ``run/step_rows.py``) | a step whose work Spark moved (a filter pushed into the read) gets the reason instead |
 | streaming input rows, rates, batch duration | every progress report: a ``StreamingQueryListener`` plus ``recentProgress`` | ``numInputRows`` is what the source produced after the filters it applies itself |
 | streaming rows written | Delta: the query's commits (``operationParameters.queryId``); sinks that report ``numOutputRows``: that; others: a named observation in the progress' ``observedMetrics`` | |
 """
