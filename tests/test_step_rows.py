@@ -111,21 +111,23 @@ steps:
 # ------------------------------------------------------------------ the walk, on plans written by hand
 
 
-def plan(*nodes: tuple[int, str, str, int | None], edges: list[tuple[int, int]]) -> ExecutedPlan:
-    by_id = {i: PlanNode(i, name, desc, rows) for i, name, desc, rows in nodes}
+def plan(*nodes: tuple[int, str, int | None], edges: list[tuple[int, int]], scan: PlanNode | None = None
+         ) -> ExecutedPlan:
+    by_id = {i: PlanNode(i, name, rows) for i, name, rows in nodes}
+    if scan is not None:
+        by_id[scan.id] = scan
     return ExecutedPlan(1, by_id, dict(edges))
 
 
-SCAN = "FileScan parquet [id#1] Location: InMemoryFileIndex(1 paths)[file:/data/orders], PartitionFilters: [], " \
-       "PushedFilters: [], DataFilters: [], ReadSchema: struct<id:int>"
+SCAN = PlanNode(9, "Scan parquet", 10, location="file:/data/orders")
 
 
 def test_walk_stops_at_an_operator_it_cannot_place():
     steps = [StepShape(0, "orders", "scan", source="/data/orders"), StepShape(1, "cols", "same", (0,)),
              StepShape(2, "agg", "aggregate", (1,)), StepShape(3, "out", None, (2,))]
     # A Generate (an explode in the projection) changes the rows: nothing after it is placed.
-    p = plan((0, "Execute InsertIntoHadoopFsRelationCommand", "", None), (1, "HashAggregate", "", 7),
-             (2, "Generate", "", 50), (3, "Scan parquet", SCAN, 10), edges=[(3, 2), (2, 1), (1, 0)])
+    p = plan((0, "Execute InsertIntoHadoopFsRelationCommand", None), (1, "HashAggregate", 7), (2, "Generate", 50),
+             edges=[(9, 2), (2, 1), (1, 0)], scan=SCAN)
     found, reasons = rows_from_plans(steps, {3: [p]})
     assert found == {0: (10, "SQL metrics of the executed plan (Scan parquet)")} and reasons == {}
 
@@ -133,20 +135,35 @@ def test_walk_stops_at_an_operator_it_cannot_place():
 def test_walk_places_the_final_aggregate_and_the_projection_before_it():
     steps = [StepShape(0, "orders", "scan", source="/data/orders"), StepShape(1, "cols", "same", (0,)),
              StepShape(2, "agg", "aggregate", (1,)), StepShape(3, "out", None, (2,))]
-    p = plan((0, "AdaptiveSparkPlan", "", None), (1, "HashAggregate", "final", 3), (2, "Exchange", "", None),
-             (3, "HashAggregate", "partial", 6), (4, "Project", "", None), (5, "Scan parquet", SCAN, 10),
-             edges=[(5, 4), (4, 3), (3, 2), (2, 1), (1, 0)])
+    p = plan((0, "AdaptiveSparkPlan", None), (1, "HashAggregate", 3), (2, "Exchange", None),
+             (3, "HashAggregate", 6), (4, "Project", None), edges=[(9, 4), (4, 3), (3, 2), (2, 1), (1, 0)], scan=SCAN)
     found, _ = rows_from_plans(steps, {3: [p]})
     assert found[2] == (3, "SQL metrics of the executed plan (HashAggregate)") and found[1] == (-1, SAME)
     rows = {i: found.get(i, (None,))[0] for i in range(4)}
     assert fill_same(steps, rows) == {1: 10}
 
 
+def test_a_filtered_read_is_not_the_extract_s_count():
+    steps = [StepShape(0, "orders", "scan", source="/data/orders"), StepShape(1, "big", "filter", (0,)),
+             StepShape(2, "out", None, (1,))]
+    pushed = PlanNode(9, "Scan csv", 6, location="file:/data/orders", filtered=True)
+    p = plan((0, "AdaptiveSparkPlan", None), (1, "Filter", 6), edges=[(9, 1), (1, 0)], scan=pushed)
+    found, reasons = rows_from_plans(steps, {2: [p]})
+    assert found == {1: (6, "SQL metrics of the executed plan (Filter)")} and reasons == {0: PUSHED}
+
+
 def test_a_scan_of_a_long_path_is_matched_by_its_shown_start():
     long_path = "/tmp/" + "x" * 120 + "/orders"
-    desc = f"FileScan parquet [id#1] Location: InMemoryFileIndex(1 paths)[file:{long_path[:80]}...], DataFilters: []"
+    scan = PlanNode(1, "Scan parquet", 4, location=f"file:{long_path[:80]}...")
     steps = [StepShape(0, "orders", "scan", source=long_path), StepShape(1, "out", None, (0,))]
-    p = plan((0, "Execute X", "", None), (1, "Scan parquet", desc, 4), edges=[(1, 0)])
+    p = plan((0, "Execute X", None), edges=[(1, 0)], scan=scan)
     assert rows_from_plans(steps, {1: [p]})[0] == {0: (4, "SQL metrics of the executed plan (Scan parquet)")}
     other = [StepShape(0, "orders", "scan", source="/tmp/elsewhere"), StepShape(1, "out", None, (0,))]
     assert rows_from_plans(other, {1: [p]}) == ({}, {})
+
+
+def test_a_table_scan_is_matched_by_the_names_the_jvm_found():
+    scan = PlanNode(1, "Scan JDBCRelation(public.orders) [numPartitions=1]", 12, names=frozenset({"public.orders"}))
+    steps = [StepShape(0, "orders", "scan", source="public.orders"), StepShape(1, "out", None, (0,))]
+    p = plan((0, "Execute X", None), edges=[(1, 0)], scan=scan)
+    assert rows_from_plans(steps, {1: [p]})[0][0][0] == 12

@@ -23,8 +23,6 @@ _PASSING = ("Project", "Exchange", "AQEShuffleRead", "Sort", "ColumnarToRow", "R
             "ShuffleQueryStage", "BroadcastQueryStage", "BroadcastExchange", "ReusedExchange", "TableCacheQueryStage",
             "InMemoryTableScan", "InMemoryRelation", "WholeStageCodegen", "CollectMetrics", "AdaptiveSparkPlan",
             "WriteFiles", "Execute", "AppendData", "OverwriteByExpression", "DeltaInvariantChecker", "Coalesce")
-_FILTERED_READ = re.compile(r"(PushedFilters|DataFilters|PartitionFilters): \[[^\]]")
-_LOCATION = re.compile(r"Location: \w+\(\d+ paths?\)\[([^\]]*)\]")
 
 SOURCE = "SQL metrics of the executed plan ({node})"
 SAME = "as many rows as its input (it changes columns only)"
@@ -66,12 +64,11 @@ def _norm(path: str) -> str:
 
 def reads(node: PlanNode, source: str) -> bool:
     """Whether scan ``node`` reads ``source`` (a path, or a table name)."""
-    if "_delta_log" in node.desc:
+    if node.location is None:
+        return source in node.names
+    shown = _norm(node.location.split(",")[0])
+    if "_delta_log" in shown:
         return False  # Delta reading its own log
-    location = _LOCATION.search(node.desc)
-    if location is None:
-        return bool(re.search(rf"(?<![\w.]){re.escape(source)}(?![\w])", node.desc))
-    shown = _norm(location.group(1).split(",")[0])
     if shown.endswith("..."):  # Spark abbreviates long locations
         return len(shown) > 20 and _norm(source).startswith(shown[:-3])
     return _norm(source).rstrip("/") == shown.rstrip("/")
@@ -93,7 +90,7 @@ def rows_from_plans(steps: list[StepShape], plans: dict[int, list[ExecutedPlan]]
                 scans = [n for n in plan.nodes.values() if _kind(n) == "scan" and reads(n, shape.source)]
                 if len(scans) != 1:
                     continue
-                if _FILTERED_READ.search(scans[0].desc):
+                if scans[0].filtered:
                     reasons.setdefault(extract, PUSHED)
                 elif scans[0].rows is not None:
                     found.setdefault(extract, (scans[0].rows, SOURCE.format(node=scans[0].name)))

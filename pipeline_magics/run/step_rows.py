@@ -56,7 +56,8 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
         return
     shapes = _shapes(run.plan)
     drain_listener_bus(run.spark)
-    executions = executed_plans(run.spark, loads.first, set().union(*loads.by_load.values()))
+    sources = {shape.source for shape in shapes if shape.counts == "scan" and shape.source}
+    executions = executed_plans(run.spark, loads.first, set().union(*loads.by_load.values()), sources)
     plans = {load: [plan for ran, plan in executions if ran & jobs] for load, jobs in loads.by_load.items()}
     found, reasons = rows_from_plans(shapes, plans)
     rows = {s.index: s.rows_out for s in steps}

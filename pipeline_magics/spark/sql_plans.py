@@ -2,32 +2,46 @@
 
 Read from the session's SQL status store, as the Spark UI's SQL tab reads them: no Spark job,
 nothing read again. Classic sessions only (Spark Connect keeps them on its server).
+
+A description can hold a condition's literals, and a condition may come from Vault: only
+scans' descriptions are read, with py4j's debug log held back for this thread meanwhile, and
+only what is needed is kept (where the scan reads, whether filters were pushed into it, which
+of the pipeline's sources it names).
 """
 from __future__ import annotations
 
-import codecs
+import contextlib
+import logging
 import re
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from .kind import is_classic
 
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
-_NODE = re.compile(rf'^\s*(\d+) \[id="node\d+"(?: labelType="html")? label={_QUOTED} tooltip={_QUOTED}\];', re.M)
-_EDGE = re.compile(r'^\s*(\d+)->(\d+)(?: \[label="([\d,]*)"[^\]]*\])?;', re.M)
-_ROWS_LABEL = re.compile(r"number of output rows: ([\d,]+)")
+#: separates the items of a Scala collection's ``mkString`` (metric values may hold newlines)
+_SEP = "\u0001"
+_ROWS_METRIC = re.compile(r"SQLPlanMetric\(number of output rows,(\d+),")
+_EDGE = re.compile(r"SparkPlanGraphEdge\((\d+),(\d+)\)")
+#: a scan's description: its files (``Location: InMemoryFileIndex(1 paths)[file:/...]``), filters pushed into it
+_LOCATION = re.compile(r"Location: \w+\(\d+ paths?\)\[([^\]]*)\]")
+_FILTERED = re.compile(r"(PushedFilters|DataFilters|PartitionFilters): \[[^\]]")
 #: how Delta Lake's own queries (its log, its statistics) are described, or their call site
 _BOOKKEEPING = ("Delta: ", "$anonfun$recordDeltaOperation")
+SCANS = ("Scan", "FileScan", "BatchScan")
 
 
 @dataclass
 class PlanNode:
-    """One operator of an executed plan: its name (``Filter``, ``Scan csv``), its description, its output rows."""
+    """One operator of an executed plan: its name (``Filter``, ``Scan csv``) and output rows; for a scan,
+    its location, whether filters were pushed into it, and which of the given sources it names."""
 
     id: int
     name: str
-    desc: str
     rows: int | None
+    location: str | None = None
+    filtered: bool = False
+    names: frozenset[str] = frozenset()
     children: list[int] = field(default_factory=list)
 
 
@@ -38,6 +52,38 @@ class ExecutedPlan:
     execution_id: int
     nodes: dict[int, PlanNode]
     parent: dict[int, int]
+
+
+_quiet = threading.local()
+
+
+class _HeldBack(logging.Filter):
+    """Drops py4j's records made on a thread inside ``_unlogged``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_quiet, "on", False)
+
+
+_HELD_BACK = _HeldBack()
+
+
+@contextlib.contextmanager
+def _unlogged() -> Iterator[None]:
+    """py4j logs every answer at DEBUG: plan text read here is kept out of that log."""
+    for name in ("py4j.clientserver", "py4j.java_gateway"):
+        logger = logging.getLogger(name)
+        if _HELD_BACK not in logger.filters:
+            logger.addFilter(_HELD_BACK)
+    _quiet.on = True
+    try:
+        yield
+    finally:
+        _quiet.on = False
+
+
+def _names(desc: str, source: str) -> bool:
+    """Whether a scan's description names ``source`` (a table or a path) as a whole word."""
+    return bool(re.search(rf"(?<![\w.]){re.escape(source)}(?![\w])", desc))
 
 
 def _store(spark: Any) -> Any:
@@ -58,13 +104,21 @@ def jobs_of(spark: Any, tag: str) -> set[int]:
     return {int(j) for j in spark.sparkContext._jsc.sc().statusTracker().getJobIdsForTag(tag)}
 
 
-def executed_plans(spark: Any, after: int, jobs: set[int]) -> list[tuple[set[int], ExecutedPlan]]:
-    """The SQL executions after execution ``after`` that ran any of ``jobs``: the jobs each ran, and its plan.
+def executed_plans(spark: Any, after: int, jobs: set[int], sources: Iterable[str] = ()
+                   ) -> list[tuple[set[int], ExecutedPlan]]:
+    """The SQL executions after execution ``after`` that ran any of ``jobs``: the jobs each ran, and its plan
+    (its scans checked for naming each of ``sources``, a path or a table).
 
     Oldest first. Call once Spark's listeners have seen the executions' ends (``drain_listener_bus``).
     """
     if not jobs or not is_classic(spark):
         return []
+    with _unlogged():
+        return _executed_plans(spark, after, jobs, tuple(sources))
+
+
+def _executed_plans(spark: Any, after: int, jobs: set[int], sources: tuple[str, ...]
+                    ) -> list[tuple[set[int], ExecutedPlan]]:
     store = _store(spark)
     count = int(store.executionsCount())
     newest = latest_execution(spark)
@@ -77,25 +131,36 @@ def executed_plans(spark: Any, after: int, jobs: set[int]) -> list[tuple[set[int
             continue  # Delta reading its own log around a write: large plans, none of the pipeline's data
         ran = {int(j) for j in str(execution.jobs().keySet().mkString(",")).split(",") if j}
         if ran & jobs:
-            plans.append((ran, _plan(store, int(execution.executionId()))))
+            plans.append((ran, _plan(store, int(execution.executionId()), sources)))
     return plans
 
 
-def _plan(store: Any, execution_id: int) -> ExecutedPlan:
-    """The plan as the UI draws it (Graphviz DOT with each node's SQL metrics): one call into the JVM."""
-    dot = str(store.planGraph(execution_id).makeDotFile(store.executionMetrics(execution_id)))
+def _plan(store: Any, execution_id: int, sources: tuple[str, ...]) -> ExecutedPlan:
+    graph = store.planGraph(execution_id)
+    values = {}
+    for item in str(store.executionMetrics(execution_id).mkString(_SEP)).split(_SEP):
+        key, _, value = item.partition(" -> ")
+        values[key.strip()] = value.strip().replace(",", "")
     nodes: dict[int, PlanNode] = {}
-    for node_id, label, tooltip in _NODE.findall(dot):
-        name = re.search(r"<b>(.*?)</b>", label)
-        rows = _ROWS_LABEL.search(label)  # Spark 4.0, 4.1: the node's metrics are in its label
-        nodes[int(node_id)] = PlanNode(int(node_id), (name.group(1) if name else label).strip(),
-                                       codecs.decode(tooltip, "unicode_escape"),
-                                       int(rows.group(1).replace(",", "")) if rows else None)
+    all_nodes = graph.allNodes()
+    for i in range(all_nodes.size()):
+        node = all_nodes.apply(i)
+        name = str(node.name()).strip()
+        if name.startswith("WholeStageCodegen"):
+            continue  # a cluster of the nodes below, which have the figures
+        metric = _ROWS_METRIC.search(str(node.metrics().mkString(_SEP)))
+        value = values.get(metric.group(1), "") if metric else ""
+        plan_node = PlanNode(int(node.id()), name, int(value) if value.isdigit() else None)
+        if name.startswith(SCANS):
+            desc = str(node.desc())
+            location = _LOCATION.search(desc)
+            plan_node.location = location.group(1) if location else None
+            plan_node.filtered = bool(_FILTERED.search(desc))
+            plan_node.names = frozenset(s for s in sources if _names(desc, s))
+        nodes[plan_node.id] = plan_node
     parent: dict[int, int] = {}
-    for child, to, rows in _EDGE.findall(dot):
+    for child, to in _EDGE.findall(str(graph.edges().mkString(_SEP))):
         parent[int(child)] = int(to)
         if int(to) in nodes:
             nodes[int(to)].children.append(int(child))
-        if rows and int(child) in nodes:  # Spark 4.2: a node's output rows label the edge to its parent
-            nodes[int(child)].rows = int(rows.replace(",", ""))
     return ExecutedPlan(execution_id, nodes, parent)
