@@ -90,7 +90,7 @@ test: system setup-test kafka client
 # restart, PostgreSQL, a failing expect, a cancelled batch, metrics counts, and Spark Connect. On 4.1 the
 # Kafka restart after SIGKILL is left out: the 4.1.1 connector (the newest whose jars are all on Maven
 # Central) can fail the replayed batch with a NullPointerException in KafkaMicroBatchStream.metrics.
-MATRIX_TESTS := tests/test_batch_methods.py tests/test_everywhere.py tests/test_versions.py \
+MATRIX_TESTS := tests/test_batch_methods.py tests/test_everywhere.py tests/test_versions.py tests/test_step_rows.py \
   tests/test_streaming_kafka.py::test_exactly_once_into_delta_after_sigkill \
   tests/test_postgres.py::test_table_read_transform_and_overwrite \
   tests/test_metrics.py::test_batch_delta_append_overwrite_table_and_merge \
