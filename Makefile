@@ -87,7 +87,8 @@ test: system setup-test kafka client
 
 # A representative subset on every other supported Spark, each in its own environment
 # (.venv-spark-VERSION): every batch method against pandas, Delta merge, Kafka streaming with a
-# restart, PostgreSQL, a failing expect, a cancelled batch, metrics counts, and Spark Connect. On 4.1 the
+# restart, PostgreSQL, a failing expect, a cancelled batch, metrics counts, step rows read from the status
+# store, and Spark Connect. On 4.1 the
 # Kafka restart after SIGKILL is left out: the 4.1.1 connector (the newest whose jars are all on Maven
 # Central) can fail the replayed batch with a NullPointerException in KafkaMicroBatchStream.metrics.
 MATRIX_TESTS := tests/test_batch_methods.py tests/test_everywhere.py tests/test_versions.py tests/test_step_rows.py \
