@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline_magics import Pipeline
-from pipeline_magics.metrics.plan_rows import COMBINED, PUSHED, SAME, StepShape, fill_same, rows_from_plans
+from pipeline_magics.metrics.plan_rows import CACHED, COMBINED, PUSHED, SAME, StepShape, fill_same, rows_from_plans
 from pipeline_magics.run.pipeline import steps_table
 from pipeline_magics.run.step_rows import NO_COUNT, NOT_READ
 from pipeline_magics.spark.sql_plans import ExecutedPlan, PlanNode
@@ -96,6 +96,24 @@ steps:
     assert m.step("f2").rows_out == int(((orders.amount > 10) & (orders.country != "DE")).sum())
     assert m.step("unused").extra["rows_note"] == NOT_READ
     assert m.step("by_sql").extra["rows_note"] == NO_COUNT.format(method="sql")
+
+
+def test_a_source_read_to_fill_a_quarantine_s_cache_is_never_counted_as_empty(spark, data, tmp_path):
+    """The quarantine write reads the source into a cache; the load's plan only reuses it (its scan shows 0)."""
+    result = run(spark, """
+name: rows_quarantine
+steps:
+  - {{type: extract, method: fromCsv, name: orders, config: {{path: "{root}/orders.csv", header: true, inferSchema: true}}}}
+  - type: transform
+    method: expect
+    name: checks
+    config: {{rules: {{big: "amount >= 20"}}, onFail: quarantine, quarantine: {{path: "{out}/rejected"}}}}
+  - {{type: load, method: toDelta, config: {{path: "{out}/good", mode: overwrite}}}}
+""", data, tmp_path)
+    orders, m = data["orders"], result.metrics
+    assert m.step("checks").rows_out == int((orders.amount >= 20).sum())  # the expect's own figure
+    assert m.step("orders").rows_out in (None, N)  # never the 0 of a plan that reused the cache
+    assert m.step("orders").rows_out == N or m.step("orders").extra["rows_note"] == CACHED
 
 
 def test_no_figures_without_metrics(spark, data, tmp_path):

@@ -27,6 +27,7 @@ _PASSING = ("Project", "Exchange", "AQEShuffleRead", "Sort", "ColumnarToRow", "R
 SOURCE = "SQL metrics of the executed plan ({node})"
 SAME = "as many rows as its input (it changes columns only)"
 PUSHED = "Spark read the source with later filters pushed into the read, so it counted only the rows that passed them"
+CACHED = "Spark read it to fill a cache, in a job that wrote nothing: the loads' plans only reuse that cache"
 COMBINED = "Spark's optimizer made this filter and step {other}'s one filter; its rows are counted there"
 
 
@@ -89,6 +90,9 @@ def rows_from_plans(steps: list[StepShape], plans: dict[int, list[ExecutedPlan]]
             for plan in load_plans:
                 scans = [n for n in plan.nodes.values() if _kind(n) == "scan" and reads(n, shape.source)]
                 if len(scans) != 1:
+                    continue
+                if _from_cache(plan, scans[0]):  # filled by an earlier job, or here: its figures say which
+                    reasons.setdefault(extract, CACHED)
                     continue
                 if scans[0].filtered:
                     reasons.setdefault(extract, PUSHED)
@@ -175,6 +179,16 @@ def _walk(plan: ExecutedPlan, scan: PlanNode, chain: list[StepShape], found: dic
             settle(node.rows, node.name)
         else:
             return
+
+
+def _from_cache(plan: ExecutedPlan, node: PlanNode) -> bool:
+    """Whether ``node`` sits under a cached relation that this plan read without running ``node``."""
+    above = plan.nodes.get(plan.parent.get(node.id, -1))
+    while above is not None:
+        if above.name.startswith(("InMemoryTableScan", "InMemoryRelation")):
+            return not node.rows  # a cache filled by this plan counted its rows; a reused one shows 0
+        above = plan.nodes.get(plan.parent.get(above.id, -1))
+    return False
 
 
 def _next_is_filter(plan: ExecutedPlan, node: PlanNode) -> bool:

@@ -57,7 +57,11 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
     shapes = _shapes(run.plan)
     drain_listener_bus(run.spark)
     sources = {shape.source for shape in shapes if shape.counts == "scan" and shape.source}
-    executions = executed_plans(run.spark, loads.first, set().union(*loads.by_load.values()), sources)
+    jobs = set().union(*loads.by_load.values())
+    executions = executed_plans(run.spark, loads.first, jobs, sources)
+    if any(ran and not any(ran & seen for seen, _ in executions) for ran in loads.by_load.values()):
+        drain_listener_bus(run.spark)  # a load's execution not in the status store yet: once more
+        executions = executed_plans(run.spark, loads.first, jobs, sources)
     plans = {load: [plan for ran, plan in executions if ran & jobs] for load, jobs in loads.by_load.items()}
     found, reasons = rows_from_plans(shapes, plans)
     rows = {s.index: s.rows_out for s in steps}
