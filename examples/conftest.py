@@ -1,10 +1,27 @@
 """The tutorial notebooks run under nbval with the suite's services (tests/services/, a pytest plugin):
-a notebook about Kafka gets a broker, one about Spark Connect a Connect server, before its kernel starts."""
+a notebook about Kafka gets a broker, one about Spark Connect a Connect server, before its kernel starts.
+
+nbval (``--nbval`` in pyproject's addopts) compares each cell's outputs with the stored ones, after the
+regexes of nbval-sanitize.cfg (next to this file) have replaced what varies from run to run: times,
+durations, temporary paths, ports, ids, SVG geometry. ``--nbval-sanitize-with FILE`` on the command line
+names another file instead."""
 from __future__ import annotations
 
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
 
 pytest_plugins = ["services.plugin"]
+
+#: the sanitizer of the stored outputs, found from any working directory
+SANITIZE = os.path.join(HERE, "nbval-sanitize.cfg")
+
+
+@pytest.hookimpl(trylast=True)  # after nbval's own, which resolves its deprecated --sanitize-with
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "nbval_sanitize_with", None) is None:
+        config.option.nbval_sanitize_with = SANITIZE
