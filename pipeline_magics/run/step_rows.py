@@ -14,7 +14,7 @@ from ..metrics.model import StepMetrics
 from ..metrics.plan_rows import SAME, StepShape, abspath, fill_same, rows_from_plans
 from ..metrics.sources import drain_listener_bus
 from ..spark.kind import is_classic
-from ..spark.sql_plans import executed_plans, jobs_of, latest_execution
+from ..spark.sql_plans import ExecutedPlan, executed_plans, jobs_of, latest_execution
 
 log = logging.getLogger("pipeline_magics.metrics")
 
@@ -59,8 +59,8 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
     sources = {shape.source for shape in shapes if shape.counts == "scan" and shape.source}
     jobs = set().union(*loads.by_load.values())
     executions = executed_plans(run.spark, loads.first, jobs, sources)
-    if any(ran and not any(ran & seen for seen, _ in executions) for ran in loads.by_load.values()):
-        drain_listener_bus(run.spark)  # a load's execution not in the status store yet: once more
+    if not _settled(executions, loads.by_load.values()):
+        drain_listener_bus(run.spark)  # the status store has not seen all of it yet: once more
         executions = executed_plans(run.spark, loads.first, jobs, sources)
     plans = {load: [plan for ran, plan in executions if ran & jobs] for load, jobs in loads.by_load.items()}
     found, reasons = rows_from_plans(shapes, plans)
@@ -80,6 +80,15 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
             s.extra["rows_note"] = reasons.get(shape.index) or (
                 NOT_READ if shape.index not in read else
                 NO_COUNT.format(method=s.method) if shape.counts is None else UNMATCHED)
+
+
+def _settled(executions: list[tuple[set[int], ExecutedPlan]], loads: Any) -> bool:
+    """Whether every load's execution is in, with the figures of its counting operators."""
+    if any(ran and not any(ran & seen for seen, _ in executions) for ran in loads):
+        return False
+    counting = ("Filter", "Scan", "FileScan", "BatchScan")
+    return all(node.rows is not None for _, plan in executions for node in plan.nodes.values()
+               if node.name.startswith(counting) or node.name.endswith(("Aggregate", "Join")))
 
 
 def _shapes(plan: Any) -> list[StepShape]:
