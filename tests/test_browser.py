@@ -436,8 +436,18 @@ def test_pipeline_yaml_cell_completes_methods_and_settings_from_the_schema(lab, 
     # ... and JupyterLab's kernel completer (Tab) still completes Python there
     page.keyboard.press("Control+a")
     page.keyboard.type("isinst")
-    page.keyboard.press("Tab")
-    expect(page.locator(".jp-Completer")).to_contain_text("isinstance", timeout=30_000)
+    completer = page.locator(".jp-Completer")
+    for _ in range(3):  # the kernel answers a completion request; a busy machine may miss the first one
+        page.keyboard.press("Tab")
+        try:
+            expect(completer).to_contain_text("isinstance", timeout=30_000)
+            break
+        except AssertionError:
+            page.keyboard.press("Escape")
+            python_cell.click()
+            page.keyboard.press("Control+a")
+            page.keyboard.type("isinst")
+    expect(completer).to_contain_text("isinstance")
     expect(popup).to_have_count(0)
     page.keyboard.press("Enter")
     expect(python_cell).to_have_text("isinstance")
