@@ -15,13 +15,16 @@ from pipeline_magics.methods.cdc import Cdc, change_counts
 KEYS = 12
 
 
-def change_log(n: int = 120, seed: int = 7) -> list[dict]:
+def change_log(n: int = 120, seed: int = 7, null_key: bool = False) -> list[dict]:
     """Changes to ``KEYS`` keys with unique sequence numbers, about one in five a delete, shuffled
-    (so later batches bring older changes)."""
+    (so later batches bring older changes); with ``null_key`` one of the keys is NULL."""
     rng = random.Random(seed)
     seqs = rng.sample(range(1, 10 * n), n)
     log = [{"id": rng.randrange(KEYS), "name": f"n{s % 13}", "value": s * 1.5, "seq": s,
             "op": "D" if rng.random() < 0.2 else "U"} for s in seqs]
+    for change in log if null_key else ():
+        if change["id"] == 5:  # inserted, then deleted, then a late change (seed 7)
+            change["id"] = None
     return log
 
 
@@ -54,6 +57,7 @@ def ref_scd2(changes: list[dict]) -> pd.DataFrame:
 
 def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=columns)
+    df["id"] = df["id"].astype("Int64")  # a NULL key stays NULL
     if "__END_AT" in df:
         df["__END_AT"] = df["__END_AT"].astype("Int64")
     return df.sort_values(columns[:1] + (["__START_AT"] if "__START_AT" in columns else [])).reset_index(drop=True)
@@ -63,7 +67,7 @@ def table(spark, path, columns: list[str]) -> pd.DataFrame:
     df = spark.read.format("delta").load(str(path)).toPandas()[columns]
     if "__END_AT" in df:
         df["__END_AT"] = df["__END_AT"].astype("Int64")
-    for c in ("id", "seq", "__START_AT"):
+    for c in ("seq", "__START_AT"):
         if c in df:
             df[c] = df[c].astype("int64")
     return frame(df.to_dict("records"), columns)
@@ -115,12 +119,13 @@ def expected_counts(mode: str, before: list[dict], after: list[dict]) -> dict[st
     return {"inserted": int((keyed._merge == "right_only").sum()), "updated": len(updated), "deleted": 0}
 
 
-@pytest.mark.parametrize("mode", ["scd1", "scd2"])
-def test_batches_with_late_changes_deletes_and_duplicates_match_the_reference(spark, lake, mode):
+@pytest.mark.parametrize("mode,null_key", [("scd1", False), ("scd2", False), ("scd1", True), ("scd2", True)])
+def test_batches_with_late_changes_deletes_and_duplicates_match_the_reference(spark, lake, mode, null_key):
+    """With ``null_key``, NULL is one of the keys: its changes are applied as any other key's."""
     out = lake / "target"
     applied: list[dict] = []
     settings = Cdc(mode, ("id",), "seq", "op = 'D'", ("op",))
-    for i, rows in enumerate(batches(change_log())):
+    for i, rows in enumerate(batches(change_log(null_key=null_key))):
         src = write_batch(lake / f"b{i}", rows, "changes.json")
         changes = spark.read.schema(SCHEMA).json(src)
         want = expected_counts(mode, applied, applied + rows)
@@ -138,7 +143,7 @@ def test_batches_with_late_changes_deletes_and_duplicates_match_the_reference(sp
         assert (step.get("numTargetRowsInserted", 0), step.get("numTargetRowsUpdated", 0),
                 step.get("numTargetRowsDeleted", 0)) == (want["inserted"], want["updated"], want["deleted"])
     before = table(spark, out, list(check(spark, out, mode, applied).columns))
-    everything = write_batch(lake / "all", change_log(), "changes.json")
+    everything = write_batch(lake / "all", change_log(null_key=null_key), "changes.json")
     Pipeline.from_yaml(cdc_spec(everything, out, mode)).run(spark)  # the whole log again: nothing changes
     pd.testing.assert_frame_equal(table(spark, out, list(before.columns)), before)
 

@@ -82,10 +82,12 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _semi(df: Any, keys_df: Any, keys: tuple[str, ...]) -> Any:
-    """The rows of ``df`` whose key is in ``keys_df`` (NULL-safe)."""
+def _semi(df: Any, keys_df: Any, keys: tuple[str, ...], null_safe: bool = True) -> Any:
+    """The rows of ``df`` whose key is in ``keys_df`` (NULL-safe unless told: then a NULL key matches nothing)."""
     from pyspark.sql import functions as F
 
+    if not null_safe:
+        return df.join(keys_df, list(keys), "left_semi")
     a, b = df.alias("pm_a"), keys_df.alias("pm_b")
     on = reduce(lambda x, y: x & y, [F.col(f"pm_a.{_q(k)}").eqNullSafe(F.col(f"pm_b.{_q(k)}")) for k in keys])
     return a.join(b, on, "left_semi")
@@ -101,7 +103,7 @@ def normalize(changes: Any, cdc: Cdc) -> Any:
                           deleted.alias(DEL), F.lit(NEW).alias(PRIO))
 
 
-def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> Any:
+def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc, null_safe: bool = True) -> Any:
     """The rows to write, each with its ``__ACTION`` (insert, update, delete or none), its sequence and
     ``__pm_record`` (true for a delete the side table must keep: one the target will not show by itself).
 
@@ -109,7 +111,8 @@ def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> A
     An scd2 history shows the deletes that closed a row (its ``__END_AT`` starts no other row): those
     come back from the target as events, so only a delete that follows no row (a key's first change,
     or a delete after a delete, a shown one included) is kept aside. scd1 keeps a delete that is its
-    key's latest change.
+    key's latest change. ``null_safe=False`` resolves the changes with a NULL in a key as if the
+    table had no rows for them (cheaper joins; the caller applies those changes apart).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -118,7 +121,7 @@ def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> A
     affected = events.select(*[_q(k) for k in keys]).distinct()
     parts = [events]
     if target is not None:
-        stored = _semi(target, affected, cdc.keys)
+        stored = _semi(target, affected, cdc.keys, null_safe)
         if cdc.mode == "scd2":
             # each stored row, and where it ends a delete (unless a stored row starts there: that one wins)
             def event(values: list[Any], seq: Any, deleted: bool, prio: int, old_end: Any) -> Any:
@@ -134,7 +137,7 @@ def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc) -> A
             parts.append(stored.select(*[F.col(_q(c)) for c in cols], F.col(cdc.sequence).alias(SEQ),
                                        F.lit(False).alias(DEL), F.lit(STORED).alias(PRIO)))
     if deletes is not None:
-        parts.append(_semi(deletes, affected, cdc.keys).select(
+        parts.append(_semi(deletes, affected, cdc.keys, null_safe).select(
             *[F.col(_q(k)) for k in keys], F.col(SEQ), F.lit(True).alias(DEL), F.lit(STORED).alias(PRIO)))
     every = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
     if OLD_END not in every.columns:
@@ -181,12 +184,16 @@ def change_counts(changes: Any, path: str | None, table: str | None, cdc: Cdc) -
 
 
 def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: str | None = None) -> None:
-    """Applies ``changes`` to the Delta target (created when missing); the target's commit is tagged ``marker``.
+    """Applies ``changes`` to the Delta target (created when missing); the target's commits are tagged ``marker``.
 
-    The MERGE counts, as it reads its source, the deletes the side table must keep (an Observation;
-    where that count cannot be had, Spark Connect and Spark 4.0, the resolved changes are cached for
-    the MERGE and read again). Only when there are some are they resolved once more, against the table as it was
-    before the MERGE, and appended: a CDC feed whose deletes follow rows never pays for that.
+    Classic Spark 4.1+: the MERGE joins on plain key equality, so Spark keeps the partitioning the
+    resolution left (a NULL-safe join would shuffle the changes once more), and counts as it reads
+    its source (an Observation) the deletes the side table must keep and the changes with a NULL key.
+    Only when there are some are the changes resolved once more, NULL-safely, against the table as it
+    was before the MERGE: a second MERGE applies those with a NULL key, and the kept deletes are
+    appended. A CDC feed whose keys are set and whose deletes follow rows never pays for that.
+    Where that count cannot be had (Spark Connect and Spark 4.0) the MERGE is NULL-safe and the
+    resolved changes are cached for it and read again for the kept deletes.
     """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
@@ -199,26 +206,34 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
         target = _read(spark, path, table)
     where = deletes_target(path, table)
     kept_before = _read(spark, *where)
-    resolved = resolve(events, target, kept_before, cdc)
     counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if counts_merge_source(spark) else None
-    if not cdc.delete_when:
-        source = resolved
-    elif counted is not None:
-        source = resolved.observe(counted, F.coalesce(F.sum(F.col(RECORD).cast("int")), F.lit(0)).alias("kept"))
-    else:
+    resolved = resolve(events, target, kept_before, cdc, null_safe=counted is None)
+    null_key = reduce(lambda a, b: a | b, [F.col(_q(k)).isNull() for k in cdc.keys])
+    if counted is not None:
+        # a change with a NULL key was resolved here as if its key were new: any of them may apply
+        figures = [F.coalesce(F.sum(F.when(cond, 1).otherwise(0)), F.lit(0)).alias(name) for name, cond in
+                   (("kept", F.col(RECORD) & ~null_key), ("null_keys", null_key))]
+        source = resolved.observe(counted, *figures).filter(~null_key)
+    elif cdc.delete_when:
         source = cache(spark, resolved)
+    else:
+        source = resolved
     marker = marker or f"pipeline_magics_cdc_{uuid.uuid4().hex}"
     try:
         with delta.user_metadata(spark, marker):
-            _merge(source.filter(F.col(ACTION) != "none").drop(SEQ, RECORD), path, table, cdc)
+            _merge(source.filter(F.col(ACTION) != "none").drop(SEQ, RECORD), path, table, cdc,
+                   null_safe=counted is None)
+            if counted is not None:
+                seen = observed(counted)
+                if seen.get("kept") == 0 and seen.get("null_keys") == 0:
+                    return
+                commit = delta.commit_metrics(spark, path, table, marker)  # None: the MERGE changed nothing
+                before = _read(spark, path, table, commit["version"] - 1 if commit else None)
+                source = resolve(events, before, kept_before, cdc)
+                if seen.get("null_keys") != 0:
+                    _merge(source.filter(null_key & (F.col(ACTION) != "none")).drop(SEQ, RECORD), path, table, cdc)
         if not cdc.delete_when:
             return
-        if counted is not None:
-            if observed(counted).get("kept") == 0:
-                return
-            commit = delta.commit_metrics(spark, path, table, marker)  # None: the MERGE changed nothing
-            before = _read(spark, path, table, commit["version"] - 1 if commit else None)
-            source = resolve(events, before, kept_before, cdc)
         deletes = source.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
         if not deletes.isEmpty():
             writer = deletes.write.format("delta").mode("append")  # none is there already: a kept delete
@@ -239,11 +254,12 @@ def _create(events: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
     writer.saveAsTable(table) if table else writer.save(path)
 
 
-def _merge(resolved: Any, path: str | None, table: str | None, cdc: Cdc) -> None:
+def _merge(resolved: Any, path: str | None, table: str | None, cdc: Cdc, null_safe: bool = True) -> None:
     spark = resolved.sparkSession
     view = f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}"
     cols = [c for c in resolved.columns if c != ACTION]
-    on = " AND ".join([f"t.{_q(k)} <=> s.{_q(k)}" for k in cdc.keys]
+    equals = "<=>" if null_safe else "="
+    on = " AND ".join([f"t.{_q(k)} {equals} s.{_q(k)}" for k in cdc.keys]
                       + ([f"t.{START} = s.{START}"] if cdc.mode == "scd2" else []))  # never NULL
     insert = f"INSERT ({', '.join(_q(c) for c in cols)}) VALUES ({', '.join('s.' + _q(c) for c in cols)})"
     if cdc.mode == "scd1":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..metrics.sources import add_figures
 from .registry import session_conf
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -48,11 +49,14 @@ def merge(source: Any, path: str | None, table: str | None, keys: list[str]) -> 
 
 
 def commit_metrics(spark: Any, path: str | None, table: str | None, marker: str) -> dict[str, int] | None:
-    """The ``operationMetrics`` and version of the recent commit tagged ``marker``."""
+    """The ``operationMetrics`` and version of the recent commit tagged ``marker`` (added up over
+    consecutive commits with that marker)."""
     history = spark.sql(f"DESCRIBE HISTORY {table_ref(path, table)} LIMIT 20")
+    found = None
     for row in history.select("version", "userMetadata", "operationMetrics").collect():
         if row["userMetadata"] == marker:
             figures = {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if str(v).lstrip("-").isdigit()}
-            figures["version"] = int(row["version"])
-            return figures
-    return None
+            found = add_figures(found, {**figures, "version": int(row["version"])})
+        elif found is not None:
+            break
+    return found

@@ -130,6 +130,8 @@ class PipelineMetrics:
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
                         f"{fmt_count(s.rows_out):>10} rows {fmt_seconds(s.duration):>8}")
+            if s.rows_out is None and s.extra.get("rows_note"):
+                rows.append(f"     rows not counted: {s.extra['rows_note']}")
             if s.failed_rows is not None:
                 rows.append(f"     failed {fmt_count(s.failed_rows)}{fmt_rules(s)}")
             if s.query is not None:

@@ -82,7 +82,7 @@ def rows_from_plans(steps: list[StepShape], plans: dict[int, list[ExecutedPlan]]
     reasons: dict[int, str] = {}
     by_index = {s.index: s for s in steps}
     for load, load_plans in plans.items():
-        for extract in _upstream(by_index, load):
+        for extract in upstream(by_index, load):
             shape = by_index[extract]
             if shape.counts != "scan" or not shape.source:
                 continue
@@ -103,7 +103,8 @@ def rows_from_plans(steps: list[StepShape], plans: dict[int, list[ExecutedPlan]]
     return found, reasons
 
 
-def _upstream(steps: dict[int, StepShape], index: int) -> set[int]:
+def upstream(steps: dict[int, StepShape], index: int) -> set[int]:
+    """The steps whose rows reach step ``index`` (itself left out)."""
     seen: set[int] = set()
     todo = list(steps[index].inputs)
     while todo:

@@ -176,7 +176,8 @@ def commit_info(spark: Any, dlog: Any, version: int) -> dict[str, Any] | None:
 def delta_commit(spark: Any, marker: str, path: str | None = None, table: str | None = None,
                  history: Callable[[Any, str | None, str | None, str], dict[str, int] | None] | None = None,
                  lookback: int = DELTA_LOOKBACK) -> dict[str, int] | None:
-    """The ``operationMetrics`` (as ints) and ``version`` of the commit whose ``userMetadata`` is ``marker``.
+    """The ``operationMetrics`` (as ints) and ``version`` of the commit whose ``userMetadata`` is ``marker``
+    (the figures added up over consecutive commits with that marker: a step that committed twice).
 
     Classic sessions: read from the commit files, from the latest version
     backwards; no Spark job. Elsewhere (Spark Connect), or if that fails,
@@ -186,13 +187,25 @@ def delta_commit(spark: Any, marker: str, path: str | None = None, table: str | 
         try:
             dlog = delta_log(spark, path, table)
             latest = int(dlog.unsafeVolatileSnapshot().version())
+            found = None
             for version in range(latest, max(-1, latest - lookback), -1):
                 info = commit_info(spark, dlog, version)
                 if info is not None and info.get("userMetadata") == marker:
-                    return {**_ints(info.get("operationMetrics")), "version": version}
+                    found = add_figures(found, {**_ints(info.get("operationMetrics")), "version": version})
+                elif found is not None:
+                    return found
+            if found is not None:
+                return found
         except Exception as exc:  # noqa: BLE001 - e.g. a log layout this Delta version does not have
             log.debug("reading the Delta log directly failed (%s); asking its history", exc)
     return history(spark, path, table, marker) if history is not None else None
+
+
+def add_figures(found: dict[str, int] | None, older: dict[str, int]) -> dict[str, int]:
+    """``found`` (a later commit's figures, or None) plus an older commit's; the later version stays."""
+    if found is None:
+        return older
+    return {**older, **{k: v + older.get(k, 0) if k != "version" else v for k, v in found.items()}}
 
 
 def _ints(metrics: dict[str, Any] | None) -> dict[str, int]:

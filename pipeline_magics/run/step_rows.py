@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from ..metrics.model import StepMetrics
-from ..metrics.plan_rows import SAME, StepShape, abspath, fill_same, rows_from_plans
+from ..metrics.plan_rows import SAME, StepShape, abspath, fill_same, rows_from_plans, upstream
 from ..metrics.sources import drain_listener_bus
 from ..spark.kind import is_classic
 from ..spark.sql_plans import ExecutedPlan, executed_plans, jobs_of, latest_execution
@@ -74,7 +74,8 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
             s.rows_out = rows[s.index]
             s.sources["rows_out"] = found[s.index][1] if found[s.index][0] >= 0 else SAME
     _rows_in(shapes, steps)
-    read = set().union(*(_upstream(shapes, load) for load in loads.by_load)) if loads.by_load else set()
+    by_index = {shape.index: shape for shape in shapes}
+    read = set().union(*(upstream(by_index, load) for load in loads.by_load)) if loads.by_load else set()
     for shape, s in zip(shapes, steps):
         if s.rows_out is None and s.type != "load" and s.status == "done":
             s.extra["rows_note"] = reasons.get(shape.index) or (
@@ -109,13 +110,3 @@ def _rows_in(shapes: list[StepShape], steps: list[StepMetrics]) -> None:
         if s.rows_in is None and len(shape.inputs) == 1 and steps[shape.inputs[0]].rows_out is not None:
             s.rows_in = steps[shape.inputs[0]].rows_out
             s.sources.setdefault("rows_in", f"rows out of step {steps[shape.inputs[0]].step}")
-
-
-def _upstream(shapes: list[StepShape], index: int) -> set[int]:
-    seen, todo = set(), [index]
-    while todo:
-        i = todo.pop()
-        if i not in seen:
-            seen.add(i)
-            todo.extend(shapes[i].inputs)
-    return seen
