@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 
 import pandas as pd
 import pytest
 
 from pipeline_magics import Pipeline, SpecError
+from pipeline_magics.methods import cdc
 from pipeline_magics.methods.cdc import Cdc, change_counts
 
 KEYS = 12
@@ -184,6 +186,47 @@ def test_scd2_keeps_aside_only_the_deletes_its_history_cannot_show(spark, lake):
     assert got[["id", "__START_AT", "__END_AT"]].values.tolist() == [[1, 30, 45], [1, 47, 50], [2, 5, 10]]
 
 
+def test_changes_applied_again_after_a_failure_between_the_merge_and_the_kept_deletes(spark, lake, monkeypatch):
+    """The driver dies after the MERGE that hid a delete (a delete after a delete) and before that delete
+    was kept aside; the same changes under the same marker (a retry, a replayed micro-batch) keep it."""
+    out, side = lake / "h", lake / "h__deletes"
+    settings = Cdc("scd2", ("id",), "seq", "op = 'D'", ("op",))
+
+    def change(key: int, seq: int, op: str = "U") -> dict:
+        return {"id": key, "name": f"n{seq}", "value": float(seq), "seq": seq, "op": op}
+
+    def apply(i: int, rows: list[dict], marker: str) -> None:
+        cdc.apply(spark.read.schema(SCHEMA).json(write_batch(lake / f"b{i}", rows, "c.json")), str(out), None,
+                  settings, marker)
+
+    def version(path) -> int:
+        return spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"]
+
+    merge = cdc._merge
+
+    def merge_then_die(*args, **kwargs):
+        merge(*args, **kwargs)
+        raise RuntimeError("the driver died")
+
+    apply(0, [change(1, 30), change(1, 50, "D")], "m0")  # history [30, 50)
+    hiding = [change(1, 45, "D")]  # 50 now follows a delete: the history no longer shows it
+    with monkeypatch.context() as m:
+        m.setattr(cdc, "_merge", merge_then_die)
+        with pytest.raises(RuntimeError, match="died"):
+            apply(1, hiding, "m1")
+    assert not (side / "_delta_log").exists()  # the MERGE is in, the deletes it hid are not
+    apply(1, hiding, "m1")  # again
+    kept = sorted((r[0], r[1]) for r in spark.read.format("delta").load(str(side)).collect())
+    assert kept == [(1, 50)]
+    versions = version(out), version(side)
+    apply(1, hiding, "m1")  # once more: all of it is in, nothing is written
+    assert (version(out), version(side)) == versions
+    late = [change(1, 47)]
+    apply(2, late, "m2")  # a late row stops at the kept delete
+    got = check(spark, out, "scd2", [change(1, 30), change(1, 50, "D"), *hiding, *late])
+    assert got[["id", "__START_AT", "__END_AT"]].values.tolist() == [[1, 30, 45], [1, 47, 50]]
+
+
 @pytest.mark.parametrize("mode", ["scd1", "scd2"])
 def test_streaming_each_micro_batch_matches_the_reference(spark, lake, mode, monkeypatch):
     monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
@@ -198,6 +241,14 @@ def test_streaming_each_micro_batch_matches_the_reference(spark, lake, mode, mon
     before = table(spark, out, list(check(spark, out, mode, applied).columns))
     Pipeline.from_yaml(cdc_spec(src, out, mode, streaming=True)).run(spark)  # a restart with nothing new
     pd.testing.assert_frame_equal(table(spark, out, list(before.columns)), before)
+    # each micro-batch's commits name it (step, checkpoint, the query's id kept there, batch id): a restart
+    # knows a micro-batch it replays
+    tags = [r[0] for r in spark.sql(f"DESCRIBE HISTORY delta.`{out}`").filter("operation = 'MERGE'")
+            .select("userMetadata").collect()]
+    found = [re.fullmatch(rf"pipeline_magics:cdc_{mode}:target:{re.escape(str(lake / 'cp'))}/.+:([0-9a-f-]{{36}}):(\d+)",
+                          tag) for tag in tags]
+    assert all(found) and len({m.group(1) for m in found}) == 1, tags
+    assert sorted({int(m.group(2)) for m in found}) == list(range(len(batches(change_log(seed=11))))), tags
 
 
 def test_scd_settings_are_checked():

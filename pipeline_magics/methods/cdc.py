@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
+from ..metrics.sources import delta_commit
 from ..spark.observation import counts_merge_source, observed
 from . import delta
 from .quality import cache
@@ -194,6 +195,12 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
     appended. A CDC feed whose keys are set and whose deletes follow rows never pays for that.
     Where that count cannot be had (Spark Connect and Spark 4.0) the MERGE is NULL-safe and the
     resolved changes are cached for it and read again for the kept deletes.
+
+    A ``marker`` names the changes (a run's step, a stream's micro-batch): when the target's latest
+    commits carry it already, the changes came again after a failure between the MERGE and what
+    follows it (a retry; a micro-batch replayed after the driver died), and they are resolved against
+    the table as it was before that MERGE, so no kept delete it hid is lost; when the side table's
+    latest commit carries it, everything is in and nothing is done.
     """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
@@ -206,6 +213,12 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
         target = _read(spark, path, table)
     where = deletes_target(path, table)
     kept_before = _read(spark, *where)
+    if marker is not None:  # the same changes again: a retry, or a micro-batch replayed after a restart?
+        if kept_before is not None and _last_commits(spark, *where, marker):
+            return  # all of it is in: the MERGE, and the kept deletes written after it
+        merged = _last_commits(spark, path, table, marker)
+        if merged:  # the MERGE is in, what followed it may not be: resolve as then, against the table before it
+            target = _read(spark, path, table, merged["first_version"] - 1)
     counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if counts_merge_source(spark) else None
     resolved = resolve(events, target, kept_before, cdc, null_safe=counted is None)
     null_key = reduce(lambda a, b: a | b, [F.col(_q(k)).isNull() for k in cdc.keys])
@@ -227,20 +240,26 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
                 seen = observed(counted)
                 if seen.get("kept") == 0 and seen.get("null_keys") == 0:
                     return
-                commit = delta.commit_metrics(spark, path, table, marker)  # None: the MERGE changed nothing
-                before = _read(spark, path, table, commit["version"] - 1 if commit else None)
-                source = resolve(events, before, kept_before, cdc)
+                commit = delta_commit(spark, marker, path, table, history=delta.commit_metrics)  # None: the
+                before = _read(spark, path, table, commit["first_version"] - 1 if commit else None)  # MERGE
+                source = resolve(events, before, kept_before, cdc)  # changed nothing
                 if seen.get("null_keys") != 0:
                     _merge(source.filter(null_key & (F.col(ACTION) != "none")).drop(SEQ, RECORD), path, table, cdc)
-        if not cdc.delete_when:
-            return
-        deletes = source.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
-        if not deletes.isEmpty():
-            writer = deletes.write.format("delta").mode("append")  # none is there already: a kept delete
-            writer.saveAsTable(where[1]) if where[1] else writer.save(where[0])  # wins a tie, is not gathered
+            if not cdc.delete_when:
+                return
+            deletes = source.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
+            if not deletes.isEmpty():
+                writer = deletes.write.format("delta").mode("append")  # none is there already: a kept delete
+                writer.saveAsTable(where[1]) if where[1] else writer.save(where[0])  # wins a tie, is not gathered
     finally:
         if cdc.delete_when and counted is None:
             source.unpersist()
+
+
+def _last_commits(spark: Any, path: str | None, table: str | None, marker: str) -> dict[str, int] | None:
+    """The figures of the table's latest commits if they are tagged ``marker``, else None (no job on classic)."""
+    return delta_commit(spark, marker, path, table, lookback=1,
+                        history=lambda *args: delta.commit_metrics(*args, latest_only=True))
 
 
 def _create(events: Any, path: str | None, table: str | None, cdc: Cdc) -> None:

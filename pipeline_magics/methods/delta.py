@@ -48,12 +48,16 @@ def merge(source: Any, path: str | None, table: str | None, keys: list[str]) -> 
         spark.catalog.dropTempView(view)
 
 
-def commit_metrics(spark: Any, path: str | None, table: str | None, marker: str) -> dict[str, int] | None:
+def commit_metrics(spark: Any, path: str | None, table: str | None, marker: str,
+                   latest_only: bool = False) -> dict[str, int] | None:
     """The ``operationMetrics`` and version of the recent commit tagged ``marker`` (added up over
-    consecutive commits with that marker)."""
+    consecutive commits with that marker; ``first_version`` is the first of them); with ``latest_only``
+    only when the latest commit is one of them."""
     history = spark.sql(f"DESCRIBE HISTORY {table_ref(path, table)} LIMIT 20")
     found = None
-    for row in history.select("version", "userMetadata", "operationMetrics").collect():
+    for i, row in enumerate(history.select("version", "userMetadata", "operationMetrics").collect()):
+        if latest_only and i == 0 and row["userMetadata"] != marker:
+            return None
         if row["userMetadata"] == marker:
             figures = {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if str(v).lstrip("-").isdigit()}
             found = add_figures(found, {**figures, "version": int(row["version"])})

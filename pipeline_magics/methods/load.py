@@ -12,7 +12,7 @@ from . import cdc, contracts, delta, jdbc
 from .jdbc import PostgresConnection
 from .quality import FAILED_RULES, append_batch, quarantine_of, split_batch
 from .registry import StepContext, register, session_conf
-from .streaming_sink import StreamingOptions, start
+from .streaming_sink import StreamingOptions, checkpoint_location, start
 
 WriteMode = Literal["append", "overwrite", "error", "errorifexists", "ignore"]
 
@@ -126,12 +126,20 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     _delta_commit_metrics(ctx, cfg, marker)
 
 
-def _merge_batch(cfg: DeltaSink) -> Any:
-    """A foreachBatch function that upserts each micro-batch on the merge keys (or applies its changes)."""
+def _merge_batch(cfg: DeltaSink, query: str) -> Any:
+    """A foreachBatch function that upserts each micro-batch on the merge keys (or applies its changes).
+
+    Changes are applied under a marker that names the micro-batch (``query``: the step and its checkpoint;
+    the query's id, which the checkpoint keeps; the batch id), so one replayed after a restart is known.
+    """
 
     def upsert(batch: Any, batch_id: int) -> None:
         if cfg.cdc is not None:
-            cdc.apply(batch, cfg.path, cfg.table, cfg.cdc)
+            try:  # the streaming thread's own property (classic sessions)
+                query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId") or ""
+            except Exception:  # noqa: BLE001 - Spark Connect: the checkpoint names the query
+                query_id = ""
+            cdc.apply(batch, cfg.path, cfg.table, cfg.cdc, f"{query}:{query_id}:{batch_id}")
         elif delta.exists(batch.sparkSession, cfg.path, cfg.table):
             delta.merge(batch, cfg.path, cfg.table, cfg.mergeKeys or [])
         else:
@@ -141,17 +149,22 @@ def _merge_batch(cfg: DeltaSink) -> Any:
     return upsert
 
 
+def _query(ctx: StepContext, cfg: DeltaSink) -> str:
+    return f"pipeline_magics:{ctx.pipeline}:{ctx.step_name}:{checkpoint_location(ctx, cfg)}"
+
+
 def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
     where = quarantine_of(ctx.input)
     if where is not None:  # each micro-batch split: passing rows here, failing rows to quarantine
         keyed = cfg.mode in ("merge", "scd1", "scd2")
-        good = _merge_batch(cfg) if keyed else append_batch(
+        good = _merge_batch(cfg, _query(ctx, cfg)) if keyed else append_batch(
             cfg.path, cfg.table, f"pipeline_magics.{ctx.pipeline}.{ctx.step_name}")
         return start(ctx, cfg, count_passing_rows(ctx, ctx.input), lambda w: w.foreachBatch(split_batch(where, good)),
                      output_mode=cfg.outputMode or ("update" if keyed else "append"),
                      splits_quarantine=True)
     if cfg.mode in ("merge", "scd1", "scd2"):
-        return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.foreachBatch(_merge_batch(cfg)),
+        upsert = _merge_batch(cfg, _query(ctx, cfg))
+        return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.foreachBatch(upsert),
                      output_mode=cfg.outputMode or "update")
     if cfg.mode not in ("append", "overwrite"):
         raise ValueError(f"mode: {cfg.mode} is not available for streams; use append, overwrite "

@@ -56,6 +56,12 @@ def checkpoint_root(spark: Any) -> str:
     return root or DEFAULT_CHECKPOINT_ROOT
 
 
+def checkpoint_location(ctx: StepContext, cfg: StreamingOptions, durable: bool = True) -> str | None:
+    """The query's checkpoint: the step's setting, else ``<root>/<pipeline>/<step>`` (None: Spark's throw-away one)."""
+    return cfg.checkpointLocation or (
+        os.path.join(checkpoint_root(ctx.spark), ctx.pipeline, ctx.step_name) if durable else None)
+
+
 def query_name(ctx: StepContext, cfg: StreamingOptions) -> str:
     return cfg.queryName or f"{ctx.pipeline}.{ctx.step_name}"
 
@@ -72,8 +78,7 @@ def start(ctx: StepContext, cfg: StreamingOptions, df: Any,
     if not splits_quarantine and quarantine_of(ctx.input) is not None:
         raise ValueError("rows of an expect with onFail: quarantine are split off where a stream is written: "
                          "load it with toDelta (or quarantine in batch mode)")
-    checkpoint = cfg.checkpointLocation or (
-        os.path.join(checkpoint_root(ctx.spark), ctx.pipeline, ctx.step_name) if durable else None)
+    checkpoint = checkpoint_location(ctx, cfg, durable)
     writer = df.writeStream.queryName(name or query_name(ctx, cfg))
     if checkpoint:
         writer = writer.option("checkpointLocation", checkpoint)

@@ -177,7 +177,8 @@ def delta_commit(spark: Any, marker: str, path: str | None = None, table: str | 
                  history: Callable[[Any, str | None, str | None, str], dict[str, int] | None] | None = None,
                  lookback: int = DELTA_LOOKBACK) -> dict[str, int] | None:
     """The ``operationMetrics`` (as ints) and ``version`` of the commit whose ``userMetadata`` is ``marker``
-    (the figures added up over consecutive commits with that marker: a step that committed twice).
+    among the latest ``lookback``; the figures add up over consecutive commits with that marker (a step
+    that committed twice), whose first version is ``first_version``.
 
     Classic sessions: read from the commit files, from the latest version
     backwards; no Spark job. Elsewhere (Spark Connect), or if that fails,
@@ -186,14 +187,16 @@ def delta_commit(spark: Any, marker: str, path: str | None = None, table: str | 
     if is_classic(spark):
         try:
             dlog = delta_log(spark, path, table)
-            latest = int(dlog.unsafeVolatileSnapshot().version())
+            version = latest = int(dlog.unsafeVolatileSnapshot().version())
             found = None
-            for version in range(latest, max(-1, latest - lookback), -1):
+            while version >= 0 and (found is not None or version > latest - lookback):
                 info = commit_info(spark, dlog, version)
-                if info is not None and info.get("userMetadata") == marker:
+                if info is None or info.get("userMetadata") != marker:
+                    if found is not None:
+                        break
+                else:
                     found = add_figures(found, {**_ints(info.get("operationMetrics")), "version": version})
-                elif found is not None:
-                    return found
+                version -= 1
             if found is not None:
                 return found
         except Exception as exc:  # noqa: BLE001 - e.g. a log layout this Delta version does not have
@@ -202,10 +205,12 @@ def delta_commit(spark: Any, marker: str, path: str | None = None, table: str | 
 
 
 def add_figures(found: dict[str, int] | None, older: dict[str, int]) -> dict[str, int]:
-    """``found`` (a later commit's figures, or None) plus an older commit's; the later version stays."""
+    """``found`` (a later commit's figures, or None) plus an older commit's: the later ``version`` stays,
+    the older one is ``first_version``."""
     if found is None:
-        return older
-    return {**older, **{k: v + older.get(k, 0) if k != "version" else v for k, v in found.items()}}
+        return {**older, "first_version": older["version"]}
+    summed = {k: v + older.get(k, 0) for k, v in found.items() if k not in ("version", "first_version")}
+    return {**older, **summed, "version": found["version"], "first_version": older["version"]}
 
 
 def _ints(metrics: dict[str, Any] | None) -> dict[str, int]:
