@@ -193,8 +193,8 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
     Only when there are some are the changes resolved once more, NULL-safely, against the table as it
     was before the MERGE: a second MERGE applies those with a NULL key, and the kept deletes are
     appended. A CDC feed whose keys are set and whose deletes follow rows never pays for that.
-    Where that count cannot be had (Spark Connect and Spark 4.0) the MERGE is NULL-safe and the
-    resolved changes are cached for it and read again for the kept deletes.
+    Where that count cannot be had (Spark Connect and Spark 4.0) the MERGE is NULL-safe, and when the
+    changes can delete, they are always resolved once more after it for the kept deletes.
 
     A ``marker`` names the changes (a run's step, a stream's micro-batch): when the target's latest
     commits carry it already, the changes came again after a failure between the MERGE and what
@@ -222,38 +222,35 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
     counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if counts_merge_source(spark) else None
     resolved = resolve(events, target, kept_before, cdc, null_safe=counted is None)
     null_key = reduce(lambda a, b: a | b, [F.col(_q(k)).isNull() for k in cdc.keys])
+    source = resolved
     if counted is not None:
         # a change with a NULL key was resolved here as if its key were new: any of them may apply
         figures = [F.coalesce(F.sum(F.when(cond, 1).otherwise(0)), F.lit(0)).alias(name) for name, cond in
                    (("kept", F.col(RECORD) & ~null_key), ("null_keys", null_key))]
         source = resolved.observe(counted, *figures).filter(~null_key)
-    elif cdc.delete_when:
-        source = cache(spark, resolved)
-    else:
-        source = resolved
     marker = marker or f"pipeline_magics_cdc_{uuid.uuid4().hex}"
+    again = None
     try:
         with delta.user_metadata(spark, marker):
             _merge(source.filter(F.col(ACTION) != "none").drop(SEQ, RECORD), path, table, cdc,
                    null_safe=counted is None)
-            if counted is not None:
-                seen = observed(counted)
-                if seen.get("kept") == 0 and seen.get("null_keys") == 0:
-                    return
-                commit = delta_commit(spark, marker, path, table, history=delta.commit_metrics)  # None: the
-                before = _read(spark, path, table, commit["first_version"] - 1 if commit else None)  # MERGE
-                source = resolve(events, before, kept_before, cdc)  # changed nothing
-                if seen.get("null_keys") != 0:
-                    _merge(source.filter(null_key & (F.col(ACTION) != "none")).drop(SEQ, RECORD), path, table, cdc)
+            seen = observed(counted) if counted is not None else {}
+            if (seen.get("kept") == 0 and seen.get("null_keys") == 0) or (counted is None and not cdc.delete_when):
+                return
+            commit = delta_commit(spark, marker, path, table, history=delta.commit_metrics)  # None: the MERGE
+            before = _read(spark, path, table, commit["first_version"] - 1 if commit else None)  # changed nothing
+            again = cache(spark, resolve(events, before, kept_before, cdc))
+            if counted is not None and seen.get("null_keys") != 0:  # {}: not known, so maybe
+                _merge(again.filter(null_key & (F.col(ACTION) != "none")).drop(SEQ, RECORD), path, table, cdc)
             if not cdc.delete_when:
                 return
-            deletes = source.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
+            deletes = again.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
             if not deletes.isEmpty():
                 writer = deletes.write.format("delta").mode("append")  # none is there already: a kept delete
                 writer.saveAsTable(where[1]) if where[1] else writer.save(where[0])  # wins a tie, is not gathered
     finally:
-        if cdc.delete_when and counted is None:
-            source.unpersist()
+        if again is not None:
+            again.unpersist()
 
 
 def _last_commits(spark: Any, path: str | None, table: str | None, marker: str) -> dict[str, int] | None:
