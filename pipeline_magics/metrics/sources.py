@@ -181,7 +181,7 @@ def delta_commit(spark: Any, marker: str, path: str | None = None, table: str | 
     that committed twice), whose first version is ``first_version``.
 
     Classic sessions: read from the commit files, from the latest version
-    backwards; no Spark job. Elsewhere (Spark Connect), or if that fails,
+    backwards; no Spark job. Elsewhere (Spark Connect), or if reading them fails,
     ``history(spark, path, table, marker)`` is asked (``DESCRIBE HISTORY``: one job).
     """
     if is_classic(spark):
@@ -197,8 +197,7 @@ def delta_commit(spark: Any, marker: str, path: str | None = None, table: str | 
                 else:
                     found = add_figures(found, {**_ints(info.get("operationMetrics")), "version": version})
                 version -= 1
-            if found is not None:
-                return found
+            return found  # None: not among them (asking the history would not find it either)
         except Exception as exc:  # noqa: BLE001 - e.g. a log layout this Delta version does not have
             log.debug("reading the Delta log directly failed (%s); asking its history", exc)
     return history(spark, path, table, marker) if history is not None else None
