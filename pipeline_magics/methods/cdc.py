@@ -187,8 +187,8 @@ def change_counts(changes: Any, path: str | None, table: str | None, cdc: Cdc) -
 def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: str | None = None) -> None:
     """Applies ``changes`` to the Delta target (created when missing); the target's commits are tagged ``marker``.
 
-    Classic Spark 4.1+: the MERGE joins on plain key equality, so Spark keeps the partitioning the
-    resolution left (a NULL-safe join would shuffle the changes once more), and counts as it reads
+    Classic Spark 4.1+: the joins use plain key equality (a NULL-safe one is planned on two keys per
+    key, ``coalesce`` and ``isnull``: measurably slower), and the MERGE counts as it reads
     its source (an Observation) the deletes the side table must keep and the changes with a NULL key.
     Only when there are some are the changes resolved once more, NULL-safely, against the table as it
     was before the MERGE: a second MERGE applies those with a NULL key, and the kept deletes are
