@@ -42,7 +42,7 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
                 result.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(result.metrics.to_text(), file=out)
+    print(result.metrics.to_text(reasons=True), file=out)
     last = result.last_frame
     if last is not None and not last.isStreaming:
         print(last.limit(20).toPandas().to_string(index=False), file=out)

@@ -123,14 +123,15 @@ class PipelineMetrics:
         """The run as JSON (live figures brought up to date first)."""
         return json.dumps(self.refresh().to_dict(), indent=2, default=str)
 
-    def to_text(self) -> str:
-        """A plain table of the steps (live figures brought up to date first)."""
+    def to_text(self, reasons: bool = False) -> str:
+        """A plain table of the steps (live figures brought up to date first); ``reasons`` adds under a
+        step whose rows Spark did not count why (the command line's table; the notebook has tooltips)."""
         self.refresh()
         rows = [f"pipeline {self.pipeline}: {self.status} in {fmt_seconds(self.duration)}"]
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
                         f"{fmt_count(s.rows_out):>10} rows {fmt_seconds(s.duration):>8}")
-            if s.rows_out is None and s.extra.get("rows_note"):
+            if reasons and s.rows_out is None and s.extra.get("rows_note"):
                 rows.append(f"     rows not counted: {s.extra['rows_note']}")
             if s.failed_rows is not None:
                 rows.append(f"     failed {fmt_count(s.failed_rows)}{fmt_rules(s)}")
