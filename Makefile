@@ -9,7 +9,8 @@ MATRIX ?= 4.1.1 4.0.0
 VENV ?= .venv
 PY := $(VENV)/bin/python
 KAFKA := $(VENV)/share/pipeline_magics/kafka
-MVN := mvn -q -B -s pipeline_magics/spark/maven/settings.xml
+# Maven works in pipeline_magics' own local repository: ~/.m2 is neither read nor changed.
+MVN := mvn -q -B -s pipeline_magics/spark/maven/settings.xml -Dmaven.repo.local=$(HOME)/.cache/pipeline_magics/maven
 # Spark and every service stay on loopback.
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))

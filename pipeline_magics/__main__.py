@@ -9,6 +9,7 @@ import sys
 from typing import Any, Sequence
 
 from . import options
+from .doctor import diagnose
 from .errors import PipelineError
 from .spark import jars as spark_jars
 from .spark.versions import local_line, pyspark_version
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("schema", help="print the spec's JSON Schema")
     p_jars = sub.add_parser("jars", help="fetch the Delta Lake, Kafka and JDBC jars for the installed pyspark")
     p_jars.add_argument("--list", action="store_true", help="print the Maven coordinates instead")
+    p_doctor = sub.add_parser("doctor", help="check what pipeline_magics depends on (exit 1 when something "
+                                             "required fails)")
+    p_doctor.add_argument("--spark", action="store_true", help="also start a Spark session and report it")
     sub.add_parser("export", help="write a spec as an SDP project: export SPEC.yaml --sdp DIR", add_help=False)
     sub.add_parser("sdp", help="run an SDP project: sdp run|dry-run DIR", add_help=False)
     args, extra = parser.parse_known_args(argv)
@@ -99,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:
+        if args.command == "doctor":
+            report = diagnose(spark=args.spark)
+            print(report.to_text())
+            return 0 if report.ok else 1
         if args.command == "jars":
             return jars(args.list)
         if args.command == "test":

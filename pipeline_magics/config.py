@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("timezone", "PIPELINE_TIMEZONE", "UTC", "spark.sql.session.timeZone of a session the magic creates"),
     Setting("jars_dir", "PIPELINE_JARS_DIR", None,
             "folder of the Delta, Kafka and JDBC jars (default: <python prefix>/share/pipeline_magics/jars/<spark version>)"),
+    Setting("jars_cache", "PIPELINE_JARS_CACHE", "~/.cache/pipeline_magics",
+            "private Maven and Ivy caches the jars are fetched through (~/.m2 and ~/.ivy2 are never used)"),
     Setting("history", "PIPELINE_HISTORY", "~/.pipeline_magics/history",
             "folder of the run history (one JSON-lines file per run); none turns it off"),
     Setting("retry_backoff_scale", "PIPELINE_RETRY_BACKOFF_SCALE", "1",

@@ -253,6 +253,25 @@ def test_a_failing_sdp_project_is_one_readable_line(spark, ip, tmp_path):
     assert "no_such_column" in (err.detail or "")
 
 
+@pytest.mark.parametrize("name, text, line", [
+    ("broken.sql", "CREATE MATERIALIZED VIEW broken AS SELECT id FROM range(5) WHERE id >", 1),
+    ("broken.py", "from pyspark import pipelines as dp\n\nundefined_name.call()\n", 3),
+])
+def test_a_broken_definition_names_its_file_and_line(spark, ip, tmp_path, name, text, line):
+    project = tmp_path / "broken"
+    (project / "transformations").mkdir(parents=True)
+    (project / "spark-pipeline.yml").write_text(yaml.safe_dump({
+        "name": "broken", "storage": (tmp_path / "storage").as_uri(),
+        "libraries": [{"glob": {"include": "transformations/**"}}]}))
+    (project / "transformations" / name).write_text(text)
+    with pytest.raises(PipelineExecutionError) as info:
+        ip.run_line_magic("pipeline", f"sdp run {project} --no-widgets")
+    err = info.value
+    assert err.code == "SDP_DEFINITION_INVALID"
+    assert err.message.startswith(f"transformations/{name}, line {line}: ") and "\n" not in err.message
+    assert err.params["file"] == f"transformations/{name}"
+
+
 def test_sdp_subcommands_complete():
     from pipeline_magics.notebook.help import complete
     from pipeline_magics.notebook.magic import SUBCOMMANDS

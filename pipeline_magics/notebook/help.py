@@ -274,7 +274,7 @@ def type_name(annotation: Any) -> str:
 #: fixed words after some subcommands; the rest complete pipeline names, methods or files
 SUBCOMMAND_WORDS = {"vault": ("login", "logout", "status"), "metrics": ("--format",), "stop": ("--all",),
                     "audit": ("--pipeline", "--last", "--json"), "history": ("--last",), "test": ("--var",),
-                    "export": ("--sdp",),
+                    "export": ("--sdp",), "doctor": ("--spark",),
                     "sdp": ("run", "dry-run", "--full-refresh", "--full-refresh-all", "--refresh", "--metrics")}
 FORMATS = ("prometheus", "json", "text")
 

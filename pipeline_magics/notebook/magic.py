@@ -32,7 +32,7 @@ from ..spark.session import get_session
 from ..spec.model import parse_vars, suggest
 from ..run.streaming import REGISTRY
 from .vault_form import VaultLoginForm
-
+from .doctor import doctor_command
 
 
 def shared(*names: str) -> Any:
@@ -47,7 +47,7 @@ def shared(*names: str) -> Any:
 
 
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
-               "help", "vault", "audit", "export", "sdp")
+               "help", "vault", "audit", "export", "sdp", "doctor")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -109,8 +109,6 @@ class PipelineMagics(SettingsMagics):
         """The cell's options, and whether it is a dry run (``--dry-run`` or ``%pipeline explain`` before)."""
         try:
             args = parse_argstring(self.pipeline, line)
-        except UsageError:
-            raise
         except SystemExit as exc:  # argparse's exit on bad options
             raise UsageError(f"bad %%pipeline options: {line!r}") from exc
         dry = args.dry_run or self._explain_next
@@ -333,6 +331,10 @@ class PipelineMagics(SettingsMagics):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
+    def _cmd_doctor(self, rest: list[str]) -> Any:
+        """Checks what the extension depends on, one row each with its fix: doctor [--spark]."""
+        return doctor_command(rest, self.shell)
+
     def _cmd_help(self, rest: list[str]) -> None:
         """Lists subcommands and methods: help [METHOD | extract|transform|load | SUBCOMMAND]."""
         docs = {name: (getattr(self, "_cmd_" + name.replace("-", "_"), None).__doc__ or "").strip().split("\n")[0]
@@ -350,8 +352,6 @@ class PipelineMagics(SettingsMagics):
                 display(helptext.method_help(rest[0]))
             except KeyError as exc:
                 raise UsageError(exc.args[0]) from None
-
-    # -------------------------------------------------------------- helpers
 
     def _guard(self, action: Any) -> Any:
         try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +74,36 @@ def _recording_registry(spark: Any, graph_id: str, flows: Flows) -> Any:
             flows.flows[flow.name] = flow.target
             super().register_flow(flow)
 
+        def register_sql(self, sql_text: str, file_path: Any) -> None:
+            try:
+                super().register_sql(sql_text, file_path)
+            except Exception as exc:  # noqa: BLE001 - named after its file by _definition_error
+                exc.sdp_file = str(file_path)  # type: ignore[attr-defined]
+                raise
+
     return Recording(spark, graph_id)
+
+
+def definition_error(exc: BaseException, root: Path, pipeline: str) -> PipelineError:
+    """A definition file that Spark or Python refused, named with its line (``SDP_DEFINITION_INVALID``)."""
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0][:400]
+    where, line = getattr(exc, "sdp_file", None), None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where, line = exc.filename, exc.lineno
+    if where is None:  # a Python definition: the deepest frame inside the project
+        inside = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(root) + os.sep)]
+        if inside:
+            where, line = inside[-1].filename, inside[-1].lineno
+    spark_line = re.search(r"\(line (\d+), pos (\d+)\)", text)
+    if spark_line and line is None:
+        line = int(spark_line.group(1))
+    name = os.path.relpath(str(where), root) if where and os.path.isabs(str(where)) else where
+    at = f"{name}, line {line}" if name and line else (name or "a definition file")
+    return PipelineExecutionError(f"{at}: {first}", code="SDP_DEFINITION_INVALID", pipeline=pipeline, detail=text,
+                                  params={"file": name, "line": line},
+                                  hint=f"fix {name or 'the definition'} and run again (spark-pipelines dry-run "
+                                       "checks a project without running it)")
 
 
 def _delta_rows(spark: Any, target: str, where: dict[str, str], since: int) -> tuple[int, int | None]:
@@ -186,8 +217,11 @@ class SdpRun:
                 graph = create_dataflow_graph(session, default_catalog=self.spec.catalog,
                                               default_database=self.spec.database, sql_conf=self.spec.configuration)
                 registry = _recording_registry(session, graph, self.flows)
-                with connect_functions(), contextlib.redirect_stdout(io.StringIO()):
-                    cli.register_definitions(self.spec_path, registry, self.spec, session, graph)
+                try:
+                    with connect_functions(), contextlib.redirect_stdout(io.StringIO()):
+                        cli.register_definitions(self.spec_path, registry, self.spec, session, graph)
+                except Exception as exc:  # noqa: BLE001 - a broken definition, named by file and line
+                    raise definition_error(exc, self.spec_path.parent.resolve(), self.spec.name) from None
                 for flow in self.flows.flows:
                     if self.flows.kind(flow) != "view":
                         self._step(flow)

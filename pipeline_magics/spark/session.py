@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import tempfile
+from typing import Any, Callable
 
 from .. import config
 from ..errors import PipelineExecutionError
-from .jars import local_jars
+from .environment import jvm_cause, require_free_port, require_java, require_server
+from .jars import FETCH_COMMAND, session_jars
 from .versions import check_session, local_line, pyspark_version, spark_home
 from .kind import is_connect
+
+#: the port a ``local`` Spark Connect URL starts its in-process server on
+LOCAL_CONNECT_PORT = 15002
 
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -16,10 +21,10 @@ DELTA_CONFS = {
 }
 
 
-def builder_confs() -> dict[str, str]:
+def builder_confs(progress: Callable[[str], None] = print) -> dict[str, str]:
     """Spark confs for a session that pipeline_magics creates itself, with the jars of the installed
-    pyspark's version (``SPARK_VERSION_UNSUPPORTED`` for any other)."""
-    line = local_line()
+    pyspark's version (``SPARK_VERSION_UNSUPPORTED`` for any other), fetched now if need be."""
+    local_line()
     confs = {
         **DELTA_CONFS,
         "spark.ui.showConsoleProgress": "false",
@@ -28,12 +33,7 @@ def builder_confs() -> dict[str, str]:
         "spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile=file:" + os.path.join(
             os.path.dirname(__file__), "log4j2.properties"),
     }
-    jars = local_jars()
-    if jars:
-        confs["spark.jars"] = ",".join(jars)
-    else:
-        # Resolved by Spark from ~/.m2 (or Maven Central) on first start.
-        confs["spark.jars.packages"] = ",".join(line.packages(pyspark_version()))
+    confs.update(session_jars(progress))
     if os.environ.get("SPARK_LOCAL_IP"):
         confs["spark.driver.host"] = os.environ["SPARK_LOCAL_IP"]
         confs["spark.driver.bindAddress"] = os.environ["SPARK_LOCAL_IP"]
@@ -59,7 +59,52 @@ def remote_url() -> str | None:
             or (master if master.startswith("sc://") else None))
 
 
-def get_session(spark: Any = None) -> Any:
+def jvm_log() -> str:
+    """Where the JVM of a session pipeline_magics starts writes its output (not the notebook)."""
+    return os.path.join(tempfile.gettempdir(), f"pipeline_magics-spark-{os.getpid()}.log")
+
+
+def _launch(confs: dict[str, str], master: str) -> None:
+    """Starts the JVM for a new local session with its output in :func:`jvm_log`, after checking Java;
+    a JVM that exits while starting is one ``JVM_START_FAILED`` (or ``JARS_UNAVAILABLE``) line."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return  # a JVM runs already (a stopped session's, or spark-submit's)
+    line = local_line()
+    require_java(line.java, pyspark_version())
+    conf = SparkConf(loadDefaults=False).setAll(list(confs.items())).setMaster(master).setAppName("pipeline_magics")
+    path = jvm_log()
+    with open(path, "ab") as log:
+        start = log.tell()
+        try:
+            gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+        except Exception as exc:  # noqa: BLE001 - pyspark's JAVA_GATEWAY_EXITED, said with the JVM's own reason
+            if "JAVA_GATEWAY_EXITED" not in str(exc) and "Java gateway process exited" not in str(exc):
+                raise
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(start)
+                output = fh.read()
+            raise _start_failure(output, path) from None
+    SparkContext._ensure_initialized(gateway=gateway)
+
+
+def _start_failure(output: str, log: str) -> PipelineExecutionError:
+    """The error for a JVM that exited while starting, from what it printed."""
+    cause = jvm_cause(output) or "it printed nothing that says why"
+    if any(word in cause.lower() for word in ("download failed", "unresolved dependency", "failed to resolve",
+                                               "not found in")):
+        return PipelineExecutionError(
+            f"Spark could not get its jars: {cause}", code="JARS_UNAVAILABLE", detail=output,
+            params={"log": log}, hint=f"run {FETCH_COMMAND} once where Maven Central can be reached")
+    return PipelineExecutionError(
+        f"the Spark JVM exited while starting: {cause}", code="JVM_START_FAILED", detail=output,
+        params={"log": log}, hint=f"fix what that line says; the JVM's whole output is in {log} "
+                                  "(and %pipeline last-error)")
+
+
+def get_session(spark: Any = None, progress: Callable[[str], None] = print) -> Any:
     """``spark`` if given, else the active session, else a new one.
 
     The new session is a Spark Connect session when :func:`remote_url` names a
@@ -83,9 +128,11 @@ def get_session(spark: Any = None) -> Any:
                  "with a Connect session")
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName("pipeline_magics").master(
-        config.value("spark_master") or "local[*]")
-    for key, value in builder_confs().items():
+    master = config.value("spark_master") or "local[*]"
+    confs = builder_confs(progress)
+    _launch(confs, master)
+    builder = SparkSession.builder.appName("pipeline_magics").master(master)
+    for key, value in confs.items():
         builder = builder.config(key, value)
     session = checked(builder.getOrCreate())
     if not is_connect(session):  # spark.api.mode=connect gives a Connect session even here
@@ -103,6 +150,13 @@ def connect_session(url: str) -> Any:
     """
     from pyspark.sql import SparkSession
 
+    if url.startswith("local"):
+        require_free_port(LOCAL_CONNECT_PORT, "127.0.0.1", "the local Spark Connect server",
+                          hint="stop what listens there (another local Connect server or spark-pipelines run), "
+                               "or connect to it with PIPELINE_SPARK_REMOTE=sc://127.0.0.1:15002")
+    else:
+        require_server(url, "the Spark Connect server", LOCAL_CONNECT_PORT,
+                       hint="start the server (see docs/cluster.md) or fix PIPELINE_SPARK_REMOTE / SPARK_REMOTE")
     confs = builder_confs() if url.startswith("local") else {
         "spark.sql.session.timeZone": config.value("timezone") or "UTC"}
     builder = SparkSession.builder.remote(url).appName("pipeline_magics")

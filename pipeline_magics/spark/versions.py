@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PipelineExecutionError
+from .environment import pyspark_module
 
 POSTGRES_JDBC = "org.postgresql:postgresql:42.7.8"
 
@@ -27,6 +28,8 @@ class SparkLine:
     kafka: str | None = None
     #: Spark Declarative Pipelines (``pyspark.pipelines``, ``spark-pipelines``) ships with it.
     declarative_pipelines: bool = False
+    #: The oldest Java major version this line runs on.
+    java: int = 17
 
     def kafka_connector(self, version: str) -> str:
         """The Kafka connector coordinate for Spark ``version`` of this line."""
@@ -75,16 +78,12 @@ def spark_line(version: str, scala: str | None = None) -> SparkLine:
 
 def pyspark_version() -> str:
     """The installed pyspark's version (``pyspark`` or the Connect-only ``pyspark-client``)."""
-    import pyspark
-
-    return pyspark.__version__
+    return pyspark_module().__version__
 
 
 def spark_home() -> str | None:
     """The installed pyspark's folder when it carries a JVM Spark (its ``jars/``); None for pyspark-client."""
-    import pyspark
-
-    home = os.path.dirname(pyspark.__file__)
+    home = os.path.dirname(pyspark_module().__file__)
     return home if os.path.isdir(os.path.join(home, "jars")) else None
 
 
