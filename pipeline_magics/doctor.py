@@ -162,6 +162,35 @@ def _jars() -> Check:
                  f"fetches them with {how}, which needs Maven Central", f"run {spark_jars.FETCH_COMMAND} now")
 
 
+def _maven_cache() -> Check:
+    """Folders of ~/.m2 (the JVM's user.home) holding a .pom and no .jar for an artifact our jars need:
+    Spark's own Ivy resolution (spark.jars.packages) fails on them, in the user's code too."""
+    import pwd
+
+    home = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".m2", "repository")
+    ours = spark_jars.cache_dir("maven")
+    if not os.path.isdir(home):
+        return Check("~/.m2", "ok", "no Maven cache (pipeline_magics uses its own)")
+    broken = []
+    for folder, _, files in os.walk(ours):
+        poms = [f for f in files if f.endswith(".pom")]
+        theirs = os.path.join(home, os.path.relpath(folder, ours))
+        if not poms or not os.path.isdir(theirs):
+            continue
+        with open(os.path.join(folder, poms[0]), encoding="utf-8", errors="replace") as fh:
+            if "<packaging>pom</packaging>" in fh.read():
+                continue  # a parent or BOM: no jar belongs there
+        held = os.listdir(theirs)
+        if any(f.endswith(".pom") for f in held) and not any(f.endswith(".jar") for f in held):
+            broken.append(theirs)
+    if not broken:
+        return Check("~/.m2", "ok", "no folder that would break Spark's spark.jars.packages")
+    return Check("~/.m2", "warn", f"{len(broken)} folders hold a .pom and no .jar; Spark's spark.jars.packages "
+                 "(e.g. Delta's configure_spark_with_delta_pip, not pipeline_magics) fails when it needs one: "
+                 + ", ".join(broken[:3]) + (", …" if len(broken) > 3 else ""),
+                 "remove those folders (rm -r); Maven or Spark fetches them again whole")
+
+
 def _session(start: bool) -> Callable[[], Check]:
     def check() -> Check:
         if (missing := _no_pyspark("session")) is not None:
@@ -252,6 +281,7 @@ def diagnose(spark: bool = False, extra: tuple[Check, ...] = ()) -> Report:
         _guard("pyspark", _pyspark, required=True),
         _guard("java", _java, required=True),
         _guard("jars", _jars),
+        _guard("~/.m2", _maven_cache),
         _guard("session", _session(spark), required=spark),
         _guard("spark connect", _connect, required=True),
         _guard("vault", _vault),
