@@ -163,3 +163,20 @@ def test_doctor_in_the_notebook_adds_the_widget_frontend(ip):
     names = [c.name for c in report.checks]
     assert names[-1] == "widget frontend" and "pyspark" in names and report.ok
     assert "<table>" in report._repr_html_()
+
+
+def test_offline_with_nothing_fetched_is_one_line_naming_the_command(tmp_path):
+    """No network (a network namespace of its own) and no jars: the first session says how to get them."""
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -n (a network namespace) needs root here")
+    done = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "pipeline_magics", "run", str(ROOT / "examples" / "quickstart.yaml"),
+         "--var", f"data_dir={ROOT / 'examples' / 'data'}", "--var", f"lake={tmp_path / 'lake'}"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_JARS_DIR": str(tmp_path / "jars"),
+             "PIPELINE_JARS_CACHE": str(tmp_path / "cache")}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "from Maven Central (once)" in done.stdout
+    first, hint = done.stderr.strip().splitlines()[:2]
+    assert first.startswith("PipelineExecutionError: Maven could not fetch the jars for Spark"), done.stderr
+    assert "python -m pipeline_magics jars" in hint
+    assert not (tmp_path / "jars").exists() and not (tmp_path / "lake").exists()

@@ -20,7 +20,7 @@ from ..errors import PipelineExecutionError
 
 #: Lines of a JVM's or spark-submit's output that say why it stopped, most telling first.
 _CAUSES = (
-    re.compile(r"download failed|unresolved dependency|UNRESOLVED DEPENDENCIES|not found in|Failed to resolve", re.I),
+    re.compile(r"download failed|unresolved dependency:|: not found$|Failed to resolve", re.I),
     re.compile(r"Error occurred during initialization of VM|Could not create the Java Virtual Machine|"
                r"UnsupportedClassVersionError|Invalid maximum heap size|Too small", re.I),
     re.compile(r"No such file or directory|command not found|JAVA_HOME", re.I),
@@ -103,7 +103,7 @@ def jvm_cause(output: str) -> str | None:
             if pattern.search(line) and not line.startswith("WARNING"):
                 if line.startswith("Error occurred during initialization") and i + 1 < len(lines):
                     line = f"{line}: {lines[i + 1]}"  # the JVM says what it was on the next line
-                return line[:300]
+                return re.sub(r'^Exception in thread "[^"]*" [\w.$]+: ', "", line)[:300]
     return None
 
 

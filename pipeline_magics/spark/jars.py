@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,9 +64,11 @@ def maven_args(line: SparkLine, version: str) -> list[str]:
 
 def _maven_error(output: str) -> str:
     """The line of Maven's output that says why it failed."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("[ERROR]") and "->" not in ln and "Re-run" not in ln]
-    return (errors or lines or ["no output"])[0].removeprefix("[ERROR]").strip()[:400]
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in output.splitlines()]
+    errors = [re.sub(r"\s*-> \[Help \d+\]$", "", ln[len("[ERROR]"):].strip()) for ln in lines
+              if ln.startswith("[ERROR]")]
+    errors = [ln for ln in errors if ln and not ln.startswith(("To see the full", "Re-run Maven", "For more inf", "[Help"))]
+    return (errors or [ln for ln in lines if ln] or ["no output"])[0][:400]
 
 
 def fetch(dest: str | None = None, mvn: str = "mvn") -> str:
@@ -81,7 +84,7 @@ def fetch(dest: str | None = None, mvn: str = "mvn") -> str:
     dest = dest or jars_dir(version)
     spark_jars = os.listdir(os.path.join(home, "jars"))
     with tempfile.TemporaryDirectory(prefix="pipeline-magics-jars-") as tmp:
-        cmd = [mvn, "-q", "-B", "-s", os.path.join(MAVEN_DIR, "settings.xml"), "-f", os.path.join(MAVEN_DIR, "pom.xml"),
+        cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-s", os.path.join(MAVEN_DIR, "settings.xml"), "-f", os.path.join(MAVEN_DIR, "pom.xml"),
                f"-Dmaven.repo.local={cache_dir('maven')}",
                "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
                "-Dmdep.useRepositoryLayout=true", *maven_args(line, version)]
@@ -95,7 +98,7 @@ def fetch(dest: str | None = None, mvn: str = "mvn") -> str:
                 f"Maven could not fetch the jars for Spark {version}: {_maven_error(done.stdout + done.stderr)}",
                 code="JARS_UNAVAILABLE", params={"packages": line.packages(version)},
                 detail=(done.stdout + done.stderr)[-20000:],
-                hint=f"run {FETCH_COMMAND} where Maven Central can be reached (a proxy goes in ~/.m2/settings.xml)")
+                hint=f"run {FETCH_COMMAND} on a machine that reaches Maven Central (https://repo.maven.apache.org)")
         staged = os.path.join(tmp, "jars")
         os.makedirs(staged)
         for jar in glob.glob(os.path.join(tmp, "**", "*.jar"), recursive=True):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import Any, Callable
 
@@ -93,11 +94,11 @@ def _launch(confs: dict[str, str], master: str) -> None:
 def _start_failure(output: str, log: str) -> PipelineExecutionError:
     """The error for a JVM that exited while starting, from what it printed."""
     cause = jvm_cause(output) or "it printed nothing that says why"
-    if any(word in cause.lower() for word in ("download failed", "unresolved dependency", "failed to resolve",
-                                               "not found in")):
+    if re.search(r"download failed|unresolved dependency|failed to resolve|#\S+: not found", cause, re.I):
         return PipelineExecutionError(
-            f"Spark could not get its jars: {cause}", code="JARS_UNAVAILABLE", detail=output,
-            params={"log": log}, hint=f"run {FETCH_COMMAND} once where Maven Central can be reached")
+            f"Spark could not get its jars from Maven Central: {cause}", code="JARS_UNAVAILABLE", detail=output,
+            params={"log": log}, hint=f"run {FETCH_COMMAND} once on a machine that reaches Maven Central "
+                                      "(it stores them in this environment for offline starts)")
     return PipelineExecutionError(
         f"the Spark JVM exited while starting: {cause}", code="JVM_START_FAILED", detail=output,
         params={"log": log}, hint=f"fix what that line says; the JVM's whole output is in {log} "
