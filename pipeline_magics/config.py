@@ -8,9 +8,10 @@ that use a setting check it. Nothing here imports IPython or Spark.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping
 
 _OFF = ("0", "false", "no", "off")
 
@@ -60,6 +61,18 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
+#: Variables other tools own that pipeline_magics reads (credential ``env:`` references aside), and why.
+OUTSIDE = {
+    "SPARK_LOCAL_IP": "the address a created session's driver (and the SDP runner's Connect server) binds to",
+    "SPARK_REMOTE": "Spark Connect's own variable: the server when PIPELINE_SPARK_REMOTE is not set",
+    "PYSPARK_GATEWAY_PORT": "set when the process was started by spark-submit: its JVM is already running",
+    "JAVA_HOME": "the Java a local Spark starts with (else java on PATH)",
+    "PATH": "where java and mvn are looked for",
+    "VAULT_ADDR": "Vault's address until %pipeline vault login names one",
+    "VAULT_TOKEN": "Vault's token until %pipeline vault login",
+    "VAULT_NAMESPACE": "Vault Enterprise namespace",
+}
+
 #: values set for this kernel (``%config PipelineMagics.<name> = ...``), by setting name
 _overrides: dict[str, str] = {}
 
@@ -72,6 +85,27 @@ def value(name: str, env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     found = env.get(setting.variable)
     return setting.default if found is None else found
+
+
+def outside(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """One of the :data:`OUTSIDE` variables (other tools' own), or None when unset or empty."""
+    if name not in OUTSIDE:
+        raise KeyError(f"{name} is not one of the outside variables pipeline_magics reads")
+    return (os.environ if env is None else env).get(name) or None
+
+
+@contextlib.contextmanager
+def temporarily(variable: str, new: str) -> Iterator[None]:
+    """Sets an environment variable of another tool for the duration of a block (pyspark reads some)."""
+    previous = os.environ.get(variable)
+    os.environ[variable] = new
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
 
 
 def enabled(name: str) -> bool:

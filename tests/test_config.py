@@ -91,3 +91,20 @@ def test_the_readme_table_is_the_settings_table():
     text = open(README, encoding="utf-8").read()
     assert config.table() in text
     assert config.value("graph", env={}) == "auto" and config.value("graph", env={"PIPELINE_GRAPH": "text"}) == "text"
+
+
+def test_the_environment_is_read_in_config_only():
+    """Every environment read is config.py's; only credential references (env:) read a variable they name."""
+    package = os.path.join(os.path.dirname(config.__file__))
+    readers = set()
+    for folder, _, files in os.walk(package):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".py") and os.path.relpath(path, package) != "config.py":
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+                if "os.environ" in text or "os.getenv" in text:
+                    readers.add(os.path.relpath(path, package))
+    # credentials.py and codegen.py resolve {env: NAME} references; vault.py reads the variable a login names
+    assert readers <= {"secrets/credentials.py", "sdp/codegen.py", "secrets/vault.py"}, readers
+    assert config.outside("JAVA_HOME", {"JAVA_HOME": ""}) is None and config.outside("PATH", {"PATH": "/bin"}) == "/bin"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import threading
 from typing import Any, Iterator
 
+from .. import config
 from ..errors import PipelineExecutionError
 from ..metrics.sources import is_classic
 
@@ -45,7 +45,7 @@ def _start_server(spark: Any) -> int:
         if key not in _PORTS:
             conf = sc.conf()
             conf.set("spark.connect.grpc.binding.port", "0")  # a free port
-            conf.set("spark.connect.grpc.binding.address", os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"))
+            conf.set("spark.connect.grpc.binding.address", (config.outside("SPARK_LOCAL_IP") or "127.0.0.1"))
             service = spark._jvm.org.apache.spark.sql.connect.service
             service.SparkConnectService.start(sc)
             _PORTS[key] = getattr(service, "SparkConnectService$").__getattr__("MODULE$").localPort()
@@ -61,7 +61,7 @@ def connect_session(spark: Any) -> Iterator[Any]:
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     port = _start_server(spark)
-    host = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
+    host = config.outside("SPARK_LOCAL_IP") or "127.0.0.1"
     with _LOCK:
         # One client for the kernel's life: stopping it after each run would race the client's
         # own background release of finished operations (the server then logs SESSION_CLOSED).
@@ -78,13 +78,5 @@ def connect_functions() -> Iterator[None]:
     In a process whose own session is classic, pyspark's functions build classic columns
     unless Connect mode is on; the definitions are Connect plans.
     """
-    key = "SPARK_CONNECT_MODE_ENABLED"
-    previous = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
+    with config.temporarily("SPARK_CONNECT_MODE_ENABLED", "1"):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = previous

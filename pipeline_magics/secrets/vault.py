@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .audit import _Parser, audit
+from .. import config
 from ..errors import CredentialError
 from .policy import SecurityPolicy
 from .redaction import mask_text, register_secret
@@ -198,7 +199,7 @@ def logout(revoke: bool | None = None) -> str:
             except (requests.exceptions.RequestException, hexc.VaultError) as exc:
                 note = f" (could not revoke the token: {type(exc).__name__})"
         SESSION.clear()
-        had_env = SESSION.use_env and bool(os.environ.get("VAULT_TOKEN"))
+        had_env = SESSION.use_env and bool(config.outside("VAULT_TOKEN"))
         SESSION.use_env = False
     RENEWAL.stop()
     if not token and not had_env:

@@ -6,11 +6,11 @@ Logging in and out is :mod:`.vault`; renewal :mod:`.vault_renewal`.
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import config
 from ..errors import CredentialError
 from .redaction import register_secret
 
@@ -39,11 +39,11 @@ _LOCK = threading.RLock()
 
 def address(addr: str | None = None) -> str | None:
     """The Vault address: ``addr``, else the last login's, else ``VAULT_ADDR``."""
-    return (addr or SESSION.addr or os.environ.get("VAULT_ADDR") or "").rstrip("/") or None
+    return (addr or SESSION.addr or config.outside("VAULT_ADDR") or "").rstrip("/") or None
 
 
 def _namespace(namespace: str | None = None) -> str | None:
-    return namespace or SESSION.namespace or os.environ.get("VAULT_NAMESPACE") or None
+    return namespace or SESSION.namespace or config.outside("VAULT_NAMESPACE") or None
 
 
 def current_token() -> tuple[str | None, str]:
@@ -51,7 +51,7 @@ def current_token() -> tuple[str | None, str]:
     with _LOCK:
         if SESSION.token:
             return SESSION.token, "login"
-        token = os.environ.get("VAULT_TOKEN") if SESSION.use_env else None
+        token = config.outside("VAULT_TOKEN") if SESSION.use_env else None
         if token:
             register_secret(token)
             return token, "VAULT_TOKEN"

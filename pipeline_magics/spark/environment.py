@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Mapping
 from urllib.parse import urlparse
 
+from .. import config
 from ..errors import PipelineExecutionError
 
 #: Lines of a JVM's or spark-submit's output that say why it stopped, most telling first.
@@ -51,11 +52,10 @@ class Java:
 
 def java_path(env: Mapping[str, str] | None = None) -> tuple[str | None, str]:
     """The ``java`` Spark's launcher runs (``$JAVA_HOME/bin/java``, else ``java`` on PATH) and where it came from."""
-    env = os.environ if env is None else env
-    home = env.get("JAVA_HOME")
+    home = config.outside("JAVA_HOME", env)
     if home:
         return os.path.join(home, "bin", "java"), f"JAVA_HOME={home}"
-    return shutil.which("java", path=env.get("PATH")), "PATH"
+    return shutil.which("java", path=config.outside("PATH", env)), "PATH"
 
 
 def find_java(env: Mapping[str, str] | None = None) -> Java:

@@ -35,9 +35,9 @@ def builder_confs(progress: Callable[[str], None] = print) -> dict[str, str]:
             os.path.dirname(__file__), "log4j2.properties"),
     }
     confs.update(session_jars(progress))
-    if os.environ.get("SPARK_LOCAL_IP"):
-        confs["spark.driver.host"] = os.environ["SPARK_LOCAL_IP"]
-        confs["spark.driver.bindAddress"] = os.environ["SPARK_LOCAL_IP"]
+    local_ip = config.outside("SPARK_LOCAL_IP")
+    if local_ip:
+        confs["spark.driver.host"] = confs["spark.driver.bindAddress"] = local_ip
     return confs
 
 
@@ -56,7 +56,7 @@ def remote_url() -> str | None:
     """The Spark Connect server to use, if any: ``$PIPELINE_SPARK_REMOTE``, else ``$SPARK_REMOTE``,
     else ``$PIPELINE_SPARK_MASTER`` when it is an ``sc://`` address."""
     master = config.value("spark_master") or ""
-    return (config.value("spark_remote") or os.environ.get("SPARK_REMOTE")
+    return (config.value("spark_remote") or config.outside("SPARK_REMOTE")
             or (master if master.startswith("sc://") else None))
 
 
@@ -71,7 +71,7 @@ def _launch(confs: dict[str, str], master: str) -> None:
     from pyspark import SparkConf, SparkContext
     from pyspark.java_gateway import launch_gateway
 
-    if SparkContext._gateway is not None or os.environ.get("PYSPARK_GATEWAY_PORT"):
+    if SparkContext._gateway is not None or config.outside("PYSPARK_GATEWAY_PORT"):
         return  # a JVM runs already (a stopped session's, or spark-submit's)
     line = local_line()
     require_java(line.java, pyspark_version())
