@@ -15,14 +15,13 @@ from ..metrics.sources import STREAMS
 from ..methods import StepContext
 from ..metrics.model import PipelineMetrics, StepMetrics
 from ..spec.plan import Plan, PlannedStep
-from ..metrics.progress import HUB
 from ..secrets.redaction import mask_text
 from . import step_rows
 from .retry import backoff_delay, is_transient, policy_for, resolve_policy
 from ..metrics.status import RUNNING, RunStatus
 from ..spark.tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
 from .step_rows import LoadJobs
-from .streaming import is_query
+from .streaming import is_query, stop_queries
 
 log = logging.getLogger("pipeline_magics")
 
@@ -73,12 +72,7 @@ class Run:
         self.cancelled.set()
         # Queries first: their micro-batch jobs carry the run's tag too, and a query whose batch is
         # interrupted under it ends with an error (SPARK_JOB_CANCELLED) instead of simply stopping.
-        for _, query in self.queries:
-            try:
-                HUB.cancelling(str(query.id))
-                query.stop()
-            except Exception:  # noqa: BLE001 - already stopped
-                pass
+        stop_queries(self.queries)
         interrupt_tag(self.spark, self.tag)
         if self.state.status == RUNNING and not self.finished.is_set():
             # A job the run starts after this (the step was between two jobs) is interrupted too.
@@ -119,12 +113,7 @@ def execute(run: Run) -> None:
                                          step_name=exc.step_name, step_type=exc.step_type, method=exc.method)
         # Failed first: the queries stopped below then leave their steps cancelled, whatever reads them.
         run.state.fail(str(exc), cancelled=isinstance(exc, PipelineCancelledError))
-        for _, query in run.queries:  # a half-started streaming pipeline is stopped whole
-            try:
-                HUB.cancelling(str(query.id))
-                query.stop()
-            except Exception:  # noqa: BLE001
-                pass
+        stop_queries(run.queries)  # a half-started streaming pipeline is stopped whole
         raise exc from None
     finally:
         read_pending(run)

@@ -49,19 +49,17 @@ class PipelineResult:
             return True
         done = self.stream.await_termination(timeout)
         if done:
-            history.record(self.stream.run)
+            self.stream.record()
         return done
 
     def stop(self) -> None:
-        """Streaming: stops the queries."""
+        """Streaming: cancels the run and stops its queries."""
         if self.stream is not None:
-            self.stream.run.cancel()
             self.stream.stop()
-            history.record(self.stream.run)
 
     @property
     def status(self) -> str:
-        """The run's status, as its ``Run`` set it (``run_state``); never worked out here."""
+        """The run's status, as its ``RunStatus`` set it (``metrics.status``); never worked out here."""
         return self.metrics.status
 
     @property
@@ -258,7 +256,7 @@ class Pipeline:
             error = exc
             if stream is not None:
                 run.state.fail(str(exc), cancelled=run.cancelled.is_set())
-                stream.stop()
+                stream.stop(str(exc))
         finally:
             if stream is None or not stream.active:
                 release(run)
@@ -268,6 +266,8 @@ class Pipeline:
         result.plan = self.plan
         if preview:
             result.loads = loads_of(run.metrics)
+        elif stream is not None:
+            stream.record()  # again when the run ends
         else:
             history.record(run)  # written by a background thread
         if collect_metrics and not preview:
