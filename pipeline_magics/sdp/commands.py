@@ -7,7 +7,6 @@ from typing import Any, Sequence
 
 from .. import options
 from ..spec.model import parse_vars
-from ..errors import PipelineError
 from .connect import require_sdp
 from .export import export
 from .run import SdpRun, run_project
@@ -94,12 +93,5 @@ def cli_sdp(argv: Sequence[str], out: Any = sys.stdout) -> int:
 
 
 def main(command: str, argv: Sequence[str]) -> int:
-    """``export`` or ``sdp`` from ``python -m pipeline_magics``; errors as one line and an exit code."""
-    try:
-        return (cli_export if command == "export" else cli_sdp)(argv)
-    except PipelineError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2 if exc.code in ("SDP_UNSUPPORTED", "SDP_UNAVAILABLE") or exc.code.startswith("SPEC") else 1
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``export`` or ``sdp`` from ``python -m pipeline_magics`` (which turns their errors into exit codes)."""
+    return (cli_export if command == "export" else cli_sdp)(argv)
