@@ -149,7 +149,7 @@ def _observe(ctx: StepContext, df: Any, rules: dict[str, str], on_fail: str) -> 
 
     if df.isStreaming:
         # An Observation takes no streams: a named observation is reported with every micro-batch
-        # and the run sums it (figures.StreamTracker, metrics.update_streaming).
+        # and the run sums it (metrics.queries.QueryStore, metrics.sources.update_streaming).
         name = f"pm_expect_{ctx.run_id}_{ctx.index}"
         ctx.record["observation"] = name
         return df.observe(name, *rule_counts(rules))

@@ -11,9 +11,9 @@ from typing import Any, Callable
 from ..spark.causes import root_cause
 from ..secrets.credentials import Resolver, SecurityPolicy
 from ..errors import PipelineCancelledError, PipelineError, PipelineExecutionError, RetryableError
-from ..metrics.sources import STREAMS
 from ..methods import StepContext
 from ..metrics.model import PipelineMetrics, StepMetrics
+from ..metrics.queries import QUERIES
 from ..spec.plan import Plan, PlannedStep
 from ..secrets.redaction import mask_text
 from . import step_rows
@@ -43,7 +43,7 @@ class Run:
     #: streaming queries started by load steps: (step index, StreamingQuery)
     queries: list[tuple[int, Any]] = field(default_factory=list)
     metrics: PipelineMetrics = field(init=False)
-    #: the only writer of the run's and its steps' status (``run_state``)
+    #: the only writer of the run's and its steps' status (``metrics.status``)
     state: RunStatus = field(init=False)
     on_update: Callable[["Run"], None] = lambda run: None
     emit: Callable[[str, Any], None] | None = None
@@ -98,7 +98,7 @@ def execute(run: Run) -> None:
     if spec.mode == "batch" and run.metrics_enabled:
         run.load_jobs = LoadJobs(spark, run.tag)
     if spec.mode == "streaming" and run.metrics_enabled:
-        STREAMS.listen(spark)  # before any query starts, so that no progress report is missed
+        QUERIES.listen(spark)  # before any query starts, so that no progress report is missed
     try:
         for planned in run.plan.steps:
             if run.cancelled.is_set():
