@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -11,8 +10,10 @@ from . import history
 from .engine import Run, execute, release
 from ..errors import PipelineError
 from ..render.graph import build_graph, frame_rows
+from ..render.palette import STATUS_COLOURS
 from ..metrics.model import PipelineMetrics, StepMetrics, fmt_count, fmt_rules, fmt_seconds
 from ..metrics.exporters import export
+from ..methods.registry import is_default_label
 from ..spec.plan import Plan, build_plan
 from ..secrets.policy import SecurityPolicy
 from ..spark.session import get_session
@@ -90,7 +91,7 @@ class PipelineResult:
     def named_frames(self) -> dict[str, Any]:
         """The frames of the steps the spec names (``--export`` binds these), by name."""
         if self.plan is None:
-            return {k: v for k, v in self.frames.items() if not re.fullmatch(r"step\d+", k)}
+            return {k: v for k, v in self.frames.items() if not is_default_label(k)}
         named = {p.step.name for p in self.plan.steps if p.step.name}
         return {k: v for k, v in self.frames.items() if k in named}
 
@@ -107,10 +108,6 @@ class PipelineResult:
 
     def _repr_html_(self) -> str:
         return render_html(self)
-
-
-STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0",
-                  "pending": "#757575"}
 
 
 def steps_table(metrics: PipelineMetrics) -> str:
