@@ -22,9 +22,10 @@ from .spec.model import parse_vars
 
 
 def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metrics: Sequence[str] = (),
-        name: str | None = None, mode: str | None = None, out: Any = sys.stdout,
+        name: str | None = None, mode: str | None = None, out: Any = None,
         timeout: float | None = None) -> int:
     """Runs one spec file; prints the step table and a preview; returns the exit code."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     pipeline = Pipeline.from_file(spec_path, variables, name=name, mode=mode)
     if dry_run:
         print(pipeline.explain(), file=out)
@@ -52,8 +53,9 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
     return 0
 
 
-def jars(list_only: bool = False, out: Any = sys.stdout) -> int:
+def jars(list_only: bool = False, out: Any = None) -> int:
     """Fetches (or lists) the jars of the installed pyspark's version."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     packages = local_line().packages(pyspark_version())
     if list_only:
         print("\n".join(packages), file=out)
@@ -63,8 +65,9 @@ def jars(list_only: bool = False, out: Any = sys.stdout) -> int:
 
 
 def test(spec_path: str, variables: dict[str, str], junit_xml: str | None = None, names: Sequence[str] = (),
-         out: Any = sys.stdout) -> int:
+         out: Any = None) -> int:
     """Runs a spec file's tests; prints the table; 0 when all pass, 1 when one fails."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     report = Pipeline.from_file(spec_path, variables).test(names=names or None)
     print(repr(report), file=out)
     if junit_xml:

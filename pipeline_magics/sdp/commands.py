@@ -57,8 +57,9 @@ def sdp_options(args: argparse.Namespace) -> dict[str, Any]:
                 refresh=args.refresh, metrics=args.metrics)
 
 
-def cli_export(argv: Sequence[str], out: Any = sys.stdout) -> int:
+def cli_export(argv: Sequence[str], out: Any = None) -> int:
     """``python -m pipeline_magics export SPEC.yaml --sdp DIR``."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     args = parse(export_parser("python -m pipeline_magics export"), argv)
     require_sdp()
     with open(args.spec, encoding="utf-8") as fh:
@@ -67,8 +68,9 @@ def cli_export(argv: Sequence[str], out: Any = sys.stdout) -> int:
     return 0
 
 
-def cli_sdp(argv: Sequence[str], out: Any = sys.stdout) -> int:
+def cli_sdp(argv: Sequence[str], out: Any = None) -> int:
     """``python -m pipeline_magics sdp run|dry-run DIR``: prints each flow as it changes, then the table."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     import signal
 
     args = parse(sdp_parser("python -m pipeline_magics sdp"), argv)
