@@ -1,4 +1,7 @@
-"""Headless runs: ``python -m pipeline_magics run SPEC.yaml [--var K=V] [--dry-run] [--metrics KIND[:PATH]]``."""
+"""Headless runs: ``python -m pipeline_magics run SPEC.yaml [--var K=V] [--dry-run] [--metrics KIND[:PATH]]``.
+
+Exit status: 0 done, 1 a run or a spec's test failed, 2 a spec to fix or a usage mistake (``PipelineError.exit_code``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -20,9 +23,10 @@ from .spec.model import parse_vars
 
 
 def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metrics: Sequence[str] = (),
-        name: str | None = None, mode: str | None = None, out: Any = sys.stdout,
+        name: str | None = None, mode: str | None = None, out: Any = None,
         timeout: float | None = None) -> int:
     """Runs one spec file; prints the step table and a preview; returns the exit code."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     pipeline = Pipeline.from_file(spec_path, variables, name=name, mode=mode)
     if dry_run:
         print(pipeline.explain(), file=out)
@@ -50,8 +54,9 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
     return 0
 
 
-def jars(list_only: bool = False, out: Any = sys.stdout) -> int:
+def jars(list_only: bool = False, out: Any = None) -> int:
     """Fetches (or lists) the jars of the installed pyspark's version."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     packages = local_line().packages(pyspark_version())
     if list_only:
         print("\n".join(packages), file=out)
@@ -61,8 +66,9 @@ def jars(list_only: bool = False, out: Any = sys.stdout) -> int:
 
 
 def test(spec_path: str, variables: dict[str, str], junit_xml: str | None = None, names: Sequence[str] = (),
-         out: Any = sys.stdout) -> int:
+         out: Any = None) -> int:
     """Runs a spec file's tests; prints the table; 0 when all pass, 1 when one fails."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     report = Pipeline.from_file(spec_path, variables).test(names=names or None)
     print(repr(report), file=out)
     if junit_xml:
@@ -93,33 +99,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("export", help="write a spec as an SDP project: export SPEC.yaml --sdp DIR", add_help=False)
     sub.add_parser("sdp", help="run an SDP project: sdp run|dry-run DIR", add_help=False)
     args, extra = parser.parse_known_args(argv)
-    if args.command in ("export", "sdp"):  # their options live in sdp/commands.py
-        argv = list(sys.argv[1:] if argv is None else argv)
-        return sdp_main(args.command, argv[argv.index(args.command) + 1:])
-    if extra:
+    if extra and args.command not in ("export", "sdp"):  # their options live in sdp/commands.py
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "schema":
-        print(json.dumps(json_schema(), indent=2))
-        return 0
     try:
         if args.command == "doctor":
             report = diagnose(spark=args.spark)
             print(report.to_text())
             return 0 if report.ok else 1
+        if args.command in ("export", "sdp"):
+            argv = list(sys.argv[1:] if argv is None else argv)
+            return sdp_main(args.command, argv[argv.index(args.command) + 1:])
+        if args.command == "schema":
+            print(json.dumps(json_schema(), indent=2))
+            return 0
         if args.command == "jars":
             return jars(args.list)
         if args.command == "test":
             return test(args.spec, parse_vars(args.var), args.junit_xml, args.test)
         return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode,
                    timeout=args.timeout)
-    except PipelineError as exc:
+    except PipelineError as exc:  # one line; the exit status is the error class's (a spec to fix: 2)
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2 if exc.code.startswith(("SPEC", "YAML", "UNKNOWN", "INVALID", "TEST_")) else 1
-    except (OSError, ValueError) as exc:
+        return exc.exit_code
+    except (OSError, ValueError) as exc:  # a file that cannot be read, a usage mistake
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

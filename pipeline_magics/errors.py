@@ -15,6 +15,8 @@ class PipelineError(Exception):
     """Base class: what went wrong, where, and (sanitized) with which config."""
 
     code = "PIPELINE_ERROR"
+    #: the command line's exit status for this class: 1 a run (or a test) that failed, 2 a spec to fix
+    exit_code = 1
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class SpecError(PipelineError):
     """The YAML or the spec is invalid; carries line and column."""
 
     code = "SPEC_INVALID"
+    exit_code = 2
 
 
 class PipelineExecutionError(PipelineError):
@@ -108,6 +111,7 @@ class DataFrameResolutionError(PipelineError):
     """A step names an input that no earlier step produced."""
 
     code = "UNKNOWN_INPUT"
+    exit_code = 2
 
 
 class ExpectationError(PipelineError):

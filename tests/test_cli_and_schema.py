@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from pipeline_magics.spec.schema import SCHEMA_FILE, json_schema
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
@@ -45,12 +47,40 @@ def test_headless_dry_run_and_bad_spec(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "pipeline quickstart (batch), 4 steps" in done.stdout
+
+
+EXTRACT = "  - {type: extract, method: fromCsv, name: a, config: {path: /nowhere/a.csv}}\n"
+SPECS_TO_FIX = {  # every spec error exits 2, whatever its code
+    "SPEC_INVALID": "steps:\n  - type: extract\n    method: fromCsv\n    config: {heder: true, path: x}\n",
+    "DUPLICATE_NAME": "steps:\n" + EXTRACT + EXTRACT,
+    "INPUTS": "steps:\n" + EXTRACT + "  - {type: transform, method: filterRows, input: a, inputs: [a], "
+                                      "config: {condition: 'true'}}\n",
+    "NO_INPUT": "steps:\n  - {type: transform, method: filterRows, config: {condition: 'true'}}\n",
+    "UNKNOWN_INPUT": "steps:\n" + EXTRACT + "  - {type: transform, method: filterRows, input: b, "
+                                             "config: {condition: 'true'}}\n",
+}
+
+
+@pytest.mark.parametrize("code", list(SPECS_TO_FIX))
+def test_command_line_exits_2_for_a_spec_to_fix(code, tmp_path, capsys):
+    from pipeline_magics.__main__ import main
+
     bad = tmp_path / "bad.yaml"
-    bad.write_text("steps:\n  - type: extract\n    method: fromCsv\n    config: {heder: true, path: x}\n")
-    done = subprocess.run([sys.executable, "-m", "pipeline_magics", "run", str(bad)],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 2
-    assert "line 4" in done.stderr and "unknown setting 'heder'" in done.stderr and "did you mean 'header'" in done.stderr
+    bad.write_text(SPECS_TO_FIX[code])
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) <= 2 and "Error" in err
+    if code == "SPEC_INVALID":
+        assert "line 4" in err and "unknown setting 'heder'" in err and "did you mean 'header'" in err
+
+
+def test_command_line_exits_1_for_a_run_that_fails(spark, tmp_path, capsys):
+    from pipeline_magics.__main__ import main
+
+    spec = tmp_path / "fails.yaml"
+    spec.write_text("steps:\n" + EXTRACT)
+    assert main(["run", str(spec)]) == 1
+    assert "PipelineExecutionError" in capsys.readouterr().err
 
 
 def test_cell_and_command_line_share_their_options(capsys):

@@ -109,8 +109,7 @@ def _size(value: Any) -> int:
 def snapshot(spark: Any, label: str) -> Snapshot:
     """Measures the kernel: Python and JVM memory (after a GC in each), threads, Spark's state, our registries."""
     from pipeline_magics.run import engine
-    from pipeline_magics.metrics import progress
-    from pipeline_magics.metrics.sources import STREAMS as TRACKER
+    from pipeline_magics.metrics.queries import QUERIES
     from pipeline_magics.methods.load import LEFTOVER_STAGING
     from pipeline_magics.run.streaming import REGISTRY
 
@@ -157,8 +156,8 @@ def snapshot(spark: Any, label: str) -> Snapshot:
         sql_listeners=_size(jss.listenerManager().listListeners()),
         spark_listeners=spark_listeners, pending_observations=observations,
         sql_executions_retained=int(jss.sharedState().statusStore().executionsCount()),
-        registry={"streaming runs": len(REGISTRY._runs), "query totals": len(TRACKER._runs),
-                  "query states": len(progress.HUB.states), "subscribers": len(progress.HUB._subscribers),
+        registry={"streaming runs": len(REGISTRY._runs), "query totals": len(QUERIES._runs),
+                  "query states": len(QUERIES.states), "subscribers": len(QUERIES._subscribers),
                   "interrupt flags": len(engine._INTERRUPT_BEFORE), "leftover staging": len(LEFTOVER_STAGING)},
         python_thread_names=sorted(t.name for t in threading.enumerate()))
 

@@ -245,3 +245,41 @@ steps:
     ip.run_line_magic("pipeline", "status half_started")
     out = capsys.readouterr().out
     assert "pipeline half_started: failed" in out
+
+
+def test_streaming_query_failing_at_run_time_fails_the_run_at_once(ip, spark, lake, monkeypatch, capsys):
+    """The second of two queries dies on its first rows, on the notebook's own session: the cell raises
+    the query's error in one line long before ``--timeout``, the other query is stopped, and the result,
+    list/status and the JSON export say failed."""
+    import time
+
+    from pipeline_magics.errors import StreamingQueryError
+
+    monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
+    ip.user_ns["own_spark"] = spark  # a session made before the run, passed in as a notebook's would be
+    spec = """
+name: dies_later
+mode: streaming
+steps:
+  - {type: extract, method: fromRate, name: ticks, config: {rowsPerSecond: 5}}
+  - {type: load, method: toMemory, name: first, config: {queryName: dies_later_first, trigger: {processingTime: "1 second"}}}
+  - {type: transform, method: withColumn, name: refused, input: ticks, config: {column: bad, expr: "raise_error('tick refused')"}}
+  - {type: load, method: toMemory, name: second, config: {queryName: dies_later_second, trigger: {processingTime: "1 second"}}}
+"""
+    json_path = lake / "m.json"
+    started = time.time()
+    with pytest.raises(StreamingQueryError) as info:
+        ip.run_cell_magic("pipeline", f"--no-widgets --spark own_spark --timeout 30 --metrics json:{json_path}", spec)
+    assert time.time() - started < 20  # not the 30 s of --timeout
+    capsys.readouterr()
+    error = info.value
+    assert "tick refused" in str(error) and error.step_index == 3 and len(str(error).splitlines()) <= 2
+    result = error.result
+    assert result.status == "failed" and result.metrics.steps[3].status == "failed"
+    assert all(not q.isActive for q in result.queries)  # the healthy query was stopped too
+    assert not {q.name for q in spark.streams.active} & {"dies_later_first", "dies_later_second"}
+    assert json.loads(json_path.read_text())["status"] == "failed"
+    ip.run_line_magic("pipeline", "list")
+    assert "dies_later: failed" in capsys.readouterr().out
+    ip.run_line_magic("pipeline", "status dies_later")
+    assert "pipeline dies_later: failed" in capsys.readouterr().out

@@ -26,8 +26,9 @@ import pytest
 
 from pipeline_magics import Pipeline
 from pipeline_magics.metrics.sources import (ACTION, DELTA_COMMIT, DELTA_STREAM_COMMITS, OBSERVATION, PROGRESS,
-                                             SINK_PROGRESS, STREAM_OBSERVATION, TASK_OUTPUT, StreamTracker)
-from pipeline_magics.metrics.model import PipelineMetrics, QueryMetrics, StepMetrics
+                                             SINK_PROGRESS, STREAM_OBSERVATION, TASK_OUTPUT)
+from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics
+from pipeline_magics.metrics.queries import QueryRecord, QueryStore
 from pipeline_magics.metrics import export, to_prometheus
 
 N = 60  # rows of the test data
@@ -427,7 +428,7 @@ def report(run_id: str, batch: int, rows: int, sink: int = -1, observed: int | N
 
 
 def test_tracker_counts_each_batch_once_and_flags_gaps():
-    t = StreamTracker()
+    t = QueryStore()
     for b in (0, 1, 1, 0, 2):  # repeats from the listener and from polling
         t.add(report("r1", b, 10, sink=5, observed=4))
     got = t.get("r1")
@@ -456,7 +457,7 @@ def sample_metrics() -> PipelineMetrics:
 def sample_stream() -> PipelineMetrics:
     m = PipelineMetrics("events", "def456", mode="streaming", status="running", start=1000.0)
     sink = StepMetrics(1, "sink", "load", "toDelta", "running", 1000.5, None, 500, 450, bytes_written=8192, attempts=1)
-    sink.query = QueryMetrics("events.sink", "q-id", "run-id", batches=5, input_rows=500, output_rows=450,
+    sink.query = QueryRecord("events.sink", "q-id", "run-id", batches=5, input_rows=500, output_rows=450,
                               last_batch_id=4, input_rows_per_second=12.5, processed_rows_per_second=40.0,
                               batch_duration_ms=250, active=True)
     m.steps = [StepMetrics(0, "src", "extract", "fromKafka", "done", 1000.0, 1000.5, attempts=1), sink]

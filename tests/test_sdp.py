@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline_magics.__main__ import main
 from pipeline_magics.errors import PipelineExecutionError, SpecError
 from pipeline_magics.run.pipeline import Pipeline
 from pipeline_magics.sdp.export import export
@@ -105,10 +106,8 @@ def test_segments_with_an_expectation(spark, tmp_path, data_dir):
     text = (ROOT / "examples" / "segments.yaml").read_text()
     variables = {"data_dir": str(ROOT / "examples" / "data"), "lake": str(tmp_path / "notebook")}
     Pipeline.from_yaml(text, variables).run(spark)
-    done = subprocess.run([sys.executable, "-m", "pipeline_magics", "export", str(ROOT / "examples" / "segments.yaml"),
-                           "--sdp", str(tmp_path / "project"), "--var", f"lake={tmp_path / 'sdp'}",
-                           "--var", f"data_dir={variables['data_dir']}"], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
+    assert main(["export", str(ROOT / "examples" / "segments.yaml"), "--sdp", str(tmp_path / "project"),
+                 "--var", f"lake={tmp_path / 'sdp'}", "--var", f"data_dir={variables['data_dir']}"]) == 0
     spark_pipelines(tmp_path / "project", "run")
     assert_same_rows(spark, tmp_path / "notebook" / "revenue_by_segment", tmp_path / "sdp" / "revenue_by_segment")
     orders = pd.read_csv(os.path.join(data_dir, "orders.csv"))
@@ -281,14 +280,13 @@ def test_sdp_subcommands_complete():
     assert complete("%pipeline export seg", subcommands=SUBCOMMANDS, pipelines=["segments"]) == ["segments"]
 
 
-def test_headless_sdp_dry_run(tmp_path):
+def test_headless_sdp_dry_run(spark, tmp_path, capsys):
+    """``python -m pipeline_magics sdp``, in this process: on the suite's session and its Connect server."""
     project = export((ROOT / "examples" / "quickstart.yaml").read_text(), tmp_path / "project",
                      {"lake": str(tmp_path / "lake"), "data_dir": str(ROOT / "examples" / "data")})
-    done = subprocess.run([sys.executable, "-m", "pipeline_magics", "sdp", "dry-run", str(project.path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "revenue_by_country" in done.stdout and "checked" in done.stdout
+    assert main(["sdp", "dry-run", str(project.path)]) == 0
+    out = capsys.readouterr().out
+    assert "revenue_by_country" in out and "checked" in out
     assert not (tmp_path / "lake").exists()
-    bad = subprocess.run([sys.executable, "-m", "pipeline_magics", "sdp", "run", str(project.path),
-                          "--full-refresh-all", "--refresh", "x"], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "--full-refresh-all cannot be combined" in bad.stderr
+    assert main(["sdp", "run", str(project.path), "--full-refresh-all", "--refresh", "x"]) == 2
+    assert "--full-refresh-all cannot be combined" in capsys.readouterr().err

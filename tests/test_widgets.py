@@ -6,7 +6,8 @@ import time
 
 
 from pipeline_magics import Pipeline, PipelineCancelledError, PipelineError
-from pipeline_magics.metrics.progress import ProgressHub, Throttle, sparkline
+from pipeline_magics.metrics.progress import Throttle, sparkline
+from pipeline_magics.metrics.queries import QueryStore
 from pipeline_magics.notebook.widgets import PipelineView, QueryPanel
 
 SLOW = "reflect('java.lang.Thread', 'sleep', CAST(40 AS BIGINT)) IS NULL"  # 40 ms a row
@@ -18,7 +19,7 @@ def progress(query_id: str, batch: int, rows: int, rate: float) -> dict:
 
 
 def test_hub_accumulates_progress_and_terminations():
-    hub = ProgressHub()
+    hub = QueryStore()
     seen = []
     hub.subscribe("a", lambda s: seen.append((s.status, s.total_rows)))
     hub.started("a", "q")
@@ -55,7 +56,7 @@ def test_sparkline_scales_to_its_maximum():
 
 
 def test_query_panel_shows_the_state():
-    hub = ProgressHub()
+    hub = QueryStore()
     state = hub.state("a", "orders.sink")
     stopped = []
     panel = QueryPanel(state, lambda: stopped.append(True))
@@ -140,7 +141,8 @@ steps:
 
 
 def test_streaming_panels_fed_by_the_listener(spark, lake, monkeypatch):
-    from pipeline_magics.metrics.progress import HUB, listen
+    from pipeline_magics.metrics.progress import listen
+    from pipeline_magics.metrics.queries import QUERIES
 
     monkeypatch.setenv("PIPELINE_CHECKPOINT_ROOT", str(lake / "cp"))
     listen(spark)
@@ -177,7 +179,7 @@ steps:
     panel.refresh.flush()
     assert panel.state.status == "cancelled" and "cancelled" in panel.header.value
     assert not result.queries[0].isActive
-    assert HUB.states[str(result.queries[0].id)] is panel.state
+    assert QUERIES.states[str(result.queries[0].id)] is panel.state
 
 
 SLOW_JOB = r"""

@@ -23,7 +23,7 @@ from typing import Any
 from ..metrics.sources import delta_commit
 from ..spark.observation import counts_merge_source, observed
 from . import delta
-from .quality import cache
+from ..spark.cache import persist
 
 START, END = "__START_AT", "__END_AT"
 SEQ, DEL, PRIO, OLD_END, ACTION = "__pm_seq", "__pm_delete", "__pm_stored", "__pm_old_end", "__ACTION"
@@ -239,7 +239,7 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
                 return
             commit = delta_commit(spark, marker, path, table, history=delta.commit_metrics)  # None: the MERGE
             before = _read(spark, path, table, commit["first_version"] - 1 if commit else None)  # changed nothing
-            again = cache(spark, resolve(events, before, kept_before, cdc))
+            again = persist(spark, resolve(events, before, kept_before, cdc))
             if counted is not None and seen.get("null_keys") != 0:  # {}: not known, so maybe
                 _merge(again.filter(null_key & (F.col(ACTION) != "none")).drop(SEQ, RECORD), path, table, cdc)
             if not cdc.delete_when:

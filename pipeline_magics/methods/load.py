@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from ..metrics.sources import (ACTION, delta_commit, delta_latest_version, delta_write_figures, note, observe_rows,
                                tagged_write)
+from ..spark.cache import persist
 from ..spark.session import require_delta
 from . import cdc, contracts, delta, jdbc
 from .jdbc import PostgresConnection
@@ -352,7 +353,7 @@ def to_memory(ctx: StepContext, cfg: MemorySink) -> Any:
     ctx.record["table"] = name
     if ctx.input.isStreaming:
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.format("memory"), name=name, durable=False)
-    df = ctx.input.persist()
+    df = persist(ctx.spark, ctx.input, "MEMORY_AND_DISK_DESER")  # DataFrame.persist()'s level
     note(ctx.record, "rows_out", df.count(), ACTION)  # the one action: it also fills the cache
     df.createOrReplaceTempView(name)
 

@@ -16,7 +16,8 @@ from pydantic import Field, model_validator
 
 from ..errors import ExpectationError
 from ..metrics.sources import ACTION, OBSERVATION, note, observed
-from .registry import Config, StepContext, register, session_conf
+from ..spark.cache import persist
+from .registry import Config, StepContext, register
 
 log = logging.getLogger("pipeline_magics")
 
@@ -24,9 +25,6 @@ log = logging.getLogger("pipeline_magics")
 FAILED_RULES = "_failed_rules"
 #: the metadata key on ``FAILED_RULES`` of a stream whose failing rows are split off where it is written
 QUARANTINE_KEY = "pipeline_magics.quarantine"
-#: the confs Spark's cache turns off in a clone of the session (see ``engine.persist``)
-_CACHE_CONFS_OFF = ("spark.sql.sources.bucketing.autoBucketedScan.enabled",
-                    "spark.sql.adaptive.applyFinalStageShuffleOptimizations")
 
 
 class QuarantineTarget(Config):
@@ -149,7 +147,7 @@ def _observe(ctx: StepContext, df: Any, rules: dict[str, str], on_fail: str) -> 
 
     if df.isStreaming:
         # An Observation takes no streams: a named observation is reported with every micro-batch
-        # and the run sums it (figures.StreamTracker, metrics.update_streaming).
+        # and the run sums it (metrics.queries.QueryStore, metrics.sources.update_streaming).
         name = f"pm_expect_{ctx.run_id}_{ctx.index}"
         ctx.record["observation"] = name
         return df.observe(name, *rule_counts(rules))
@@ -166,19 +164,11 @@ def _observe(ctx: StepContext, df: Any, rules: dict[str, str], on_fail: str) -> 
     return df.observe(obs, *rule_counts(rules))
 
 
-def cache(spark: Any, df: Any) -> Any:
-    """``df`` persisted without the session clone Spark's CacheManager makes (``engine.persist``)."""
-    from pyspark import StorageLevel
-
-    with session_conf(spark, _CACHE_CONFS_OFF[0], "false"), session_conf(spark, _CACHE_CONFS_OFF[1], "false"):
-        return df.persist(StorageLevel.MEMORY_AND_DISK)
-
-
 def _quarantine_batch(ctx: StepContext, cfg: Expect, rules: dict[str, str]) -> Any:
     """Writes the failing rows now and returns the passing ones; the source is read once (cached)."""
     from pyspark.sql import functions as F
 
-    tagged = cache(ctx.spark, ctx.input.withColumn(FAILED_RULES, failed_rules_column(rules)))
+    tagged = persist(ctx.spark, ctx.input.withColumn(FAILED_RULES, failed_rules_column(rules)))
     ctx.cached.append(tagged)
     counted = _observe(ctx, tagged, rules, "quarantine") if ctx.metrics_enabled else tagged
     assert cfg.quarantine is not None
@@ -242,7 +232,7 @@ def split_batch(where: dict[str, Any], write_good: Callable[[Any, int], None]) -
     target = QuarantineTarget(path=where.get("path"), table=where.get("table"))
 
     def write(batch: Any, batch_id: int) -> None:
-        batch = cache(batch.sparkSession, batch)
+        batch = persist(batch.sparkSession, batch)
         try:
             write_good(batch.filter(F.size(FAILED_RULES) == 0).drop(FAILED_RULES), batch_id)
             write_quarantine(batch.filter(F.size(FAILED_RULES) > 0), target, where["pipeline"], where["run_id"],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
@@ -17,6 +18,16 @@ class Config(BaseModel):
     """Base of every method's settings: strict, immutable, documented fields."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def step_label(index: int, name: str | None = None) -> str:
+    """How step ``index`` (from 0) is called: its name, else ``step{N}`` (N from 1), the key of its frame."""
+    return name or f"step{index + 1}"
+
+
+def is_default_label(label: str) -> bool:
+    """True for a ``step{N}`` label, the one a step without a name gets."""
+    return re.fullmatch(r"step\d+", label) is not None
 
 
 @dataclass
@@ -51,7 +62,7 @@ class StepContext:
 
     @property
     def step_name(self) -> str:
-        return self.step.name or f"step{self.index + 1}"
+        return step_label(self.index, self.step.name)
 
     def frame(self, name: str) -> "DataFrame":
         return self.frames[name]

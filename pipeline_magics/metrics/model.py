@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
-from .queries import QueryRecord as QueryMetrics  # the record of a streaming query run, also the panel's
+from .queries import QueryRecord  # the record of a streaming query run, also the panel's
 from .status import STATUSES
 
 log = logging.getLogger("pipeline_magics.metrics")
@@ -39,7 +39,7 @@ class StepMetrics:
     #: where each figure came from, e.g. {"rows_out": "observation", "bytes_written": "task output metrics"}
     sources: dict[str, str] = field(default_factory=dict)
     #: streaming loads: their query's record (the one its live panel shows)
-    query: QueryMetrics | None = None
+    query: QueryRecord | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -7,16 +7,13 @@ import threading
 import time
 from typing import Any, Callable
 
-from .queries import QUERIES, QueryRecord, QueryStore
+from .queries import QUERIES, QueryStore
 
-#: what a panel shows for one streaming query: its record, the same one the metrics read
-QueryState = QueryRecord
-#: the query records fed by the listener
-ProgressHub = QueryStore
+#: the name notebook/widgets.py still imports; QUERIES (metrics/queries.py) is the owner's
 HUB = QUERIES
 
 
-def listen(spark: Any, hub: QueryStore = HUB) -> None:
+def listen(spark: Any, hub: QueryStore = QUERIES) -> None:
     """Feeds ``hub`` from ``spark``'s streaming listener (added once per session), on Spark Connect too."""
     hub.listen(spark, connect=True)
 

@@ -3,7 +3,7 @@
 The session's streaming listener (:mod:`.listener`) and polling ``recentProgress`` feed
 one :class:`QueryStore`; each report is counted once, into the :class:`QueryRecord` of
 its query run. The widgets subscribe to a query's record; the metrics
-(``figures.update_streaming``) hang the same record on the step that started the query.
+(``sources.update_streaming``) hang the same record on the step that started the query.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class QueryRecord:
     batch_duration_ms: int | None = None
     timestamp: str | None = None
     active: bool = False
-    status: str = RUNNING  # running | done | failed | cancelled (moved by ``run_state.move``)
+    status: str = RUNNING  # running | done | failed | cancelled (moved by ``status.move``)
     error: str | None = None
     first_batch: int | None = None
     #: sum of the sink's numOutputRows, None once a batch reported -1 (the sink does not count)

@@ -21,9 +21,7 @@ import logging
 import threading
 from typing import Any, Callable, Iterator
 
-from .queries import QUERIES as STREAMS  # noqa: F401  (re-exported: the kernel's query records)
-from .queries import QueryRecord as QueryTotals  # noqa: F401
-from .queries import QueryStore as StreamTracker  # noqa: F401
+from .queries import QUERIES
 from .queries import progress_dict, progress_figures, recent_progress  # noqa: F401
 from ..spark.observation import observed  # noqa: F401  (methods read it from here)
 from ..spark.kind import is_classic
@@ -280,12 +278,12 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
     observations: dict[str, dict[str, int]] = {}
     for index, q in queries:
         sm = run.metrics.steps[index]
-        STREAMS.poll(q)
+        QUERIES.poll(q)
         try:
             ids = (q.name, str(q.id), str(q.runId))
         except Exception:  # noqa: BLE001 - a stopped Connect query may not answer
             continue
-        qm = t = sm.query = STREAMS.state(ids[1], ids[0] or "", ids[2])  # the record the live panel shows too
+        qm = t = sm.query = QUERIES.state(ids[1], ids[0] or "", ids[2])  # the record the live panel shows too
         try:
             qm.active = bool(q.isActive)
         except Exception:  # noqa: BLE001

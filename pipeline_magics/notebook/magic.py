@@ -280,9 +280,7 @@ class PipelineMagics(SettingsMagics):
                 raise UsageError(f"no pipeline '{name}'; known: {', '.join(self.pipelines) or 'none'}")
             self.pipelines[name].cancel()
             if REGISTRY.get(name) is not None:
-                REGISTRY.stop(name)
-            if name in self.results and self.results[name].stream is not None:
-                history.record(self.results[name].stream.run)  # a streaming run's end goes into the history
+                REGISTRY.stop(name)  # its end goes into the history
             print(f"stopped {name}")
 
     def _cmd_metrics(self, rest: list[str]) -> None:

@@ -23,8 +23,9 @@ else:
 from ..secrets import vault
 from ..errors import PipelineError
 from ..secrets.redaction import mask_text
+from ..render.palette import DARK_GREY, GREEN, RED
 
-OK, FAILED, NEUTRAL = "#2e7d32", "#c62828", "#616161"
+OK, FAILED, NEUTRAL = GREEN, RED, DARK_GREY
 
 
 class VaultLoginForm:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from .palette import KIND_COLOURS, NODE_STATUS_COLOURS as STATUS_COLOURS
 from .svg import DETAIL_WIDTH, _dot, _mermaid, _short, _wrap, graph_format, render_svg  # noqa: F401
 from ..secrets.redaction import MASK, redact
 from ..secrets.references import as_reference
@@ -21,13 +22,6 @@ from ..secrets.references import as_reference
 if TYPE_CHECKING:
     from ..metrics.model import PipelineMetrics
     from ..spec.plan import Plan, PlannedStep
-
-#: fill and border by step kind (before a run) and by status (after one)
-KIND_COLOURS = {"extract": ("#e3f2fd", "#1565c0"), "transform": ("#f5f5f5", "#616161"),
-                "expect": ("#fff8e1", "#f9a825"), "load": ("#ede7f6", "#5e35b1")}
-STATUS_COLOURS = {"done": ("#c8e6c9", "#2e7d32"), "failed": ("#ffcdd2", "#c62828"),
-                  "running": ("#bbdefb", "#1565c0"), "cancelled": ("#ffe0b2", "#ef6c00"),
-                  "pending": ("#eeeeee", "#9e9e9e")}
 
 
 @dataclass(frozen=True)

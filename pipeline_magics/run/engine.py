@@ -8,21 +8,22 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..spark.cache import conf_get, persist
 from ..spark.causes import root_cause
 from ..secrets.credentials import Resolver, SecurityPolicy
 from ..errors import PipelineCancelledError, PipelineError, PipelineExecutionError, RetryableError
-from ..metrics.sources import STREAMS
 from ..methods import StepContext
+from ..methods.registry import step_label
 from ..metrics.model import PipelineMetrics, StepMetrics
+from ..metrics.queries import QUERIES
 from ..spec.plan import Plan, PlannedStep
-from ..metrics.progress import HUB
 from ..secrets.redaction import mask_text
 from . import step_rows
 from .retry import backoff_delay, is_transient, policy_for, resolve_policy
 from ..metrics.status import RUNNING, RunStatus
 from ..spark.tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
 from .step_rows import LoadJobs
-from .streaming import is_query
+from .streaming import is_query, stop_queries
 
 log = logging.getLogger("pipeline_magics")
 
@@ -44,7 +45,7 @@ class Run:
     #: streaming queries started by load steps: (step index, StreamingQuery)
     queries: list[tuple[int, Any]] = field(default_factory=list)
     metrics: PipelineMetrics = field(init=False)
-    #: the only writer of the run's and its steps' status (``run_state``)
+    #: the only writer of the run's and its steps' status (``metrics.status``)
     state: RunStatus = field(init=False)
     on_update: Callable[["Run"], None] = lambda run: None
     emit: Callable[[str, Any], None] | None = None
@@ -73,12 +74,7 @@ class Run:
         self.cancelled.set()
         # Queries first: their micro-batch jobs carry the run's tag too, and a query whose batch is
         # interrupted under it ends with an error (SPARK_JOB_CANCELLED) instead of simply stopping.
-        for _, query in self.queries:
-            try:
-                HUB.cancelling(str(query.id))
-                query.stop()
-            except Exception:  # noqa: BLE001 - already stopped
-                pass
+        stop_queries(self.queries)
         interrupt_tag(self.spark, self.tag)
         if self.state.status == RUNNING and not self.finished.is_set():
             # A job the run starts after this (the step was between two jobs) is interrupted too.
@@ -97,14 +93,14 @@ def execute(run: Run) -> None:
     """Runs every step of ``run.plan``; raises a ``PipelineError`` on failure (metrics say where)."""
     spec, spark = run.plan.spec, run.spark
     run.state.start()
-    previous_confs = {k: _conf_get(spark, k) for k in spec.spark}
+    previous_confs = {k: conf_get(spark, k) for k in spec.spark}
     for key, value in spec.spark.items():
         spark.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
     add_tag(spark, run.tag)
     if spec.mode == "batch" and run.metrics_enabled:
         run.load_jobs = LoadJobs(spark, run.tag)
     if spec.mode == "streaming" and run.metrics_enabled:
-        STREAMS.listen(spark)  # before any query starts, so that no progress report is missed
+        QUERIES.listen(spark)  # before any query starts, so that no progress report is missed
     try:
         for planned in run.plan.steps:
             if run.cancelled.is_set():
@@ -119,12 +115,7 @@ def execute(run: Run) -> None:
                                          step_name=exc.step_name, step_type=exc.step_type, method=exc.method)
         # Failed first: the queries stopped below then leave their steps cancelled, whatever reads them.
         run.state.fail(str(exc), cancelled=isinstance(exc, PipelineCancelledError))
-        for _, query in run.queries:  # a half-started streaming pipeline is stopped whole
-            try:
-                HUB.cancelling(str(query.id))
-                query.stop()
-            except Exception:  # noqa: BLE001
-                pass
+        stop_queries(run.queries)  # a half-started streaming pipeline is stopped whole
         raise exc from None
     finally:
         read_pending(run)
@@ -244,7 +235,7 @@ def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str
                                                                   "failed_rows", "sources")})
     if sm.rows_in is None and planned.inputs:
         upstream = [s for s in run.metrics.steps if s.step in planned.inputs or
-                    f"step{s.index + 1}" in planned.inputs]
+                    step_label(s.index) in planned.inputs]
         if len(upstream) == 1 and upstream[0].rows_out is not None:
             sm.rows_in = upstream[0].rows_out
             sm.sources.setdefault("rows_in", f"rows out of step {upstream[0].step}")
@@ -267,31 +258,6 @@ def _emit(run: Run, planned: PlannedStep, kind: str, payload: Any) -> None:
         run.emit(kind, payload)
 
 
-#: the confs Spark's cache turns off in a clone of the session to plan a cached query
-_CACHE_CONFS_OFF = ("spark.sql.sources.bucketing.autoBucketedScan.enabled",
-                    "spark.sql.adaptive.applyFinalStageShuffleOptimizations")
-
-
-def persist(spark: Any, df: Any, level: str) -> Any:
-    """``df.persist(level)`` without the session clone Spark makes for it.
-
-    Spark's CacheManager plans a cached query in a clone of the session with ``_CACHE_CONFS_OFF``
-    off, unless they are off already. Each clone leaves an ``ExecutionListenerBus`` on the
-    SparkContext's listener bus for good (about 240 KB of heap and one more listener every event
-    goes to, per cached step and run). They are set off on the session for the call instead.
-    """
-    from pyspark import StorageLevel
-
-    previous = {key: _conf_get(spark, key) for key in _CACHE_CONFS_OFF}
-    try:
-        for key in _CACHE_CONFS_OFF:
-            spark.conf.set(key, "false")
-        return df.persist(getattr(StorageLevel, level))
-    finally:
-        for key, value in previous.items():
-            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
-
-
 def release(run: Run) -> None:
     """Drops the run's temp views and caches (its frames stay usable; they recompute)."""
     for name in run.views:
@@ -307,9 +273,3 @@ def release(run: Run) -> None:
     run.views.clear()
     run.cached.clear()
 
-
-def _conf_get(spark: Any, key: str) -> str | None:
-    try:
-        return spark.conf.get(key, None)
-    except Exception:  # noqa: BLE001
-        return None

@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from .. import config
+from ..render.palette import BLUE, GREY, STATUS_COLOURS
 from ..secrets.redaction import redact
 
 DEFAULT_ROOT = os.path.join("~", ".pipeline_magics", "history")
@@ -181,16 +182,15 @@ def chart_html(frame: Any) -> str:
 
     top_rows = max(float(pd.to_numeric(table["rows"], errors="coerce").fillna(0).max()), 1.0)
     top_time = max(float(pd.to_numeric(table["duration"], errors="coerce").fillna(0).max()), 1e-9)
-    colours = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0"}
     cells = []
     for number, r in enumerate(table.itertuples(index=False), 1):
         rows = 0 if r.rows != r.rows or r.rows is None else int(r.rows)
         seconds = 0.0 if r.duration != r.duration else float(r.duration)
-        colour = colours.get(r.run_status, "#757575")
+        colour = STATUS_COLOURS.get(r.run_status, GREY)
         cells.append(
             f"<tr><td title='run id {html.escape(str(r.run_id))}'>{number}</td><td>{html.escape(str(r.pipeline))}</td>"
             f"<td style='color:{colour}'>{html.escape(str(r.run_status))}</td>"
-            f"<td><div title='{rows} rows' style='background:#1565c0;height:8px;width:{120 * rows / top_rows:.0f}px'>"
+            f"<td><div title='{rows} rows' style='background:{BLUE};height:8px;width:{120 * rows / top_rows:.0f}px'>"
             f"</div></td><td style='text-align:right'>{rows:,}</td>"
             f"<td><div title='{seconds:.1f} s' style='background:#9e9e9e;height:8px;"
             f"width:{120 * seconds / top_time:.0f}px'></div></td><td style='text-align:right'>{seconds:.1f}s</td></tr>")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -11,8 +10,10 @@ from . import history
 from .engine import Run, execute, release
 from ..errors import PipelineError
 from ..render.graph import build_graph, frame_rows
+from ..render.palette import STATUS_COLOURS
 from ..metrics.model import PipelineMetrics, StepMetrics, fmt_count, fmt_rules, fmt_seconds
 from ..metrics.exporters import export
+from ..methods.registry import is_default_label
 from ..spec.plan import Plan, build_plan
 from ..secrets.policy import SecurityPolicy
 from ..spark.session import get_session
@@ -49,19 +50,17 @@ class PipelineResult:
             return True
         done = self.stream.await_termination(timeout)
         if done:
-            history.record(self.stream.run)
+            self.stream.record()
         return done
 
     def stop(self) -> None:
-        """Streaming: stops the queries."""
+        """Streaming: cancels the run and stops its queries."""
         if self.stream is not None:
-            self.stream.run.cancel()
             self.stream.stop()
-            history.record(self.stream.run)
 
     @property
     def status(self) -> str:
-        """The run's status, as its ``Run`` set it (``run_state``); never worked out here."""
+        """The run's status, as its ``RunStatus`` set it (``metrics.status``); never worked out here."""
         return self.metrics.status
 
     @property
@@ -92,7 +91,7 @@ class PipelineResult:
     def named_frames(self) -> dict[str, Any]:
         """The frames of the steps the spec names (``--export`` binds these), by name."""
         if self.plan is None:
-            return {k: v for k, v in self.frames.items() if not re.fullmatch(r"step\d+", k)}
+            return {k: v for k, v in self.frames.items() if not is_default_label(k)}
         named = {p.step.name for p in self.plan.steps if p.step.name}
         return {k: v for k, v in self.frames.items() if k in named}
 
@@ -109,10 +108,6 @@ class PipelineResult:
 
     def _repr_html_(self) -> str:
         return render_html(self)
-
-
-STATUS_COLOURS = {"done": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "running": "#1565c0",
-                  "pending": "#757575"}
 
 
 def steps_table(metrics: PipelineMetrics) -> str:
@@ -258,7 +253,7 @@ class Pipeline:
             error = exc
             if stream is not None:
                 run.state.fail(str(exc), cancelled=run.cancelled.is_set())
-                stream.stop()
+                stream.stop(str(exc))
         finally:
             if stream is None or not stream.active:
                 release(run)
@@ -268,6 +263,8 @@ class Pipeline:
         result.plan = self.plan
         if preview:
             result.loads = loads_of(run.metrics)
+        elif stream is not None:
+            stream.record()  # again when the run ends
         else:
             history.record(run)  # written by a background thread
         if collect_metrics and not preview:

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from .engine import Run, execute, release
 from ..errors import PipelineError, SpecError
-from ..methods.registry import Config
+from ..methods.registry import Config, step_label
 from ..spec.plan import Plan, PlannedStep
 from ..spec.model import GivenRows, SpecTest, suggest
 from .testreport import TestOutcome, TestReport, compare_rows
@@ -110,7 +110,7 @@ def check_tests(plan: Plan) -> None:
             for index in sorted(upstream(plan, [steps[name].output])):
                 needed = plan.steps[index].step
                 if needed.type == "extract" and needed.name not in test.given:
-                    label = needed.name or f"step{index + 1}"
+                    label = step_label(index, needed.name)
                     raise _spec_error(plan, f"test '{test.name}': step '{name}' reads extract '{label}', which has "
                                       "no given rows", where + ("given",), "TEST_MISSING_GIVEN",
                                       f"add given: {{{label}: {{rows: [...]}}}} (a test reads no real source)"

@@ -6,12 +6,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import history
 from ..spark.causes import root_cause
 from ..errors import StreamingQueryError
+from ..metrics.queries import QUERIES
 from ..metrics.sources import update_streaming
 from .retry import is_transient
 from ..metrics.status import RUNNING
 from ..secrets.vault_renewal import RENEWAL
+
+#: how often a wait looks at every query of the run (a failed one ends the wait)
+POLL_SECONDS = 0.5
 
 
 def is_query(obj: Any) -> bool:
@@ -30,40 +35,60 @@ class StreamingRun:
     run: Any  # engine.Run
     queries: list[tuple[int, Any]] = field(default_factory=list)  # (step index, StreamingQuery)
     started: float = field(default_factory=time.time)
+    _recorded: str | None = field(default=None, init=False, repr=False)
 
     @property
     def active(self) -> bool:
         return any(_is_active(q) for _, q in self.queries)
 
-    def stop(self) -> None:
-        """Stops every query of the run."""
-        for _, q in self.queries:
-            try:
-                q.stop()
-            except Exception:  # noqa: BLE001 - already stopped
-                pass
+    def stop(self, error: str | None = None) -> None:
+        """Ends the run: failed with ``error``, else cancelled (its running jobs interrupted); every query
+        is stopped, their figures read, and the end written to the history."""
+        if error is None:
+            self.run.cancel()
+        else:
+            self._ended()  # the failed query's step is failed, then the run: the others end cancelled
+            self.run.state.fail(error)
+        stop_queries(self.queries)
         self.refresh()
+        self.record()
+
+    def record(self) -> None:
+        """Writes the run to the history, once per status it reaches."""
+        status = self.run.metrics.status
+        if status != self._recorded:
+            self._recorded = status
+            history.record(self.run)
 
     def await_termination(self, timeout: float | None = None) -> bool:
-        """Waits until all queries end (True) or ``timeout`` seconds pass (False); raises on a failed query."""
-        deadline = None if timeout is None else time.time() + timeout
-        try:
-            for _, q in self.queries:
-                left = None if deadline is None else max(0.0, deadline - time.time())
-                if left is None:
-                    q.awaitTermination()
-                elif not q.awaitTermination(left):
-                    return False
-            return True
-        except Exception:  # noqa: BLE001 - the failure is reported below, from the query itself
-            pass
-        finally:
-            self.refresh()
-        self.raise_if_failed()
-        return True
+        """Waits until all queries end (True) or ``timeout`` seconds pass (False).
+
+        The first query that fails ends the wait at once: the run is stopped (its other queries
+        too) and the query's ``StreamingQueryError`` raised.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.raise_if_failed()
+            running = [q for _, q in self.queries if _is_active(q)]
+            left = None if deadline is None else deadline - time.monotonic()
+            if not running or (left is not None and left <= 0):
+                self.refresh()
+                self.raise_if_failed()
+                return not running
+            try:
+                running[0].awaitTermination(POLL_SECONDS if left is None else min(POLL_SECONDS, left))
+            except Exception:  # noqa: BLE001 - a failed query is reported by raise_if_failed
+                pass
 
     def raise_if_failed(self) -> None:
-        """Raises ``StreamingQueryError`` for the first query that stopped with an error."""
+        """Stops the run and raises ``StreamingQueryError`` when one of its queries stopped with an error."""
+        error = self.failure()
+        if error is not None:
+            self.stop(str(error))
+            raise error
+
+    def failure(self) -> StreamingQueryError | None:
+        """The error of the first query that stopped with one, or None."""
         for index, q in self.queries:
             exc = _exception(q)
             if exc is not None:
@@ -71,21 +96,30 @@ class StreamingRun:
                 cause, detail = root_cause(exc)
                 step = planned.step
                 transient = is_transient(exc)  # e.g. a Kafka broker away longer than the source waits
-                raise StreamingQueryError(
+                return StreamingQueryError(
                     f"query '{q.name}' stopped: {self.run.mask(cause)}", pipeline=self.pipeline, step_index=index,
                     step_name=step.name, step_type=step.type, method=step.method, config=step.config,
                     detail=self.run.mask(detail), params={"query": q.name, "transient": transient},
                     hint="a service was unreachable; run the pipeline again once it is back: it resumes from "
                          "its checkpoint" if transient else None,
                     line=self.run.plan.spec.line_of("steps", index)[0])
+        return None
 
     def refresh(self) -> None:
         """Copies the queries' progress into the run's metrics and tells the run's status which queries ended.
 
-        The status only moves forward (``run_state``): a run that failed stays failed, however
-        its stopped queries read afterwards.
+        The status only moves forward (``metrics.status``): a run that failed stays failed, however
+        its stopped queries read afterwards. A query that failed while others run stops the run.
         """
         update_streaming(self.run, self.queries)  # totals over every batch, with where each comes from
+        self._ended()
+        if not self.run.state.over and any(_is_active(q) for _, q in self.queries):
+            error = self.failure()
+            if error is not None:
+                self.stop(str(error))
+
+    def _ended(self) -> None:
+        """Tells the run's status which queries have ended, and how."""
         cancelled = self.run.cancelled.is_set()
         for index, q in self.queries:
             if _is_active(q):
@@ -104,6 +138,16 @@ class StreamingRun:
                         "active": _is_active(q), "error": None if exc is None else str(exc).splitlines()[0],
                         **self.run.metrics.steps[index].extra.get("progress", {})})
         return out
+
+
+def stop_queries(queries: list[tuple[int, Any]]) -> None:
+    """Stops ``(step index, query)`` pairs on purpose: each query's end is recorded as a cancel."""
+    for _, query in queries:
+        try:
+            QUERIES.cancelling(str(query.id))
+            query.stop()
+        except Exception:  # noqa: BLE001 - already stopped
+            pass
 
 
 def _is_active(q: Any) -> bool:
@@ -158,17 +202,8 @@ class Registry:
         return False
 
     def stop(self, name: str) -> None:
-        run = self._runs.get(name)
-        if run is None:
-            raise KeyError(name)
-        run.run.cancel()
-        run.stop()
-
-    def stop_all(self) -> list[str]:
-        stopped = [n for n, r in self._runs.items() if r.active]
-        for name in stopped:
-            self.stop(name)
-        return stopped
+        """Cancels the pipeline's run and stops its queries (``StreamingRun.stop``)."""
+        self._runs[name].stop()
 
 
 #: The registry of this Python process (one kernel).

@@ -11,6 +11,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from ..errors import SpecTestError
+from ..render.palette import STATUS_COLOURS
 from ..spec.plan import Plan
 
 
@@ -56,8 +57,7 @@ class TestReport:
         return "\n".join(lines + [o.message for o in self.failed])
 
     def _repr_html_(self) -> str:
-        colour = {"passed": "#2e7d32", "failed": "#c62828"}
-        rows = "".join(f"<tr><td>{html.escape(o.name)}</td><td style='color:{colour[o.status]}'>{o.status}</td>"
+        rows = "".join(f"<tr><td>{html.escape(o.name)}</td><td style='color:{STATUS_COLOURS[o.status]}'>{o.status}</td>"
                        f"<td style='text-align:right'>{o.seconds:.1f}s</td>"
                        f"<td><pre style='margin:0'>{html.escape(o.message)}</pre></td></tr>" for o in self.outcomes)
         return (f"<b>tests of {html.escape(self.pipeline)}</b>: {html.escape(self.summary().split(': ', 1)[1])}"

@@ -7,7 +7,6 @@ from typing import Any, Sequence
 
 from .. import options
 from ..spec.model import parse_vars
-from ..errors import PipelineError
 from .connect import require_sdp
 from .export import export
 from .run import SdpRun, run_project
@@ -58,8 +57,9 @@ def sdp_options(args: argparse.Namespace) -> dict[str, Any]:
                 refresh=args.refresh, metrics=args.metrics)
 
 
-def cli_export(argv: Sequence[str], out: Any = sys.stdout) -> int:
+def cli_export(argv: Sequence[str], out: Any = None) -> int:
     """``python -m pipeline_magics export SPEC.yaml --sdp DIR``."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     args = parse(export_parser("python -m pipeline_magics export"), argv)
     require_sdp()
     with open(args.spec, encoding="utf-8") as fh:
@@ -68,8 +68,9 @@ def cli_export(argv: Sequence[str], out: Any = sys.stdout) -> int:
     return 0
 
 
-def cli_sdp(argv: Sequence[str], out: Any = sys.stdout) -> int:
+def cli_sdp(argv: Sequence[str], out: Any = None) -> int:
     """``python -m pipeline_magics sdp run|dry-run DIR``: prints each flow as it changes, then the table."""
+    out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     import signal
 
     args = parse(sdp_parser("python -m pipeline_magics sdp"), argv)
@@ -94,12 +95,5 @@ def cli_sdp(argv: Sequence[str], out: Any = sys.stdout) -> int:
 
 
 def main(command: str, argv: Sequence[str]) -> int:
-    """``export`` or ``sdp`` from ``python -m pipeline_magics``; errors as one line and an exit code."""
-    try:
-        return (cli_export if command == "export" else cli_sdp)(argv)
-    except PipelineError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2 if exc.code in ("SDP_UNSUPPORTED", "SDP_UNAVAILABLE") or exc.code.startswith("SPEC") else 1
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``export`` or ``sdp`` from ``python -m pipeline_magics`` (which turns their errors into exit codes)."""
+    return (cli_export if command == "export" else cli_sdp)(argv)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from ..secrets.credentials import SecurityPolicy, as_reference, placeholders, walk
 from ..errors import CredentialError, DataFrameResolutionError, SpecError
 from ..methods import METHODS, Method, methods_of
+from ..methods.registry import step_label
 from ..methods.streaming_sink import STREAMING_KEYS
 from ..secrets.redaction import redact
 from .model import PipelineSpec, Step, suggest
@@ -35,7 +36,7 @@ class PlannedStep:
 
     @property
     def label(self) -> str:
-        return self.step.name or f"step{self.index + 1}"
+        return step_label(self.index, self.step.name)
 
     def config(self, resolved: dict[str, Any]) -> Any:
         """The method's settings model for resolved config values."""
@@ -182,7 +183,7 @@ def build_plan(spec: PipelineSpec, policy: SecurityPolicy | None = None) -> Plan
                            path, hint="known names: " + (", ".join(known) or "none yet (name a step with 'name:')"),
                            params={"name": name, "known": list(known)})
         names.add(step.name) if step.name else None
-        output = step.name or f"step{i + 1}"
+        output = step_label(i, step.name)
         planned.append(PlannedStep(i, step, method, inputs, output))
         if step.type != "load":
             previous = output
