@@ -85,6 +85,19 @@ def spark_line(version: str, scala: str | None = None) -> SparkLine:
              "Spark of a supported version")
 
 
+def sdp_since() -> str:
+    """The oldest supported line that ships Spark Declarative Pipelines (``4.1``)."""
+    return [line.line for line in LINES if line.declarative_pipelines][-1]
+
+
+def ships_sdp(version: str) -> bool:
+    """Whether Spark ``version`` ships Spark Declarative Pipelines (False for an unsupported one)."""
+    try:
+        return spark_line(version).declarative_pipelines
+    except PipelineExecutionError:
+        return False
+
+
 def pyspark_version() -> str:
     """The installed pyspark's version (``pyspark`` or the Connect-only ``pyspark-client``)."""
     return pyspark_module().__version__
