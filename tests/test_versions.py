@@ -10,6 +10,9 @@ import pyspark
 import pytest
 
 from pipeline_magics.errors import PipelineExecutionError
+from pipeline_magics.metrics.sources import drain_listener_bus
+from pipeline_magics.spark.causes import condition, root_cause
+from pipeline_magics.spark.observation import observed
 from pipeline_magics.spark.session import builder_confs, get_session
 from pipeline_magics.spark import jars as spark_jars
 from pipeline_magics.spark.versions import LINES, check_session, local_line, spark_line
@@ -70,6 +73,29 @@ def test_a_session_of_another_version_is_refused(spark):
     with pytest.raises(PipelineExecutionError) as info:
         get_session(Older())
     assert info.value.code == "SPARK_VERSION_UNSUPPORTED" and "3.3.2" in str(info.value)
+
+
+def test_an_observation_is_read_without_waiting_and_then_filled(spark):
+    """Before its action an Observation reads as empty at once (a 3.5 ``get`` would wait forever)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    obs = Observation("versions_probe")
+    df = spark.range(7).observe(obs, F.count(F.lit(1)).alias("rows"))
+    assert observed(obs) == {}
+    df.collect()
+    drain_listener_bus(spark)
+    assert observed(obs) == {"rows": 7}
+
+
+def test_a_failure_reads_its_condition_and_one_line_cause(spark):
+    """Spark 3.5 names it an error class and keeps its fields public; the reading is the same."""
+    with pytest.raises(Exception) as info:
+        spark.sql("SELECT nosuch FROM range(1)").collect()
+    assert condition(info.value) == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
+    line, detail = root_cause(info.value)
+    assert line.startswith("[UNRESOLVED_COLUMN.WITH_SUGGESTION]") and "`nosuch`" in line
+    assert "at org.apache.spark" in detail
 
 
 def test_installing_keeps_the_installed_spark(tmp_path):
