@@ -26,7 +26,7 @@ def require_sdp() -> None:
     (Spark 4.1 and later, from the version table)."""
     try:
         version = pyspark_version()
-    except ImportError:
+    except PipelineExecutionError:  # PYSPARK_MISSING
         version = "none"
     else:
         if ships_sdp(version) and importlib.util.find_spec("pyspark.pipelines") is not None:
