@@ -5,7 +5,7 @@ PYTHON ?= python3
 # (pipeline_magics/spark/versions.py has the table). `make SPARK=4.1.1 VENV=.venv-spark-4.1.1 ...`
 # builds another environment beside it; `make test-matrix` does that for every other supported line.
 SPARK ?= 4.2.0
-MATRIX ?= 4.1.1 4.0.0
+MATRIX ?= 4.1.1 4.0.0 3.5.7
 VENV ?= .venv
 PY := $(VENV)/bin/python
 KAFKA := $(VENV)/share/pipeline_magics/kafka
@@ -21,12 +21,15 @@ setup: venv jars
 setup-test: venv-test jars
 
 # pyspark is pinned here, not in pyproject.toml: the package itself runs on whatever Spark the
-# environment has and never replaces it.
+# environment has and never replaces it. So are what a Spark line's own extras need:
+# pyspark[connect] 3.5 wants NumPy 1, which pyarrow 26 and later refuse at import.
+PINS_3.5 := "numpy<2" "pyarrow<26"
+PINS := $(PINS_$(basename $(SPARK)))
 venv: $(VENV)/.installed-$(SPARK)
 $(VENV)/.installed-$(SPARK): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" -e .
+	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" $(PINS) -e .
 	# an editable install does not place the prebuilt labextension where JupyterLab looks
 	mkdir -p $(VENV)/share/jupyter/labextensions && \
 	  ln -sfn $(abspath pipeline_magics/labextension) $(VENV)/share/jupyter/labextensions/pipeline-magics
@@ -34,7 +37,7 @@ $(VENV)/.installed-$(SPARK): pyproject.toml
 
 venv-test: $(VENV)/.installed-test-$(SPARK)
 $(VENV)/.installed-test-$(SPARK): $(VENV)/.installed-$(SPARK)
-	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" -e '.[test]'
+	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" $(PINS) -e '.[test]'
 	touch $@
 
 # Delta Lake, the Spark-Kafka connector and the PostgreSQL JDBC driver for the installed pyspark,

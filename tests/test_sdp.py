@@ -221,15 +221,16 @@ steps:
     assert "plain-text-pw" not in str(info.value) and not (tmp_path / "other").exists()
 
 
-def test_sdp_needs_spark_4_1(monkeypatch, tmp_path):
+@pytest.mark.parametrize("version", ["4.0.1", "3.5.7"])
+def test_sdp_needs_spark_4_1(monkeypatch, tmp_path, version):
     import pyspark
 
     from pipeline_magics.sdp.connect import require_sdp
 
-    monkeypatch.setattr(pyspark, "__version__", "4.0.1")
+    monkeypatch.setattr(pyspark, "__version__", version)
     with pytest.raises(PipelineExecutionError) as info:
         require_sdp()
-    assert info.value.code == "SDP_UNAVAILABLE" and "Spark >= 4.1" in str(info.value)
+    assert info.value.code == "SDP_UNAVAILABLE" and "Spark >= 4.1" in str(info.value) and version in str(info.value)
 
 
 def test_a_failing_sdp_project_is_one_readable_line(spark, ip, tmp_path):

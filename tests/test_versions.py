@@ -10,6 +10,9 @@ import pyspark
 import pytest
 
 from pipeline_magics.errors import PipelineExecutionError
+from pipeline_magics.metrics.sources import drain_listener_bus
+from pipeline_magics.spark.causes import condition, root_cause
+from pipeline_magics.spark.observation import observed
 from pipeline_magics.spark.session import builder_confs, get_session
 from pipeline_magics.spark import jars as spark_jars
 from pipeline_magics.spark.versions import LINES, check_session, local_line, spark_line
@@ -17,22 +20,28 @@ from pipeline_magics.spark.versions import LINES, check_session, local_line, spa
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 
 
-@pytest.mark.parametrize("version, scala, delta, kafka", [
-    ("4.2.0", None, "io.delta:delta-spark_4.2_2.13:4.4.0", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"),
-    ("4.1.1", "2.13", "io.delta:delta-spark_4.1_2.13:4.3.1", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.1.1"),
-    ("4.1.4", None, "io.delta:delta-spark_4.1_2.13:4.3.1", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.1.1"),
-    ("4.0.3", None, "io.delta:delta-spark_2.13:4.0.0", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"),
+PG = "org.postgresql:postgresql:42.7.8"
+
+
+@pytest.mark.parametrize("version, scala, jars", [
+    ("4.2.0", None, ("io.delta:delta-spark_4.2_2.13:4.4.0", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0", PG)),
+    ("4.1.1", "2.13", ("io.delta:delta-spark_4.1_2.13:4.3.1", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.1.1", PG)),
+    ("4.1.4", None, ("io.delta:delta-spark_4.1_2.13:4.3.1", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.1.1", PG)),
+    ("4.0.3", None, ("io.delta:delta-spark_2.13:4.0.0", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0", PG)),
+    # 3.5's wheel has no Spark Connect server: its jar is fetched with the others
+    ("3.5.7", "2.12", ("io.delta:delta-spark_2.12:3.3.2", "org.apache.spark:spark-sql-kafka-0-10_2.12:3.5.7", PG,
+                       "org.apache.spark:spark-connect_2.12:3.5.7")),
 ])
-def test_each_line_has_its_jars(version, scala, delta, kafka):
-    assert spark_line(version, scala).packages(version) == (delta, kafka, "org.postgresql:postgresql:42.7.8")
+def test_each_line_has_its_jars(version, scala, jars):
+    assert spark_line(version, scala).packages(version) == jars
 
 
-@pytest.mark.parametrize("version, scala", [("4.3.0", None), ("3.5.7", None), ("4.2.0", "2.12")])
+@pytest.mark.parametrize("version, scala", [("4.3.0", None), ("3.4.4", None), ("4.2.0", "2.12"), ("3.5.7", "2.13")])
 def test_an_unsupported_version_fails_at_once_naming_the_supported(version, scala):
     with pytest.raises(PipelineExecutionError) as info:
         spark_line(version, scala)
     assert info.value.code == "SPARK_VERSION_UNSUPPORTED"
-    assert version in str(info.value) and "4.2.x, 4.1.x, 4.0.x" in str(info.value)
+    assert version in str(info.value) and "4.2.x, 4.1.x, 4.0.x, 3.5.x" in str(info.value)
 
 
 def test_the_table_is_newest_first_and_the_default_is_installed_here():
@@ -64,6 +73,29 @@ def test_a_session_of_another_version_is_refused(spark):
     with pytest.raises(PipelineExecutionError) as info:
         get_session(Older())
     assert info.value.code == "SPARK_VERSION_UNSUPPORTED" and "3.3.2" in str(info.value)
+
+
+def test_an_observation_is_read_without_waiting_and_then_filled(spark):
+    """Before its action an Observation reads as empty at once (a 3.5 ``get`` would wait forever)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    obs = Observation("versions_probe")
+    df = spark.range(7).observe(obs, F.count(F.lit(1)).alias("rows"))
+    assert observed(obs) == {}
+    df.collect()
+    drain_listener_bus(spark)
+    assert observed(obs) == {"rows": 7}
+
+
+def test_a_failure_reads_its_condition_and_one_line_cause(spark):
+    """Spark 3.5 names it an error class and keeps its fields public; the reading is the same."""
+    with pytest.raises(Exception) as info:
+        spark.sql("SELECT nosuch FROM range(1)").collect()
+    assert condition(info.value) == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
+    line, detail = root_cause(info.value)
+    assert line.startswith("[UNRESOLVED_COLUMN.WITH_SUGGESTION]") and "`nosuch`" in line
+    assert "at org.apache.spark" in detail
 
 
 def test_installing_keeps_the_installed_spark(tmp_path):

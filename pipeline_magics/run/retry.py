@@ -19,7 +19,7 @@ import random
 import re
 from typing import Any
 
-from ..spark.causes import jvm_chain
+from ..spark.causes import condition, jvm_chain
 from .. import config
 from ..errors import CredentialError, PipelineError
 from ..methods import METHODS
@@ -85,7 +85,7 @@ def transient_reason(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, (ConnectionError, TimeoutError)):  # Python's own: refused, reset, timed out
         return type(exc).__name__
-    wrapper = _condition(exc) in CONNECTION_CONDITIONS
+    wrapper = condition(exc) in CONNECTION_CONDITIONS
     if not wrapper and ("AnalysisException" in type(exc).__name__ or "ParseException" in type(exc).__name__):
         return None
     chain = _chain_links(exc)
@@ -98,13 +98,6 @@ def transient_reason(exc: BaseException) -> str | None:
         return None
     found = _TRANSIENT_TEXT.search(text)
     return found.group(0) if found else None
-
-
-def _condition(exc: BaseException) -> str | None:
-    try:
-        return exc.getCondition()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - not a Spark error
-        return None
 
 
 def _chain_reason(chain: list[tuple[set[str], str | None, str]]) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from .. import config
 from ..errors import PipelineExecutionError
 from ..metrics.sources import is_classic
+from ..spark.versions import pyspark_version, sdp_since, ships_sdp
 
 _LOCK = threading.Lock()
 _PORTS: dict[int, int] = {}  # id of the JVM SparkContext -> port of the Connect server in it
@@ -21,20 +22,19 @@ _CLIENTS: dict[int, Any] = {}  # port -> the client session kept for the kernel'
 
 
 def require_sdp() -> None:
-    """Fails at once (``SDP_UNAVAILABLE``) unless pyspark >= 4.1 with ``pyspark.pipelines`` is installed."""
+    """Fails at once (``SDP_UNAVAILABLE``) unless the installed pyspark ships ``pyspark.pipelines``
+    (Spark 4.1 and later, from the version table)."""
     try:
-        import pyspark
-    except ImportError:
+        version = pyspark_version()
+    except PipelineExecutionError:  # PYSPARK_MISSING
         version = "none"
     else:
-        version = pyspark.__version__
-        major_minor = tuple(int(x) for x in version.split(".")[:2] if x.isdigit())
-        if major_minor >= (4, 1) and importlib.util.find_spec("pyspark.pipelines") is not None:
+        if ships_sdp(version) and importlib.util.find_spec("pyspark.pipelines") is not None:
             return
     raise PipelineExecutionError(
-        f"Spark Declarative Pipelines need Spark >= 4.1; this environment has pyspark {version}",
+        f"Spark Declarative Pipelines need Spark >= {sdp_since()}; this environment has pyspark {version}",
         code="SDP_UNAVAILABLE", params={"pyspark": version},
-        hint="install pyspark>=4.1 (with its [connect] extra) to export and run SDP projects")
+        hint=f"install pyspark>={sdp_since()} (with its [connect] extra) to export and run SDP projects")
 
 
 def _start_server(spark: Any) -> int:

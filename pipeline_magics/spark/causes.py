@@ -1,9 +1,9 @@
 """A failure's cause chain, walked in one place: PySpark's converted causes and the JVM's own.
 
-PySpark keeps a wrapped failure's causes as converted Python exceptions (``_cause``) and
-the JVM exception itself (``_origin`` / ``java_exception``, classic sessions only). The
+PySpark keeps a wrapped failure's causes as converted Python exceptions (``_cause``; 3.5:
+``cause``) and the JVM exception itself (``_origin`` / ``java_exception``, classic sessions only). The
 readable one-line cause (``root_cause``) and the retry verdict (``retry.transient_reason``)
-both read the chain from here.
+both read the chain from here, and a failure's error condition (``condition``).
 """
 from __future__ import annotations
 
@@ -14,13 +14,45 @@ from typing import Any
 DEPTH = 50
 
 
+def is_spark_error(exc: BaseException) -> bool:
+    """True for PySpark's own exceptions, whose text starts with their error condition."""
+    return hasattr(exc, "getCondition") or hasattr(exc, "getErrorClass")
+
+
+def condition(exc: BaseException) -> str | None:
+    """A Spark failure's error condition (``TABLE_OR_VIEW_NOT_FOUND``), or None."""
+    # Spark 4 names it a condition; 3.5 has only the error class (deprecated in 4, same value).
+    for name in ("getCondition", "getErrorClass"):
+        try:
+            return getattr(exc, name)()
+        except Exception:  # noqa: BLE001 - not a Spark error, or not this Spark's name for it
+            continue
+    return None
+
+
+def session_conflict(exc: BaseException) -> bool:
+    """True when a Spark Connect session was refused because a classic one runs in this process."""
+    # Spark 3.5 raises a plain RuntimeError with this text; Spark 4 names the condition.
+    return (condition(exc) == "SESSION_ALREADY_EXIST"
+            or "is a regular Spark session already running" in str(exc))
+
+
+def captured(exc: Any, name: str) -> Any:
+    """A PySpark exception's own field (``cause``, ``desc``, ``stackTrace``), or None."""
+    value = getattr(exc, "_" + name, None)  # Spark 4 keeps them private
+    if value is None and is_spark_error(exc):
+        value = getattr(exc, name, None)  # Spark 3.5
+    return value
+
+
 def innermost(exc: BaseException) -> Any:
     """The innermost of PySpark's converted causes (``exc`` itself when it wraps none)."""
     current: Any = exc
     for _ in range(DEPTH):
-        if getattr(current, "_cause", None) is None:
+        cause = captured(current, "cause")
+        if cause is None:
             break
-        current = current._cause
+        current = cause
     return current
 
 
@@ -51,7 +83,7 @@ def _innermost_message(exc: BaseException) -> str | None:
     current = innermost(exc)
     chain = jvm_chain(exc)
     try:
-        if chain and (len(chain) > 1 or current is not exc or not hasattr(exc, "getCondition")):
+        if chain and (len(chain) > 1 or current is not exc or not is_spark_error(exc)):
             java = chain[-1]
             message = _first_line(java.getMessage())
             # Spark's own messages start with their [CONDITION]; others need the class name.
@@ -59,14 +91,14 @@ def _innermost_message(exc: BaseException) -> str | None:
     except Exception:  # noqa: BLE001 - fall back to the Python text
         pass
     if current is not exc:
-        return _first_line(getattr(current, "_desc", None) or current)
+        return _first_line(captured(current, "desc") or current)
     return None
 
 
 def root_cause(exc: BaseException) -> tuple[str, str]:
     """One readable line for ``exc`` (the deepest JVM cause where there is one) and the full detail."""
     detail = "".join(traceback.format_exception(exc))
-    jvm_trace = getattr(exc, "_stackTrace", None)
+    jvm_trace = captured(exc, "stackTrace")
     if jvm_trace:
         detail += "\nJVM stack trace:\n" + str(jvm_trace)
     message = _innermost_message(exc)
@@ -76,6 +108,6 @@ def root_cause(exc: BaseException) -> tuple[str, str]:
     first = text.splitlines()[0]
     if len(first) > 400:
         first = first[:400] + "…"
-    if not hasattr(exc, "getCondition") and not isinstance(exc, (ValueError, KeyError)):
+    if not is_spark_error(exc) and not isinstance(exc, (ValueError, KeyError)):
         first = f"{type(exc).__name__}: {first}"
     return first, detail

@@ -57,9 +57,12 @@ def maven_args(line: SparkLine, version: str) -> list[str]:
     """The ``-D`` properties that point ``maven/pom.xml`` at ``line``'s jars."""
     delta_group, delta_artifact, delta_version = line.delta.split(":")
     _, kafka_artifact, kafka_version = line.kafka_connector(version).split(":")
+    connect = line.connect_server(version)
     return [f"-Ddelta.artifact={delta_artifact}", f"-Ddelta.version={delta_version}",
             f"-Dkafka.artifact={kafka_artifact}", f"-Dkafka.version={kafka_version}",
-            f"-Dpostgresql.version={line.packages(version)[2].split(':')[2]}"]
+            f"-Dpostgresql.version={line.packages(version)[2].split(':')[2]}",
+            *([f"-Dconnect.artifact={connect.split(':')[1]}", f"-Dconnect.version={connect.split(':')[2]}"]
+              if connect else [])]
 
 
 def _maven_error(output: str) -> str:

@@ -2,8 +2,10 @@
 
 A classic Observation's ``get`` waits until its action has run, forever if it never reaches the
 observed node; whether the figures are there is asked first. Spark 4.2's JVM Observation has a
-``future``; earlier versions have ``getOrEmpty``. Spark Connect's figures come with the command's
-result, so ``get`` never waits there.
+``future``; 4.0 and 4.1 have ``getOrEmpty``; 3.5 has neither, so its private ``metrics`` field
+(a volatile ``Option``, filled by the same listener that wakes ``get``) is read by reflection.
+Spark Connect's figures come with the command's result, so ``get`` never waits there (3.5's
+Connect client has none: its Observation cannot be read at all).
 """
 from __future__ import annotations
 
@@ -13,20 +15,31 @@ from .kind import is_classic
 from .versions import session_version
 
 
+def _filled(jo: Any) -> bool:
+    """Whether a JVM Observation holds its figures, asked without waiting for them."""
+    try:
+        return bool(jo.future().isCompleted())  # Spark 4.2 (``getOrEmpty`` is gone)
+    except Exception:  # noqa: BLE001 - older Spark
+        pass
+    try:
+        return not jo.getOrEmpty().isEmpty()  # Spark 4.0, 4.1
+    except Exception:  # noqa: BLE001 - older Spark
+        pass
+    field = jo.getClass().getDeclaredField("metrics")  # Spark 3.5: only the blocking ``get``
+    field.setAccessible(True)
+    return bool(field.get(jo).isDefined())
+
+
 def observed(obs: Any) -> dict[str, Any]:
     """An Observation's figures if its action has run, else ``{}`` (never blocks)."""
     jo = getattr(obs, "_jo", None)
     if jo is not None:
         # Classic Spark: ``get`` would wait forever if the action never reached the node.
         try:
-            if not jo.future().isCompleted():  # Spark 4.2 (``getOrEmpty`` is gone)
+            if not _filled(jo):
                 return {}
-        except Exception:  # noqa: BLE001 - older Spark
-            try:
-                if jo.getOrEmpty().isEmpty():
-                    return {}
-            except Exception:  # noqa: BLE001 - a missing figure is not an error
-                return {}
+        except Exception:  # noqa: BLE001 - a missing figure is not an error
+            return {}
     try:
         return dict(obs.get)
     except Exception:  # noqa: BLE001

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from .. import config
 from ..errors import PipelineExecutionError
+from .causes import session_conflict
 from .environment import jvm_cause, require_free_port, require_java, require_server
 from .jars import FETCH_COMMAND, session_jars
 from .versions import check_session, local_line, pyspark_version, spark_home
@@ -170,8 +171,7 @@ def connect_session(url: str) -> Any:
             f"cannot use Spark Connect at {url}: {exc}", code="CONNECT_CLIENT_MISSING",
             hint=f"install the Connect client: pip install 'pyspark[connect]=={pyspark_version()}'") from None
     except Exception as exc:  # noqa: BLE001 - only pyspark's 'classic session exists' is translated
-        condition = getattr(exc, "getCondition", lambda: None)()
-        if condition != "SESSION_ALREADY_EXIST":
+        if not session_conflict(exc):
             raise
         raise PipelineExecutionError(
             f"cannot use Spark Connect at {url}: a classic SparkSession already runs in this Python process",

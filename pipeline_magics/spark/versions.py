@@ -30,14 +30,22 @@ class SparkLine:
     declarative_pipelines: bool = False
     #: The oldest Java major version this line runs on.
     java: int = 17
+    #: The wheel has no Spark Connect server jar (3.5): it is fetched with the others.
+    connect_jar: bool = False
 
     def kafka_connector(self, version: str) -> str:
         """The Kafka connector coordinate for Spark ``version`` of this line."""
         return f"org.apache.spark:spark-sql-kafka-0-10_{self.scala}:{self.kafka or version}"
 
+    def connect_server(self, version: str) -> str | None:
+        """The Spark Connect server's coordinate for Spark ``version`` when its wheel lacks it, else None."""
+        return f"org.apache.spark:spark-connect_{self.scala}:{version}" if self.connect_jar else None
+
     def packages(self, version: str) -> tuple[str, ...]:
-        """Delta Lake, the Kafka connector and the PostgreSQL driver, as Maven coordinates."""
-        return (self.delta, self.kafka_connector(version), POSTGRES_JDBC)
+        """Delta Lake, the Kafka connector, the PostgreSQL driver (and the Connect server where the wheel
+        lacks it), as Maven coordinates."""
+        connect = self.connect_server(version)
+        return (self.delta, self.kafka_connector(version), POSTGRES_JDBC, *([connect] if connect else []))
 
 
 #: The supported versions, newest first; the first is the development and test default.
@@ -45,19 +53,20 @@ class SparkLine:
 #: (the default) or its matrix subset (the others). Delta 4.1+ names the Spark line in its
 #: artifact; Delta 4.3+ brings delta-kernel jars. Kafka's 4.0.x connectors after 4.0.0 miss
 #: their token-provider jar on Central, so every 4.0.x uses the 4.0.0 connector; the same holds for
-#: 4.1.2 to 4.1.4 (4.1.4's connector itself is missing), so every 4.1.x uses the 4.1.1 connector. Spark 3.5 is not
-#: supported (README, Versions): its jars resolve, but its Observations can only be read by blocking.
+#: 4.1.2 to 4.1.4 (4.1.4's connector itself is missing), so every 4.1.x uses the 4.1.1 connector. Spark 3.5
+#: runs on Scala 2.12 with Delta 3.3; its wheel has no Spark Connect server, so that jar is fetched too.
 LINES: tuple[SparkLine, ...] = (
     SparkLine("4.2", "2.13", "io.delta:delta-spark_4.2_2.13:4.4.0", tested="4.2.0", declarative_pipelines=True),
     SparkLine("4.1", "2.13", "io.delta:delta-spark_4.1_2.13:4.3.1", tested="4.1.1", kafka="4.1.1",
               declarative_pipelines=True),
     SparkLine("4.0", "2.13", "io.delta:delta-spark_2.13:4.0.0", tested="4.0.0", kafka="4.0.0"),
+    SparkLine("3.5", "2.12", "io.delta:delta-spark_2.12:3.3.2", tested="3.5.7", java=8, connect_jar=True),
 )
 DEFAULT = LINES[0]
 
 
 def supported() -> str:
-    """The supported versions in words, for messages: ``4.2.x, 4.1.x, 4.0.x``."""
+    """The supported versions in words, for messages: ``4.2.x, 4.1.x, 4.0.x, 3.5.x``."""
     return ", ".join(dict.fromkeys(f"{line.line}.x" for line in LINES))
 
 
@@ -74,6 +83,19 @@ def spark_line(version: str, scala: str | None = None) -> SparkLine:
         code="SPARK_VERSION_UNSUPPORTED", params={"version": version, "scala": scala, "supported": supported()},
         hint="install a supported pyspark (pip install 'pipeline_magics[spark]'), or run on a "
              "Spark of a supported version")
+
+
+def sdp_since() -> str:
+    """The oldest supported line that ships Spark Declarative Pipelines (``4.1``)."""
+    return [line.line for line in LINES if line.declarative_pipelines][-1]
+
+
+def ships_sdp(version: str) -> bool:
+    """Whether Spark ``version`` ships Spark Declarative Pipelines (False for an unsupported one)."""
+    try:
+        return spark_line(version).declarative_pipelines
+    except PipelineExecutionError:
+        return False
 
 
 def pyspark_version() -> str:
