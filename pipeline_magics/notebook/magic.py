@@ -128,7 +128,7 @@ class PipelineMagics(SettingsMagics):
                                       mode=args.mode)
         if dry_run:
             return PlanView(pipeline)
-        spark = self._spark(args.spark)
+        spark = self._spark(args.spark) if args.spark else None  # None: the run starts one if need be, timed
         self.pipelines.pop(pipeline.name, None)  # the last cell's pipeline comes last
         self.pipelines[pipeline.name] = pipeline
         if args.test:
@@ -136,7 +136,7 @@ class PipelineMagics(SettingsMagics):
         options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
                        preview=args.preview)
         if self._live(args):
-            return start_live(pipeline, spark, options)
+            return start_live(pipeline, spark, options, self.preview_rows)
         try:
             return pipeline.run(spark, **options)
         except KeyboardInterrupt:
@@ -152,7 +152,8 @@ class PipelineMagics(SettingsMagics):
         if args.export:
             self.shell.user_ns.update(outcome.named_frames())
         if outcome.error is not None:
-            display(HTML(outcome._repr_html_()))
+            if outcome.live != "static":  # else its live view has become this output already
+                display(HTML(outcome._repr_html_()))
             raise outcome.error
         return outcome
 
