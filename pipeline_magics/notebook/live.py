@@ -96,7 +96,9 @@ def _settle_later(view: PipelineView, handle: DisplayHandle, result: PipelineRes
     if view.active_queries() or result.live != "table" or result.metrics.status not in TERMINAL:
         return
     result.live = ""
-    _replace(handle, result)
+    # not on the listener's thread that calls this: rendering asks Spark for the frames' schemas
+    threading.Thread(target=_replace, args=(handle, result), name=f"pipeline-{result.name}-settle",
+                     daemon=True).start()
 
 
 def _replace(handle: DisplayHandle, result: PipelineResult) -> None:

@@ -32,7 +32,7 @@ from ..spark.session import get_session
 from ..spec.model import parse_vars, suggest
 from ..run.streaming import REGISTRY
 from .vault_form import VaultLoginForm
-
+from .completion import add_spec_matcher
 
 
 def shared(*names: str) -> Any:
@@ -109,8 +109,6 @@ class PipelineMagics(SettingsMagics):
         """The cell's options, and whether it is a dry run (``--dry-run`` or ``%pipeline explain`` before)."""
         try:
             args = parse_argstring(self.pipeline, line)
-        except UsageError:
-            raise
         except SystemExit as exc:  # argparse's exit on bad options
             raise UsageError(f"bad %%pipeline options: {line!r}") from exc
         dry = args.dry_run or self._explain_next
@@ -386,7 +384,7 @@ def show_tests(report: Any) -> Any:
 
 
 def register_completions(shell: Any, magics: PipelineMagics) -> None:
-    """Tab completion: ``%pipeline`` subcommands, pipeline names, methods, spec files; ``%%pipeline`` options."""
+    """Tab completion: ``%pipeline`` subcommands, pipeline names, methods, files; ``%%pipeline`` options, YAML."""
 
     def names() -> list[str]:
         return sorted(set(magics.pipelines) | set(magics.results) | set(REGISTRY.names()))
@@ -398,3 +396,4 @@ def register_completions(shell: Any, magics: PipelineMagics) -> None:
 
     for key in ("%pipeline", "%%pipeline"):
         shell.set_hook("complete_command", complete, str_key=key)
+    add_spec_matcher(shell)

@@ -145,7 +145,8 @@ def render_html(result: PipelineResult, preview: bool = True) -> str:
     colour = STATUS_COLOURS.get(m.status, "#000")
     out = "<div class='pipeline-result'>"
     if result.live != "table":
-        out += (f"<b>pipeline {html.escape(m.pipeline)}</b>: <span style='color:{colour}'>{m.status}</span>"
+        out += (f"<b>pipeline {html.escape(m.pipeline)}</b>: <span style='color:{colour}' "
+                f"class='pipeline-status'>{m.status}</span>"
                 f" in {html.escape(fmt_took(m))}{steps_table(m)}")
     if m.error:
         out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
