@@ -16,7 +16,7 @@ from IPython.display import DisplayHandle, display
 
 from ..metrics.progress import listen
 from ..metrics.status import TERMINAL
-from ..run.pipeline import Pipeline, PipelineResult
+from ..run.pipeline import Pipeline, PipelineResult, status_html
 from ..spark.session import active_session, get_session
 from ..spark.stages import StageWatch
 from .cells import Background
@@ -91,14 +91,13 @@ def settle(view: PipelineView, handle: DisplayHandle | None, result: Any) -> Non
 
 
 def _settle_later(view: PipelineView, handle: DisplayHandle, result: PipelineResult) -> None:
-    """A query of a run whose view stayed has ended: once none runs, the view becomes the static result.
-    (The view's own subscriber, called first, has brought the run's status up to date.)"""
+    """A query of a run whose view stayed has ended: once none runs, the view becomes the run's state and step
+    table. (The view's own subscriber, called first, has brought the run's status up to date.)"""
     if view.active_queries() or result.live != "table" or result.metrics.status not in TERMINAL:
         return
-    result.live = ""
-    # not on the listener's thread that calls this: rendering asks Spark for the frames' schemas
-    threading.Thread(target=_replace, args=(handle, result), name=f"pipeline-{result.name}-settle",
-                     daemon=True).start()
+    # the cell's value shows the graph and the frames below it already: the view becomes the state and the table
+    handle.update({"text/html": f"<div class='pipeline-result'>{status_html(result.metrics)}</div>",
+                   "text/plain": result.metrics.to_text()}, raw=True)
 
 
 def _replace(handle: DisplayHandle, result: PipelineResult) -> None:

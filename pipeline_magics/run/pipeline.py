@@ -142,12 +142,9 @@ def _why(step: StepMetrics, figure: str) -> str:
 def render_html(result: PipelineResult, preview: bool = True) -> str:
     """A compact step table (unless the live view already shows it), the coloured graph, then each named frame."""
     m = result.metrics
-    colour = STATUS_COLOURS.get(m.status, "#000")
     out = "<div class='pipeline-result'>"
     if result.live != "table":
-        out += (f"<b>pipeline {html.escape(m.pipeline)}</b>: <span style='color:{colour}' "
-                f"class='pipeline-status'>{m.status}</span>"
-                f" in {html.escape(fmt_took(m))}{steps_table(m)}")
+        out += status_html(m)
     if m.error:
         out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
     if result.loads is not None:
@@ -161,6 +158,14 @@ def render_html(result: PipelineResult, preview: bool = True) -> str:
     if preview:
         out += render_frames(result)
     return out + "</div>"
+
+
+def status_html(metrics: PipelineMetrics) -> str:
+    """The run's name, state and time (the Spark start apart), then the step table."""
+    colour = STATUS_COLOURS.get(metrics.status, "#000")
+    return (f"<b>pipeline {html.escape(metrics.pipeline)}</b>: <span style='color:{colour}' "
+            f"class='pipeline-status'>{metrics.status}</span> in {html.escape(fmt_took(metrics))}"
+            f"{steps_table(metrics)}")
 
 
 def render_frames(result: PipelineResult) -> str:
