@@ -6,7 +6,7 @@ regexes of nbval-sanitize.cfg (next to this file) have replaced what varies from
 durations, temporary paths, ports, ids, SVG geometry. ``--nbval-sanitize-with FILE`` on the command line
 names another file instead.
 
-Their kernels run without the live view (``PIPELINE_WIDGETS=0``), as examples/execute.py stores them: nbval
+Their kernels run without the live view (``PIPELINE_LIVE_VIEW=0``), as examples/execute.py stores them: nbval
 keeps a display's first version and ignores its updates, so it would see the widget the live view is
 replaced by its result when the run ends; without it, each run's output is that same static result."""
 from __future__ import annotations
@@ -36,11 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     """A tutorial's kernel (started in its first cell's setup) runs without the live view."""
     path = getattr(item, "path", None)
-    if path is None or path.suffix != ".ipynb" or "PIPELINE_WIDGETS" in os.environ:
+    if path is None or path.suffix != ".ipynb" or "PIPELINE_LIVE_VIEW" in os.environ:
         yield
         return
-    os.environ["PIPELINE_WIDGETS"] = "0"
+    os.environ["PIPELINE_LIVE_VIEW"] = "0"
     try:
         yield
     finally:
-        del os.environ["PIPELINE_WIDGETS"]
+        del os.environ["PIPELINE_LIVE_VIEW"]

@@ -88,18 +88,19 @@ def test_loading_the_extension_starts_no_spark():
     assert done.stdout.strip() == "False"
 
 
-CELL = """%%pipeline orders_daily
-steps:
-  - type: extract
-    method: fromCsv
-    name: orders
-    config:
-      path: data/orders.csv
-      hea
-  - {type: load, method: toDelta, config: {path: /tmp/lake/o, mo
-  - type: transform
-    method: 
-  - ty"""
+CELL = "\n".join([
+    "%%pipeline orders_daily",
+    "steps:",
+    "  - type: extract",
+    "    method: fromCsv",
+    "    name: orders",
+    "    config:",
+    "      path: data/orders.csv",
+    "      hea",
+    "  - {type: load, method: toDelta, config: {path: /tmp/lake/o, mo",
+    "  - type: transform",
+    "    method: ",
+    "  - ty"])
 
 
 def at(cell: str, line: int, column: int | None = None) -> int:

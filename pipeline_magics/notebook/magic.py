@@ -157,7 +157,7 @@ class PipelineMagics(SettingsMagics):
 
     def _live(self, args: argparse.Namespace) -> bool:
         """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
-        return (config.enabled("widgets") and not args.no_widgets
+        return (config.enabled("widgets") and config.enabled("live_view") and not args.no_widgets
                 and getattr(self.shell, "kernel", None) is not None)
 
     # ------------------------------------------------------------------ line
