@@ -15,7 +15,7 @@ MVN := mvn -q -B -s pipeline_magics/spark/maven/settings.xml -Dmaven.repo.local=
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup setup-test venv venv-test jars kafka java system client demo test test-matrix test-fast lint labextension clean services bench soak
+.PHONY: setup setup-test venv venv-test jars kafka java system client demo lab test test-matrix test-fast lint labextension clean services bench soak
 
 setup: venv jars
 setup-test: venv-test jars
@@ -76,6 +76,14 @@ system: java
 
 demo: java setup
 	$(PY) -m pipeline_magics run examples/quickstart.yaml --var data_dir=examples/data --var lake=/tmp/pipeline_magics_demo
+
+# JupyterLab on the tutorials (examples/), in the development environment plus the [lab] extra; the
+# labextension (YAML in %%pipeline cells) is the one the venv target links. JUPYTER_ARGS=--no-browser etc.
+lab: java setup $(VENV)/.installed-lab-$(SPARK)
+	cd examples && $(abspath $(PY)) -m jupyterlab $$(test "$$(id -u)" != 0 || echo --allow-root) $(JUPYTER_ARGS)
+$(VENV)/.installed-lab-$(SPARK): $(VENV)/.installed-$(SPARK)
+	$(PY) -m pip install -q "pyspark[connect]==$(SPARK)" -e '.[lab]'
+	touch $@
 
 # A Connect-only environment (pyspark-client: no JVM, no jars) for the suite's test of a notebook
 # that has no Spark of its own.

@@ -83,7 +83,9 @@ def services_for(notebook: str) -> Iterator[None]:
 def execute(notebook: str) -> None:
     """Runs every cell in a fresh kernel and writes the notebook back with its outputs."""
     nb = nbformat.read(notebook, as_version=4)
-    with services_for(notebook):
+    # without the live view, as nbval runs them (examples/conftest.py): each run's output is the static result
+    # the live view leaves, which nbval can compare (it ignores the update that replaces the view)
+    with services_for(notebook), _environ(PIPELINE_LIVE_VIEW=os.environ.get("PIPELINE_LIVE_VIEW", "0")):
         client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", record_timing=False,
                                 resources={"metadata": {"path": os.path.dirname(os.path.abspath(notebook))}})
         client.execute()  # a cell that fails (unless tagged raises-exception) raises CellExecutionError

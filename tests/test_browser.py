@@ -2,14 +2,16 @@
 and Debian's Chromium driven by Playwright open notebooks written here, run their cells with the
 keyboard and the menus, read the widgets and click their buttons.
 
-A: a streaming pipeline's panel shows rows/s; Cancel stops the query (no query is left active).
+A: a streaming pipeline's panel shows rows/s; Cancel stops the query (no query is left active) and the live view
+   becomes the run's static result.
 B: a long batch cell shows Spark's running stage and tasks; Cancel clicked while it is still executing
    interrupts it; the Delta table is untouched.
    (ipykernel >= 7: the cell awaits the run; ipykernel 6: jupyter-ui-poll pumps the click.)
 C: ``--dry-run`` draws the plan as a graph (SVG with Graphviz, else Mermaid).
 D: the ``%pipeline vault login`` form logs in; the saved .ipynb holds neither the password nor a token.
 E: a ``%%pipeline`` cell's body is highlighted as YAML (the package's prebuilt labextension), a Python cell is not.
-F: a ``%%pipeline`` cell completes methods and settings from the spec's JSON Schema; a Python cell keeps the kernel's.
+F: Tab in a ``%%pipeline`` cell completes methods and settings from the kernel, in JupyterLab's one completer;
+   a Python cell keeps Python's.
 
 Screenshots go to each test's tmp_path; the ones the README shows are also copied to docs/screenshots/.
 """
@@ -24,6 +26,8 @@ from typing import Any, Callable
 
 import pytest
 
+from pipeline_magics import Pipeline
+from pipeline_magics.run.pipeline import PlanView
 from services.jupyter import CHROMIUM
 
 pytestmark = [
@@ -222,12 +226,11 @@ steps:
     screenshot(page, tmp_path, "streaming-page.png")
 
     cell.get_by_role("button", name="Cancel").click()
-    header = cell.locator(".widget-html-content").filter(has_text=re.compile(r"^rate_rows\s"))
-    expect(header).to_have_text(re.compile(r"^rate_rows\s+cancelled"), timeout=60_000)
-    expect(status).to_have_text("cancelled", timeout=30_000)
-    expect(cell.locator("tr", has_text="load.toMemory")).to_contain_text("cancelled")
-    expect(cell.get_by_role("button", name="cancelled")).to_be_disabled()
-    expect(cell.get_by_role("button", name="Stop")).to_be_disabled()
+    # its query over, the run's live view becomes its static result: the state, the step table, no buttons
+    expect(cell.locator(".pipeline-result .pipeline-status")).to_have_text("cancelled", timeout=60_000)
+    expect(cell.locator(".pipeline-result tr", has_text="load.toMemory")).to_contain_text("cancelled")
+    expect(cell.locator(".jp-OutputArea").get_by_role("button")).to_have_count(0)
+    assert "VBox(" not in nb.output(2)
     assert nb.run_cell(3).strip() == "[]"  # no query left running in the kernel
     cell.scroll_into_view_if_needed()
     screenshot(cell, tmp_path, "cancelled.png", docs=True)
@@ -266,7 +269,9 @@ steps:
     # the click is handled by the kernel while the cell still runs: the button says so at once
     expect(cell.get_by_role("button", name=re.compile(r"Cancelling|cancelled")),
            "the Cancel click was not handled while the cell ran").to_be_visible(timeout=15_000)
-    expect(cell.locator(".pipeline-status")).to_have_text("cancelled", timeout=60_000)
+    # the run over, its live view is its static result: the state and the step table, no Cancel
+    expect(cell.locator(".pipeline-result .pipeline-status")).to_have_text("cancelled", timeout=60_000)
+    expect(cell.locator(".jp-OutputArea").get_by_role("button")).to_have_count(0)
     output = nb.wait_done(2, 60)
     took = time.monotonic() - clicked
     assert took < 30, f"cancelling took {took:.0f}s"  # the job alone needs a minute or more
@@ -280,8 +285,7 @@ steps:
 
 def test_dry_run_draws_the_graph(lab, page, tmp_path):
     data = "data"  # nothing is read in a dry run
-    nb = Notebook(page, lab, "explain.ipynb", [LOAD, f"""\
-%%pipeline --dry-run orders_by_segment
+    spec = f"""\
 steps:
   - {{type: extract, method: fromCsv, name: orders, config: {{path: "{data}/orders.csv", header: true, inferSchema: true}}}}
   - {{type: extract, method: fromCsv, name: customers, config: {{path: "{data}/customers.csv", header: true}}}}
@@ -294,17 +298,30 @@ steps:
     method: sql
     name: by_segment
     config: {{query: "SELECT segment, count(*) AS orders, round(sum(amount), 2) AS revenue FROM checked GROUP BY segment"}}
-  - {{type: load, method: toDelta, config: {{path: /tmp/lake/by_segment, mode: overwrite}}}}"""]).open()
+  - {{type: load, method: toDelta, config: {{path: /tmp/lake/by_segment, mode: overwrite}}}}"""
+    nb = Notebook(page, lab, "explain.ipynb", [LOAD, "%%pipeline --dry-run orders_by_segment\n" + spec]).open()
     nb.run_all()
     output = nb.wait_done(1, 60)
     assert "dry run" in output, output
     out = nb.cell(1).locator(".jp-OutputArea-output")
-    graph = out.locator(".pipeline-graph svg, .jp-RenderedMermaid svg, svg[id^='mermaid']").first
+    graph = out.locator(".pipeline-graph img, .jp-RenderedMermaid svg, svg[id^='mermaid']").first
     expect(graph).to_be_visible(timeout=30_000)
-    text = graph.inner_html()
+    text = graph.get_attribute("alt") or graph.inner_html()  # Graphviz's picture is an <img>, its alt the text
     for name in ("orders", "customers", "enriched", "by_segment"):
         assert name in text, f"{name} missing from the graph"
     screenshot(graph, tmp_path, "explain-graph.png", docs=True)
+
+    # the same output stored in a notebook opened fresh, untrusted (JupyterLab sanitizes its HTML): still a picture
+    stored = Notebook(page, lab, "untrusted.ipynb", ["%%pipeline --dry-run orders_by_segment\n" + spec])
+    saved = nbformat.read(str(stored.path), as_version=4)
+    saved.cells[0].execution_count = 1
+    saved.cells[0].outputs = [nbformat.v4.new_output(
+        "display_data", data=PlanView(Pipeline.from_yaml(spec, name="orders_by_segment"))._repr_mimebundle_())]
+    nbformat.write(saved, str(stored.path))  # written here, never signed: JupyterLab opens it untrusted
+    stored.open()
+    picture = stored.cell(0).locator(".jp-OutputArea-output .pipeline-graph img")
+    expect(picture).to_be_visible(timeout=30_000)
+    assert picture.evaluate("img => img.naturalWidth") > 100, "the stored picture did not load"
 
 
 @pytest.mark.vault
@@ -391,58 +408,47 @@ steps:
     expect(python_cell.locator("[class*='tok-']")).to_have_count(0)
 
 
-def test_pipeline_yaml_cell_completes_methods_and_settings_from_the_schema(lab, page, tmp_path):
+def test_tab_in_a_pipeline_cell_completes_methods_and_settings_from_the_kernel(lab, page, tmp_path):
     body = "steps:\n  - type: extract\n    method: "
-    nb = Notebook(page, lab, "completion.ipynb", [f"%%pipeline orders --dry-run\n{body}", body]).open()
-    yaml_cell, python_cell = (nb.cell(i).locator(".cm-content") for i in (0, 1))
+    # jedi's first completion in a new environment builds its cache for minutes: IPython's own matchers answer
+    nb = Notebook(page, lab, "completion.ipynb", [f"{LOAD}\n%config IPCompleter.use_jedi = False",
+                                                  f"%%pipeline orders --dry-run\n{body}", "isinst"]).open()
+    yaml_cell, python_cell = (nb.cell(i).locator(".cm-content") for i in (1, 2))
     expect(yaml_cell).to_have_attribute("data-language", "pipeline-yaml", timeout=30_000)
-    popup = page.locator(".cm-tooltip-autocomplete")
-    labels = popup.locator(".cm-completionLabel")
+    nb.run_cell(0)
+    completer = page.locator(".jp-Completer")
+    items = completer.locator(".jp-Completer-item .jp-Completer-match")
 
-    # Ctrl+Space after `method: ` of an extract step: the extract methods only
+    # Tab after `method: ` of an extract step: the extract methods only, in JupyterLab's completer alone
     yaml_cell.click()
     page.keyboard.press("Control+End")
-    page.keyboard.press("Control+Space")
-    expect(popup).to_be_visible()
-    methods = labels.all_inner_texts()
-    assert {"fromCsv", "fromDelta", "fromKafka"} <= set(methods)
-    assert not {"toDelta", "filterRows"} & set(methods), methods
-    page.keyboard.type("fromC")  # typing narrows the list; Enter takes the choice
-    expect(labels).to_have_text(["fromCsv"])
+    page.keyboard.press("Tab")
+    expect(completer).to_contain_text("fromCsv", timeout=60_000)
+    methods = items.all_inner_texts()
+    assert {"fromCsv", "fromDelta", "fromKafka"} <= set(methods), methods
+    assert not {"toDelta", "filterRows", "isinstance"} & set(methods), methods
+    expect(page.locator(".cm-tooltip-autocomplete")).to_have_count(0)  # one popup, not two
+    screenshot(page.locator(".jp-NotebookPanel"), tmp_path, "completion.png")
+    page.keyboard.type("fromCs")  # typing narrows the list; Enter takes the choice
+    expect(items).to_have_text(["fromCsv"])
     page.keyboard.press("Enter")
-    expect(popup).to_have_count(0)
     expect(yaml_cell.locator(".cm-line").nth(3)).to_have_text("    method: fromCsv")
 
-    # a key typed under the step's config: fromCsv's settings, with the schema's description
+    # a key typed under the step's config: fromCsv's setting
     page.keyboard.press("Enter")
     page.keyboard.type("config:")
     page.keyboard.press("Enter")
     page.keyboard.type("  hea")
-    expect(popup.locator("[aria-selected] .cm-completionLabel")).to_have_text("header")
-    assert "toDelta" not in labels.all_inner_texts()
-    expect(page.locator(".cm-completionInfo")).to_have_text("the first line holds column names")
-    screenshot(page.locator(".jp-NotebookPanel"), tmp_path, "completion.png")
+    page.keyboard.press("Tab")
+    # the kernel's answer first (JupyterLab's own context provider adds the cell's words after it)
+    expect(items.first).to_have_text("header", timeout=30_000)
     page.keyboard.press("Enter")
     expect(yaml_cell.locator(".cm-line").nth(5)).to_have_text("      header")
 
-    # the same text in a Python cell: no such completion, neither asked for nor while typing ...
+    # a Python cell keeps Python's completions
     python_cell.click()
     page.keyboard.press("Control+End")
-    page.keyboard.press("Control+Space")
-    page.keyboard.type("fromC")
-    page.wait_for_timeout(1000)  # CodeMirror would have opened it by now
-    expect(popup).to_have_count(0)
-    assert python_cell.get_attribute("data-language") == "python"
-    # ... and JupyterLab's kernel completer (Tab) still completes Python there. IPython's own matcher
-    # answers it: jedi's first completion in a new environment builds its cache for minutes.
-    page.keyboard.press("Control+a")
-    page.keyboard.type("%config IPCompleter.use_jedi = False")
-    nb.run_cell(1)
-    python_cell.click()
-    page.keyboard.press("Control+a")
-    page.keyboard.type("isinst")
     page.keyboard.press("Tab")
-    expect(page.locator(".jp-Completer")).to_contain_text("isinstance", timeout=60_000)
-    expect(popup).to_have_count(0)
+    expect(completer).to_contain_text("isinstance", timeout=60_000)
     page.keyboard.press("Enter")
     expect(python_cell).to_have_text("isinstance")

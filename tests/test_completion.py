@@ -86,3 +86,60 @@ def test_loading_the_extension_starts_no_spark():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+CELL = "\n".join([
+    "%%pipeline orders_daily",
+    "steps:",
+    "  - type: extract",
+    "    method: fromCsv",
+    "    name: orders",
+    "    config:",
+    "      path: data/orders.csv",
+    "      hea",
+    "  - {type: load, method: toDelta, config: {path: /tmp/lake/o, mo",
+    "  - type: transform",
+    "    method: ",
+    "  - ty"])
+
+
+def at(cell: str, line: int, column: int | None = None) -> int:
+    """The offset of ``line`` (its end, or ``column``) in ``cell``."""
+    lines = cell.split("\n")
+    return sum(len(x) + 1 for x in lines[:line]) + (len(lines[line]) if column is None else column)
+
+
+def test_spec_completions_in_a_cells_yaml(ip):
+    """Methods after `method:` (of the step's type), settings under `config:` (block or flow style), step
+    keys, through IPython's completer as the kernel calls it (the whole cell), with no Python names there."""
+    from IPython.core.completer import provisionalcompleter
+
+    def matches(cell: str, offset: int) -> list[str]:
+        with provisionalcompleter():
+            return sorted({c.text for c in ip.Completer.completions(cell, offset)})
+
+    assert matches(CELL, at(CELL, 3, len("    method: fromC"))) == ["fromCsv"]
+    transforms = matches(CELL, at(CELL, 10))
+    assert "filterRows" in transforms and "aggregate" in transforms and "toDelta" not in transforms
+    assert "fromCsv" not in transforms and "print" not in transforms
+    assert matches(CELL, at(CELL, 7)) == ["header"]
+    assert matches(CELL, at(CELL, 8)) == ["mode"]  # toDelta's, in a flow mapping
+    assert matches(CELL, at(CELL, 11)) == ["type"]
+    magic_line = "%%pipeline orders --dr\n" + CELL.split("\n", 1)[1]
+    assert matches(magic_line, len("%%pipeline orders --dr")) == ["--dry-run"]  # the magic's line: its options
+    assert "print" in matches("pri", 3)  # other cells keep Python's completions
+
+
+def test_a_kernel_completes_a_cells_yaml():
+    """A real kernel answers a complete_request (what JupyterLab, Notebook 7 and VS Code send on Tab)."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        kc.execute_interactive("%load_ext pipeline_magics", timeout=60)
+        reply = kc.complete(CELL, at(CELL, 10), reply=True, timeout=60)["content"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert reply["status"] == "ok" and "filterRows" in reply["matches"] and "toDelta" not in reply["matches"]
+    assert CELL[reply["cursor_start"]:reply["cursor_end"]] == ""

@@ -182,14 +182,24 @@ def test_display_chooses_svg_mermaid_or_text(plan, monkeypatch):
     monkeypatch.setenv("PIPELINE_GRAPH", "auto")
     monkeypatch.setattr(shutil, "which", lambda name: None)  # no Graphviz: Mermaid
     assert "text/markdown" in g._repr_mimebundle_() and g.svg() is None
+    monkeypatch.setenv("PIPELINE_GRAPH", "svg")  # a picture asked for, none to be had: text, and how to get it
+    assert "<pre class='pipeline-graph'>" in g._repr_mimebundle_()["text/html"]
+    assert "apt-get install graphviz" in g._repr_mimebundle_()["text/html"]
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed (make system)")
 def test_svg_where_graphviz_exists(plan, monkeypatch):
     monkeypatch.setenv("PIPELINE_GRAPH", "auto")
+    import base64
+    import re
+
     bundle = build_graph(plan).mimebundle(details="settings here")
-    assert bundle["text/html"].startswith("<div class='pipeline-graph'><svg style=\"max-width:100%")
-    assert "settings here" in bundle["text/html"] and "text/markdown" not in bundle
+    # an <img> with a data: URI, not inline <svg>: JupyterLab's sanitizer drops <svg> in untrusted notebooks
+    assert bundle["text/html"].startswith("<div class='pipeline-graph'><img style='max-width:100%;height:auto' alt=")
+    assert "<svg" not in bundle["text/html"] and "settings here" in bundle["text/html"] and "text/markdown" not in bundle
+    picture = base64.b64decode(re.search(r"src='data:image/svg\+xml;base64,([^']+)'", bundle["text/html"]).group(1))
+    assert picture.startswith(b"<svg ") and b"by_country" in picture
+    assert "alt='pipeline shop (batch), 9 steps" in bundle["text/html"]  # the graph as text, for readers without it
 
 
 # ------------------------------------------------------------- in the notebook
@@ -226,6 +236,9 @@ steps:
     assert f"<b>enriched</b>: {written:,} rows" in html and "<b>orders</b>: rows not counted" in html
     assert "<td>customer_id</td>" in html and "first 10 rows" in html
     assert len(result.to_pandas("enriched", limit=3)) == 3
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no Graphviz: the graph section is text, with the fix
+    assert "<summary>graph</summary><pre>pipeline graph_run (batch): done" in result._repr_html_()
+    assert "apt-get install graphviz" in result._repr_html_()
     with pytest.raises(KeyError, match="frames are"):
         result.to_pandas("nosuch")
     monkeypatch.setenv("PIPELINE_GRAPH", "text")

@@ -72,7 +72,8 @@ def test_query_panel_shows_the_state():
 
 
 def view_after(pipeline: Pipeline, spark, **kw):
-    view = PipelineView(None, pipeline.cancel)
+    view = PipelineView(None, pipeline.cancel, name=pipeline.name, spark_starting=True)
+    assert f"<b>pipeline {pipeline.name}</b>: <span class='pipeline-status'>starting Spark…</span> · 0s" in view.title.value
     try:
         pipeline.run(spark, on_update=lambda run: view.bind(run.metrics), **kw)
     except PipelineError:
@@ -91,13 +92,13 @@ steps:
     view = view_after(ok, spark)
     assert "done" in view.title.value and "view_ok" in view.title.value
     assert view.table.value.count("<tr>") == 3 and ">40<" in view.table.value  # header + 2 steps; rows written
-    assert view.cancel_button.disabled
+    assert view.cancel_button.layout.display == "none"  # over: the title says how it ended, no Cancel
 
     bad = Pipeline.from_yaml("name: view_bad\nsteps:\n  - {type: extract, method: fromParquet, "
                              "config: {path: /no/such/folder}}\n")
     view = view_after(bad, spark)
     assert "failed" in view.title.value and "#c62828" in view.title.value
-    assert "failed" in view.table.value
+    assert "failed" in view.table.value and view.cancel_button.layout.display == "none"
     view.draw()  # nothing turns a failure back
     assert "failed" in view.title.value
 
@@ -301,3 +302,38 @@ steps:
     view.show_stages(StageProgress(1, 0, 1))
     view.refresh.flush()
     assert view.stages.value == ""
+
+
+def test_a_finished_cell_keeps_its_result_not_the_widget(tmp_path, data_dir, monkeypatch):
+    """In a real kernel (nbclient): the live view says it starts Spark, then becomes the result's own HTML
+    and text, a failed run's too; the saved notebook has no widget placeholder; the cell's value is still
+    the result (``_``); the run's time includes the Spark start the cell waited for, shown apart."""
+    import json
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PIPELINE_SPARK_MASTER", "local[1]")
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    csv = os.path.abspath(os.path.join(data_dir, "customers.csv"))
+    cells = ["%load_ext pipeline_magics",
+             f"%%pipeline first\nsteps:\n  - {{type: extract, method: fromCsv, config: {{path: '{csv}', header: true}}}}\n"
+             "  - {type: load, method: toMemory, config: {queryName: static_first}}",
+             "result = _\nprint(type(result).__name__, result.status, result.live, result.metrics.spark_start > 0)",
+             "%%pipeline broken\nsteps:\n  - {type: extract, method: fromParquet, config: {path: /no/such/folder}}"]
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.cells[3].metadata["tags"] = ["raises-exception"]
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    saved = json.dumps(nb)
+    assert "VBox(children=" not in saved and "widget-view+json" not in saved
+    [first] = nb.cells[1].outputs  # one output: the live view, become the result
+    assert first.output_type == "display_data"
+    assert "<table>" in first.data["text/html"] and "static_first" in first.data["text/html"]
+    assert first.data["text/plain"].startswith("pipeline first: done in ") and "(Spark start " in first.data["text/plain"]
+    assert nb.cells[2].outputs[0].text.strip() == "PipelineResult done static True"
+    shown, error = nb.cells[3].outputs
+    assert "failed" in shown.data["text/html"] and "<table>" in shown.data["text/html"]
+    assert error.output_type == "error" and "(Spark start" not in shown.data["text/plain"]

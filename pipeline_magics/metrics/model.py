@@ -67,6 +67,8 @@ class PipelineMetrics:
     end: float | None = None
     steps: list[StepMetrics] = field(default_factory=list)
     error: str | None = None
+    #: seconds spent starting the SparkSession the run needed, when no session was running (part of ``duration``)
+    spark_start: float | None = None
     #: streaming: brings the query figures up to date (set by the run); exporters call it first
     refresher: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
@@ -81,9 +83,10 @@ class PipelineMetrics:
 
     @property
     def duration(self) -> float | None:
+        """Seconds from the start of the run (of the Spark start it waited for, if any) to its end, or to now."""
         if self.start is None:
             return None
-        return (self.end or time.time()) - self.start
+        return (self.end or time.time()) - self.start + (self.spark_start or 0.0)
 
     @property
     def rows_written(self) -> int:
@@ -114,7 +117,8 @@ class PipelineMetrics:
     def to_dict(self) -> dict[str, Any]:
         return {
             "pipeline": self.pipeline, "run_id": self.run_id, "mode": self.mode, "status": self.status,
-            "start": self.start, "end": self.end, "duration": self.duration, "error": self.error,
+            "start": self.start, "end": self.end, "duration": self.duration, "spark_start": self.spark_start,
+            "error": self.error,
             "totals": self.totals(),
             "steps": [s.to_dict() for s in self.steps],
         }
@@ -127,7 +131,7 @@ class PipelineMetrics:
         """A plain table of the steps (live figures brought up to date first); ``reasons`` adds under a
         step whose rows Spark did not count why (the command line's table; the notebook has tooltips)."""
         self.refresh()
-        rows = [f"pipeline {self.pipeline}: {self.status} in {fmt_seconds(self.duration)}"]
+        rows = [f"pipeline {self.pipeline}: {self.status} in {fmt_took(self)}"]
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
                         f"{fmt_count(s.rows_out):>10} rows {fmt_seconds(s.duration):>8}")
@@ -144,6 +148,12 @@ class PipelineMetrics:
 
 def fmt_seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}s"
+
+
+def fmt_took(metrics: PipelineMetrics) -> str:
+    """A run's time, the Spark start it waited for shown apart: ``12.10s (Spark start 6.30s)``."""
+    took = fmt_seconds(metrics.duration)
+    return took + (f" (Spark start {fmt_seconds(metrics.spark_start)})" if metrics.spark_start is not None else "")
 
 
 def fmt_count(value: int | None) -> str:

@@ -16,10 +16,11 @@ from ..errors import PipelineCancelledError
 
 
 class Background:
-    """``work()`` on a thread of its own; ``cancel`` stops it, ``shown`` runs once it has ended."""
+    """``work()`` on a thread of its own; ``cancel`` stops it, ``shown`` gets its result (None when it has
+    none) once it has ended."""
 
     def __init__(self, name: str, work: Callable[[], Any], cancel: Callable[[], None],
-                 shown: Callable[[], None] = lambda: None) -> None:
+                 shown: Callable[[Any], None] = lambda result: None) -> None:
         self.name, self._cancel, self._shown = name, cancel, shown
         self._outcome: dict[str, Any] = {}
         self.thread = threading.Thread(target=self._work, args=(work,), name=f"pipeline-{name}", daemon=True)
@@ -33,7 +34,7 @@ class Background:
 
     def outcome(self) -> Any:
         """The work's result (or its error, raised), once it has ended."""
-        self._shown()
+        self._shown(self._outcome.get("result"))
         if "error" in self._outcome:
             raise self._outcome["error"]
         return self._outcome["result"]
@@ -42,7 +43,7 @@ class Background:
         """The cell was interrupted: cancels the work, waits a minute at most for it to stop."""
         self._cancel()
         self.thread.join(60)
-        self._shown()
+        self._shown(self._outcome.get("result"))
         raise PipelineCancelledError("interrupted", pipeline=self.name) from None
 
 

@@ -32,6 +32,7 @@ from ..spark.session import get_session
 from ..spec.model import parse_vars, suggest
 from ..run.streaming import REGISTRY
 from .vault_form import VaultLoginForm
+from .completion import add_spec_matcher
 from .doctor import doctor_command
 
 
@@ -126,7 +127,7 @@ class PipelineMagics(SettingsMagics):
                                       mode=args.mode)
         if dry_run:
             return PlanView(pipeline)
-        spark = self._spark(args.spark)
+        spark = self._spark(args.spark) if args.spark else None  # None: the run starts one if need be, timed
         self.pipelines.pop(pipeline.name, None)  # the last cell's pipeline comes last
         self.pipelines[pipeline.name] = pipeline
         if args.test:
@@ -134,7 +135,7 @@ class PipelineMagics(SettingsMagics):
         options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
                        preview=args.preview)
         if self._live(args):
-            return start_live(pipeline, spark, options)
+            return start_live(pipeline, spark, options, self.preview_rows)
         try:
             return pipeline.run(spark, **options)
         except KeyboardInterrupt:
@@ -150,13 +151,14 @@ class PipelineMagics(SettingsMagics):
         if args.export:
             self.shell.user_ns.update(outcome.named_frames())
         if outcome.error is not None:
-            display(HTML(outcome._repr_html_()))
+            if outcome.live != "static":  # else its live view has become this output already
+                display(HTML(outcome._repr_html_()))
             raise outcome.error
         return outcome
 
     def _live(self, args: argparse.Namespace) -> bool:
         """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
-        return (config.enabled("widgets") and not args.no_widgets
+        return (config.enabled("widgets") and config.enabled("live_view") and not args.no_widgets
                 and getattr(self.shell, "kernel", None) is not None)
 
     # ------------------------------------------------------------------ line
@@ -383,7 +385,7 @@ def show_tests(report: Any) -> Any:
 
 
 def register_completions(shell: Any, magics: PipelineMagics) -> None:
-    """Tab completion: ``%pipeline`` subcommands, pipeline names, methods, spec files; ``%%pipeline`` options."""
+    """Tab completion: ``%pipeline`` subcommands, pipeline names, methods, files; ``%%pipeline`` options, YAML."""
 
     def names() -> list[str]:
         return sorted(set(magics.pipelines) | set(magics.results) | set(REGISTRY.names()))
@@ -395,3 +397,4 @@ def register_completions(shell: Any, magics: PipelineMagics) -> None:
 
     for key in ("%pipeline", "%%pipeline"):
         shell.set_hook("complete_command", complete, str_key=key)
+    add_spec_matcher(shell)

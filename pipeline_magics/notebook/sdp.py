@@ -14,6 +14,7 @@ from ..sdp.export import Project, export, export_pipeline
 from ..sdp.run import SdpRun, run_project
 from ..spec.model import parse_vars
 from .cells import Background
+from .live import settle
 from .widgets import PipelineView
 
 
@@ -53,11 +54,9 @@ def sdp_command(magics: Any, rest: Sequence[str]) -> Any:
             job.cancel()
             raise PipelineCancelledError("interrupted", pipeline=job.spec.name) from None
     view = PipelineView(job.metrics, job.cancel)
-    display(view.widget)
+    handle = display(view.widget, display_id=True)
 
     def work() -> Any:
-        result = run_project(args.project, spark, metrics=args.metrics, sdp_run=job, on_update=lambda _: view.refresh())
-        result.live = True
-        return result
+        return run_project(args.project, spark, metrics=args.metrics, sdp_run=job, on_update=lambda _: view.refresh())
 
-    return Background(job.spec.name, work, job.cancel, shown=view.refresh.flush)
+    return Background(job.spec.name, work, job.cancel, shown=lambda result: settle(view, handle, result))

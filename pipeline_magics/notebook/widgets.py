@@ -7,6 +7,7 @@ classes only draw them, throttled to a few updates a second.
 from __future__ import annotations
 
 import html
+import time
 from typing import Any, Callable
 
 try:
@@ -14,7 +15,7 @@ try:
 except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency
     raise ImportError("the live view needs ipywidgets: pip install ipywidgets (or use --no-widgets)") from exc
 
-from ..metrics.model import PipelineMetrics, fmt_seconds
+from ..metrics.model import PipelineMetrics, fmt_took
 from ..run.pipeline import STATUS_COLOURS, steps_table
 from ..metrics.progress import HUB, Throttle, sparkline
 from ..metrics.queries import QueryRecord, QueryStore
@@ -52,11 +53,17 @@ class QueryPanel:
 
 
 class PipelineView:
-    """The live view of one run: title, Cancel, the step table, one panel per streaming query."""
+    """The live view of one run: title, Cancel, the step table, one panel per streaming query.
 
-    def __init__(self, metrics: PipelineMetrics | None, on_cancel: Callable[[], None], hub: QueryStore = HUB) -> None:
+    Before the run has its metrics it says what it waits for: ``starting Spark…`` (``spark_starting``)
+    and for how long; once over, the title shows the run's state and Cancel goes away.
+    """
+
+    def __init__(self, metrics: PipelineMetrics | None, on_cancel: Callable[[], None], hub: QueryStore = HUB,
+                 name: str = "", spark_starting: bool = False) -> None:
         self.metrics = metrics
         self.hub = hub
+        self.name, self.spark_starting, self.began = name, spark_starting, time.time()
         self.title = W.HTML()
         self.cancel_button = W.Button(description="Cancel", button_style="danger", icon="stop",
                                       layout=W.Layout(width="100px"))
@@ -87,19 +94,20 @@ class PipelineView:
     def draw(self) -> None:
         m = self.metrics
         if m is None:
-            self.title.value = "<b>pipeline</b>: starting…"
+            waiting = "starting Spark…" if self.spark_starting else "starting…"
+            self.title.value = (f"<b>pipeline {html.escape(self.name)}</b>: <span class='pipeline-status'>{waiting}"
+                                f"</span> · {time.time() - self.began:.0f}s")
             return
         colour = STATUS_COLOURS.get(m.status, "#000")
         self.title.value = (f"<b>pipeline {html.escape(m.pipeline)}</b>: "
                             f"<span style='color:{colour}' class='pipeline-status'>{m.status}</span>"
-                            f" · {fmt_seconds(m.duration)}")
+                            f" · {html.escape(fmt_took(m))}")
         self.table.value = steps_table(m)
         running = m.status not in FINAL and self.stage_progress is not None
         self.stages.value = (f"<span class='pipeline-stages' style='color:#555'>{html.escape(str(self.stage_progress))}"
                              "</span>" if running else "")
-        if m.status in FINAL and not self.active_queries():
-            self.cancel_button.disabled = True
-            self.cancel_button.description = m.status
+        if m.status in FINAL and not self.active_queries():  # the title says how it ended; nothing to cancel
+            self.cancel_button.layout.display = "none"
 
     def active_queries(self) -> bool:
         return any(p.state.status == "running" for p in self.panels.values())

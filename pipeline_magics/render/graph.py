@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from .palette import KIND_COLOURS, NODE_STATUS_COLOURS as STATUS_COLOURS
-from .svg import DETAIL_WIDTH, _dot, _mermaid, _short, _wrap, graph_format, render_svg  # noqa: F401
+from .svg import (DETAIL_WIDTH, GRAPHVIZ_HINT, _dot, _mermaid, _short, _wrap, graph_format,  # noqa: F401
+                  render_svg, svg_img)
 from ..secrets.redaction import MASK, redact
 from ..secrets.references import as_reference
 
@@ -196,7 +197,7 @@ class PipelineGraph:
                 if details else "")
         svg = self.svg() if fmt in ("auto", "svg") else None
         if svg:
-            bundle["text/html"] = (f"<div class='pipeline-graph'>{svg}{fold}"
+            bundle["text/html"] = (f"<div class='pipeline-graph'>{svg_img(svg, self.to_text())}{fold}"
                                    + (f"<i>{html.escape(note)}</i>" if note else "") + "</div>")
         elif fmt in ("auto", "mermaid"):
             md = f"```mermaid\n{self.to_mermaid()}\n```\n"
@@ -206,7 +207,8 @@ class PipelineGraph:
                 md += f"\n*{note}*\n"
             bundle["text/markdown"] = md
         else:
-            bundle["text/html"] = (f"<pre class='pipeline-graph'>{html.escape(self.to_text())}</pre>{fold}"
+            hint = f"<i>{html.escape(GRAPHVIZ_HINT)}</i><br/>" if fmt == "svg" else ""  # asked for a picture
+            bundle["text/html"] = (f"<pre class='pipeline-graph'>{html.escape(self.to_text())}</pre>{hint}{fold}"
                                    + (f"<i>{html.escape(note)}</i>" if note else ""))
         return bundle
 

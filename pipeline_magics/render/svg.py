@@ -1,6 +1,8 @@
 """Rendering helpers of the pipeline graph: the output format, SVG through Graphviz, escaping and wrapping."""
 from __future__ import annotations
 
+import base64
+import html
 import re
 import shutil
 
@@ -36,6 +38,19 @@ def render_svg(dot: str) -> str | None:
     svg = svg[start:] if start >= 0 else svg
     # scale down to the output's width instead of scrolling sideways
     return svg.replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
+
+
+#: what a graph without its picture says (no Graphviz ``dot`` program)
+GRAPHVIZ_HINT = ("for a picture of the graph, install Graphviz's dot: apt-get install graphviz, "
+                 "conda install -c conda-forge graphviz or brew install graphviz")
+
+
+def svg_img(svg: str, alt: str) -> str:
+    """The SVG as an ``<img>`` with a data: URI, ``alt`` its text: it survives the HTML sanitizer of an
+    untrusted notebook (JupyterLab drops inline ``<svg>``), and keeps the text for readers without images."""
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return (f"<img style='max-width:100%;height:auto' alt='{html.escape(alt, quote=True)}' "
+            f"src='data:image/svg+xml;base64,{data}'/>")
 
 
 def _wrap(line: str, width: int = 30, most: int = 3) -> list[str]:

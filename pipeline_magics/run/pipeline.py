@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -11,12 +12,13 @@ from .engine import Run, execute, release
 from ..errors import PipelineError
 from ..render.graph import build_graph, frame_rows
 from ..render.palette import STATUS_COLOURS
-from ..metrics.model import PipelineMetrics, StepMetrics, fmt_count, fmt_rules, fmt_seconds
+from ..metrics.model import PipelineMetrics, StepMetrics, fmt_count, fmt_rules, fmt_seconds, fmt_took
 from ..metrics.exporters import export
 from ..methods.registry import is_default_label
 from ..spec.plan import Plan, build_plan
 from ..secrets.policy import SecurityPolicy
-from ..spark.session import get_session
+from ..render.svg import GRAPHVIZ_HINT, svg_img
+from ..spark.session import active_session, get_session
 from .preview import loads_of, preview_plan
 from .preview import render_html as loads_html
 from ..spec.model import PipelineSpec, parse_spec
@@ -37,8 +39,10 @@ class PipelineResult:
     displays: list[tuple[str, Any]] = field(default_factory=list)
     preview_rows: int = 10
     stream: StreamingRun | None = None
-    #: shown by the live view already: the cell's value then leaves out the step table
-    live: bool = False
+    #: how a notebook's live view shows this run: "" (it does not), "table" (its widgets go on showing the step
+    #: table, the streaming queries running: the cell's value leaves the table out), "static" (it was replaced by
+    #: this result's own output: the cell's value is not shown again)
+    live: str = ""
     plan: Plan | None = field(default=None, repr=False)
     #: a preview (``run(preview=True)``): per load step what it would write; None for a real run
     loads: list[dict[str, Any]] | None = None
@@ -133,22 +137,30 @@ def _why(step: StepMetrics, figure: str) -> str:
 def render_html(result: PipelineResult, preview: bool = True) -> str:
     """A compact step table (unless the live view already shows it), the coloured graph, then each named frame."""
     m = result.metrics
-    colour = STATUS_COLOURS.get(m.status, "#000")
     out = "<div class='pipeline-result'>"
-    if not result.live:
-        out += (f"<b>pipeline {html.escape(m.pipeline)}</b>: <span style='color:{colour}'>{m.status}</span>"
-                f" in {fmt_seconds(m.duration)}{steps_table(m)}")
+    if result.live != "table":
+        out += status_html(m)
     if m.error:
         out += f"<pre style='color:{STATUS_COLOURS['failed']}'>{html.escape(m.error)}</pre>"
     if result.loads is not None:
         out += loads_html(result.loads)
     if result.plan is not None:
-        svg = build_graph(result.plan, m).svg()
-        if svg:
-            out += f"<details><summary>graph</summary>{svg}</details>"
+        graph = build_graph(result.plan, m)
+        svg = graph.svg()
+        picture = svg_img(svg, graph.to_text()) if svg else (
+            f"<pre>{html.escape(graph.to_text())}</pre><i>{html.escape(GRAPHVIZ_HINT)}</i>")
+        out += f"<details><summary>graph</summary>{picture}</details>"
     if preview:
         out += render_frames(result)
     return out + "</div>"
+
+
+def status_html(metrics: PipelineMetrics) -> str:
+    """The run's name, state and time (the Spark start apart), then the step table."""
+    colour = STATUS_COLOURS.get(metrics.status, "#000")
+    return (f"<b>pipeline {html.escape(metrics.pipeline)}</b>: <span style='color:{colour}' "
+            f"class='pipeline-status'>{metrics.status}</span> in {html.escape(fmt_took(metrics))}"
+            f"{steps_table(metrics)}")
 
 
 def render_frames(result: PipelineResult) -> str:
@@ -222,7 +234,8 @@ class Pipeline:
 
     def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
             on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
-            raise_on_error: bool = True, timeout: float | None = None, preview: bool = False) -> PipelineResult:
+            raise_on_error: bool = True, timeout: float | None = None, preview: bool = False,
+            spark_start: float | None = None) -> PipelineResult:
         """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
 
         Streaming: the queries keep running after this returns, unless every load has a
@@ -230,9 +243,14 @@ class Pipeline:
         seconds are given (it waits at most that long).
         ``preview``: reads and transforms run, nothing is written; ``result.loads`` says what
         each load would do (a streaming spec is read as a batch).
+        ``spark_start``: seconds the caller spent starting ``spark`` for this run; without ``spark`` and
+        with no session running, the time this call takes to start one. The run's time includes it.
         """
         plan = preview_plan(self.plan) if preview else self.plan
+        began, starting = time.time(), spark is None and active_session() is None
         run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
+        # the analyst waited for the session too: the run's time includes its start, shown apart
+        run.metrics.spark_start = time.time() - began if starting else spark_start
         if on_update is not None:
             run.on_update = on_update
         self._run = run
