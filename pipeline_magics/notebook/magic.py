@@ -33,6 +33,7 @@ from ..spec.model import parse_vars, suggest
 from ..run.streaming import REGISTRY
 from .vault_form import VaultLoginForm
 from .doctor import doctor_command
+from .lineage import lineage_command
 
 
 def shared(*names: str) -> Any:
@@ -47,7 +48,7 @@ def shared(*names: str) -> Any:
 
 
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
-               "help", "vault", "audit", "export", "sdp", "doctor")
+               "help", "vault", "audit", "export", "sdp", "doctor", "lineage")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -64,8 +65,6 @@ class PipelineMagics(SettingsMagics):
         self.last_error: PipelineError | None = None
         self._explain_next = False
 
-    # ------------------------------------------------------------------ cell
-
     @magic_arguments()
     @argument("name", nargs="?", help="the pipeline's name (overrides the spec's 'name')")
     @shared("mode", "var", "dry_run")
@@ -73,7 +72,7 @@ class PipelineMagics(SettingsMagics):
     @argument("--preview", action="store_true", help="read and transform, write nothing: what each load would do")
     @shared("no_widgets", "metrics")
     @argument("--export", action="store_true", help="bind every named DataFrame as a notebook variable")
-    @shared("timeout", "spark")
+    @shared("timeout", "spark", "lineage")
     @line_cell_magic
     def pipeline(self, line: str, cell: str | None = None) -> Any:
         """Runs a YAML pipeline spec (cell magic), or a subcommand (line magic).
@@ -132,7 +131,7 @@ class PipelineMagics(SettingsMagics):
         if args.test:
             return show_tests(pipeline.test(spark))
         options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
-                       preview=args.preview)
+                       preview=args.preview, lineage=args.lineage)
         if self._live(args):
             return start_live(pipeline, spark, options)
         try:
@@ -158,8 +157,6 @@ class PipelineMagics(SettingsMagics):
         """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
         return (config.enabled("widgets") and not args.no_widgets
                 and getattr(self.shell, "kernel", None) is not None)
-
-    # ------------------------------------------------------------------ line
 
     def _line(self, line: str) -> Any:
         parts = shlex.split(line)
@@ -334,6 +331,10 @@ class PipelineMagics(SettingsMagics):
     def _cmd_doctor(self, rest: list[str]) -> Any:
         """Checks what the extension depends on, one row each with its fix: doctor [--spark]."""
         return doctor_command(rest, self.shell)
+
+    def _cmd_lineage(self, rest: list[str]) -> Any:
+        """Draws the last run's column lineage: lineage [NAME] [--column C]."""
+        return lineage_command(self, rest)
 
     def _cmd_help(self, rest: list[str]) -> None:
         """Lists subcommands and methods: help [METHOD | extract|transform|load | SUBCOMMAND]."""

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import history
+from . import history, lineage as run_lineage
 from .engine import Run, execute, release
 from ..errors import PipelineError
 from ..render.graph import build_graph, frame_rows
@@ -39,6 +39,8 @@ class PipelineResult:
     #: shown by the live view already: the cell's value then leaves out the step table
     live: bool = False
     plan: Plan | None = field(default=None, repr=False)
+    #: the run's OpenLineage events (None when lineage is off): its ``columns`` are the column lineage sent
+    lineage: Any = field(default=None, repr=False)
     #: a preview (``run(preview=True)``): per load step what it would write; None for a real run
     loads: list[dict[str, Any]] | None = None
     _previews: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -227,7 +229,8 @@ class Pipeline:
 
     def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
             on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
-            raise_on_error: bool = True, timeout: float | None = None, preview: bool = False) -> PipelineResult:
+            raise_on_error: bool = True, timeout: float | None = None, preview: bool = False,
+            lineage: str | None = None) -> PipelineResult:
         """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
 
         Streaming: the queries keep running after this returns, unless every load has a
@@ -235,12 +238,15 @@ class Pipeline:
         seconds are given (it waits at most that long).
         ``preview``: reads and transforms run, nothing is written; ``result.loads`` says what
         each load would do (a streaming spec is read as a batch).
+        ``lineage``: console or file:PATH sends OpenLineage events (default: the ``lineage`` setting,
+        else the OpenLineage client's own configuration; off when there is none).
         """
         plan = preview_plan(self.plan) if preview else self.plan
         run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
         if on_update is not None:
             run.on_update = on_update
         self._run = run
+        events = None if preview else run_lineage.attach(run, lineage)
         stream = REGISTRY.claim(self.name, run) if run.plan.spec.mode == "streaming" else None
         if stream is not None:
             stream.queries = run.queries
@@ -249,6 +255,8 @@ class Pipeline:
         error: PipelineError | None = None
         try:
             execute(run)
+            if events is not None and stream is not None:
+                events.prepare()  # the plans are read once, before the micro-batches report
             if stream is not None and run.queries:
                 finite = all(run.metrics.steps[i].extra.get("finite") for i, _ in run.queries)
                 if timeout is not None or finite:
@@ -266,6 +274,7 @@ class Pipeline:
                                 [q for _, q in run.queries], error, run.displays)
         result.stream = stream
         result.plan = self.plan
+        result.lineage = events
         if preview:
             result.loads = loads_of(run.metrics)
         else:
