@@ -30,6 +30,8 @@ log = logging.getLogger("pipeline_magics")
 PRODUCER = "https://github.com/pipeline-magics/pipeline_magics"
 #: per output dataset, per column: the (input dataset, input column, kind) it derives from
 ColumnLineage = dict[Dataset, dict[str, list[tuple[Dataset, str, str]]]]
+#: per output dataset: the (input dataset, input column, FILTER|JOIN|GROUP_BY|SORT) that decide which rows it gets
+Indirect = dict[Dataset, list[tuple[Dataset, str, str]]]
 _EVENTS = {RUNNING: "START", DONE: "COMPLETE", FAILED: "FAIL", CANCELLED: "ABORT"}
 _clients: dict[str, Any] = {}
 _warned: set[str] = set()
@@ -81,8 +83,9 @@ def attach(run: Any, given: str | None = None) -> "RunLineage | None":
     return lineage
 
 
-def column_lineage(plan: Plan, frames: dict[str, Any], spark: Any) -> tuple[ColumnLineage, dict[Dataset, Any]]:
-    """Per output dataset its columns' lineage, and the frame each dataset's schema comes from (no job runs)."""
+def column_lineage(plan: Plan, frames: dict[str, Any], spark: Any) -> tuple[ColumnLineage, Indirect, dict[Dataset, Any]]:
+    """Per output dataset its columns' lineage and the input columns deciding its rows (filters, joins,
+    grouping, sorting), and the frame each dataset's schema comes from. Only plans are read: no job runs."""
     extracts = [p for p in plan.steps if p.step.type == "extract" and p.output in frames and datasets_of(p)]
     writes = [(p, ds, q) for p in plan.steps if p.inputs and p.inputs[0] in frames for q in (False, True)
               for ds in (quarantine_of(p) if q else datasets_of(p) if p.step.type == "load" else [])]
@@ -96,6 +99,7 @@ def column_lineage(plan: Plan, frames: dict[str, Any], spark: Any) -> tuple[Colu
                 by_id.setdefault(i, datasets_of(p))
             by_signature.setdefault(leaf.signature, datasets_of(p))
     out: ColumnLineage = {}
+    indirect: Indirect = {}
     schemas: dict[Dataset, Any] = {ds: frames[p.output] for p in extracts for ds in datasets_of(p)}
     for (p, ds, quarantine), pc in zip(writes, read[len(sources):]):
         frame = frames[p.inputs[0]]
@@ -107,7 +111,9 @@ def column_lineage(plan: Plan, frames: dict[str, Any], spark: Any) -> tuple[Colu
         cols = {c: [(d, col, kind) for (leaf, col), kind in srcs.items() for d in leaf_sets[leaf]]
                 for c, srcs in pc.columns.items()}
         out[ds] = _sink_columns(p, cols, quarantine)
-    return out, schemas
+        indirect[ds] = sorted((d, col, sub) for (leaf, col), subs in pc.indirect.items() for sub in subs
+                              for d in leaf_sets[leaf])
+    return out, indirect, schemas
 
 
 def _sink_columns(p: PlannedStep, cols: dict[str, list[Any]], quarantine: bool) -> dict[str, list[Any]]:
@@ -167,12 +173,12 @@ class RunLineage:
         """Inputs and outputs with their facets (read once per run)."""
         if self._datasets is None:
             frames = dict(self.run.frames)
-            cols, schemas = column_lineage(self.run.plan, frames, self.run.spark) if frames else ({}, {})
+            cols, indirect, schemas = column_lineage(self.run.plan, frames, self.run.spark) if frames else ({}, {}, {})
             self.columns = cols
-            self._datasets = self._build(cols, schemas)
+            self._datasets = self._build(cols, indirect, schemas)
         return self._datasets
 
-    def _build(self, cols: ColumnLineage, schemas: dict[Dataset, Any]) -> tuple[list[Any], list[Any]]:
+    def _build(self, cols: ColumnLineage, indirect: Indirect, schemas: dict[Dataset, Any]) -> tuple[list[Any], list[Any]]:
         from openlineage.client.event_v2 import InputDataset, OutputDataset
         from openlineage.client.facet_v2 import column_lineage_dataset as cl
 
@@ -186,7 +192,9 @@ class RunLineage:
                     col: cl.Fields(inputFields=[
                         cl.InputField(d[0], d[1], f, transformations=[cl.Transformation(
                             "DIRECT", kind, masking=False)]) for d, f, kind in srcs])
-                    for col, srcs in cols[(ns, n)].items()})
+                    for col, srcs in cols[(ns, n)].items() if srcs}, dataset=[
+                    cl.InputField(d[0], d[1], f, transformations=[cl.Transformation("INDIRECT", sub)])
+                    for d, f, sub in indirect.get((ns, n), [])])
             outs.append(OutputDataset(ns, n, facets=facets))
         return ins, outs
 
