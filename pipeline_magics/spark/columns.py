@@ -20,7 +20,7 @@ _RANK = {IDENTITY: 0, TRANSFORMATION: 1, AGGREGATION: 2}
 _MAX_FIELDS = "spark.sql.debug.maxToStringFields"
 _ID = re.compile(r"#(\d+)L?\b")
 _ATTR = re.compile(r"^(.+)#(\d+)L?$")
-_NODE = re.compile(r"^([ :|+\-]*)(\w+)(.*)$")
+_NODE = re.compile(r"^([ :|+\-]*)[~'!]?(\w+)(.*)$")
 _LEAF_ATTR = re.compile(r"([^\s,\[\]()]+)#(\d+)L?")
 _HASH = re.compile(r"@[0-9a-f]{4,}|#\d+L?")
 #: nodes whose condition or keys decide which rows reach the output (OpenLineage's INDIRECT subtypes)
