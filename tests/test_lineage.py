@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from pipeline_magics import Pipeline
+from pipeline_magics.__main__ import main as cli
 from pipeline_magics.run.engine import Run
 from pipeline_magics.run.lineage import attach
 
@@ -195,9 +196,12 @@ SEGMENTS_LINEAGE = {
 }
 
 
-def test_join_rename_aggregate_and_sql_column_lineage(spark, lake, tmp_path):
+def test_join_rename_aggregate_and_sql_column_lineage(spark, lake, tmp_path, capsys):
+    """Through the command line (``--lineage`` is a shared option), in this process and session."""
+    spec = tmp_path / "segments.yaml"
+    spec.write_text(SEGMENTS.format(data=DATA, out=lake / "out"))
     events_file = tmp_path / "events.jsonl"
-    result = Pipeline.from_yaml(SEGMENTS.format(data=DATA, out=lake / "out")).run(spark, lineage=f"file:{events_file}")
+    assert cli(["run", str(spec), "--lineage", f"file:{events_file}"]) == 0
     complete = read_events(events_file)[-1]
     assert complete["eventType"] == "COMPLETE"
     assert sorted(os.path.basename(d["name"]) for d in complete["inputs"]) == ["customers.csv", "orders.csv"]
@@ -207,27 +211,37 @@ def test_join_rename_aggregate_and_sql_column_lineage(spark, lake, tmp_path):
     assert indirect == {("orders.csv", "customer_id", "JOIN"), ("customers.csv", "customer_id", "JOIN"),
                         ("customers.csv", "segment", "GROUP_BY")}
     validate(complete)
-    assert result.lineage.columns[("file", str(lake / "out"))]["cents"] == [
-        (("file", os.path.join(DATA, "orders.csv")), "amount", "AGGREGATION")]
+    with pytest.raises(SystemExit) as refused:
+        cli(["run", str(spec), "--lineage", "kafka:nowhere"])
+    assert refused.value.code == 2
+    assert "use console, file:PATH or off" in capsys.readouterr().err
+
+
+CONNECT_RUN = """
+import sys
+from pipeline_magics import Pipeline
+from pipeline_magics.__main__ import main as cli
+Pipeline.from_file(sys.argv[1]).run(lineage="file:" + sys.argv[2])
+"""
 
 
 def test_same_facets_on_spark_connect(spark, connect_server, lake, tmp_path):
-    """The same pipeline through the command line on a Spark Connect session sends the same column lineage."""
+    """The same pipeline on a Spark Connect session sends the same datasets and facets as on a classic one."""
     spec = tmp_path / "segments.yaml"
-    spec.write_text(SEGMENTS.format(data=DATA, out=lake / "connect_out"))
+    spec.write_text(SEGMENTS.format(data=DATA, out=lake / "out"))
     events_file = tmp_path / "connect.jsonl"
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "PIPELINE_SPARK_MASTER",
                                                             "PYSPARK_SUBMIT_ARGS", "SPARK_CONNECT_MODE_ENABLED")}
     env.update(PIPELINE_SPARK_REMOTE=connect_server.url, SPARK_LOCAL_IP="127.0.0.1")
-    done = subprocess.run([sys.executable, "-m", "pipeline_magics", "run", str(spec), "--lineage",
-                           f"file:{events_file}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-c", CONNECT_RUN, str(spec), str(events_file)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     events = read_events(events_file)
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     assert columns(events[-1]) == SEGMENTS_LINEAGE
 
     classic_file = tmp_path / "classic.jsonl"
-    Pipeline.from_yaml(SEGMENTS.format(data=DATA, out=lake / "connect_out")).run(spark, lineage=f"file:{classic_file}")
+    Pipeline.from_yaml(spec.read_text()).run(spark, lineage=f"file:{classic_file}")
     classic = read_events(classic_file)[-1]
     assert events[-1]["inputs"] == classic["inputs"] and events[-1]["outputs"] == classic["outputs"]
 

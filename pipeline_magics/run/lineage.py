@@ -246,7 +246,7 @@ class RunLineage:
                 message=self.run.mask(mask_text(error)), programmingLanguage="python")
         streaming = self.run.plan.spec.mode == "streaming"
         job = Job(self.namespace, self.run.plan.spec.name, facets={"jobType": job_type_job.JobTypeJobFacet(
-            processingType="STREAMING" if streaming else "BATCH", integration="PIPELINE_MAGICS", jobType="PIPELINE")})
+            processingType="STREAMING" if streaming else "BATCH", integration="SPARK", jobType="PIPELINE")})
         return RunEvent(eventType=RunState[kind], eventTime=datetime.now(timezone.utc).isoformat(),
                         run=Run(self.run_uuid, facets=facets), job=job, inputs=ins, outputs=outs, producer=PRODUCER)
 
