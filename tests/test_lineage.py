@@ -276,3 +276,30 @@ steps:
                                  "cents": {(topic, "value", "TRANSFORMATION")},
                                  "kafka_timestamp": {(topic, "timestamp", "IDENTITY")}}
     validate(complete)
+
+
+def test_cdc_and_quarantine_loads_report_their_own_columns(spark, lake, tmp_path):
+    events_file = tmp_path / "events.jsonl"
+    spec = f"""
+name: orders_history
+steps:
+  - {{type: extract, method: fromCsv, config: {{path: "{DATA}/orders.csv",
+      schema: "order_id INT, customer_id INT, country STRING, amount DOUBLE, order_date DATE"}}}}
+  - {{type: transform, method: expect, config: {{condition: "amount > 20", onFail: quarantine,
+      quarantine: {{path: "{lake}/rejected"}}}}}}
+  - {{type: load, method: toDelta, config: {{path: "{lake}/history", mode: scd2, mergeKeys: [order_id],
+      sequenceBy: order_date, exceptColumns: [country]}}}}
+"""
+    Pipeline.from_yaml(spec).run(spark, lineage=f"file:{events_file}")
+    complete = read_events(events_file)[-1]
+    assert [os.path.basename(d["name"]) for d in complete["outputs"]] == ["rejected", "history"]
+    rejected, history = columns(complete, 0), columns(complete, 1)
+    assert history == {**{c: {("orders.csv", c, "IDENTITY")} for c in ("order_id", "customer_id", "amount",
+                                                                         "order_date")},
+                       "__START_AT": {("orders.csv", "order_date", "TRANSFORMATION")},
+                       "__END_AT": {("orders.csv", "order_date", "TRANSFORMATION")}}
+    assert rejected["country"] == {("orders.csv", "country", "IDENTITY")}
+    assert ("orders.csv", "amount", "TRANSFORMATION") in rejected["_failed_rules"]
+    schema = {f["name"]: f["type"] for f in complete["outputs"][1]["facets"]["schema"]["fields"]}
+    assert list(schema)[-2:] == ["__START_AT", "__END_AT"] and schema["__END_AT"] == "date" and "country" not in schema
+    validate(complete)

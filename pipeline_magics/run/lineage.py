@@ -205,10 +205,11 @@ class RunLineage:
             fields = [(f.name, f.dataType.simpleString()) for f in frame.schema.fields] if frame is not None else []
         except Exception:  # noqa: BLE001 - a frame that cannot be analysed has no schema facet
             fields = []
-        if cols is not None:  # the sink's own columns (Kafka's key/value, CDC's validity)
+        if cols is not None:  # the sink's own columns (Kafka's key/value, CDC's validity, failed rules)
             types = dict(fields)
-            fields = [(c, types.get(c, "string" if c in ("key", "value") else "timestamp"
-                                    if c.startswith("__") else "array<string>")) for c in cols]
+            special = {"_failed_rules": "array<string>", "key": "string", "value": "string"}
+            fields = [(c, types.get(c) or special.get(c) or next(
+                (types[f] for _, f, _ in cols[c] if f in types), "string")) for c in cols]
         if not fields:
             return {}
         return {"schema": schema_dataset.SchemaDatasetFacet(
