@@ -76,6 +76,8 @@ OUTSIDE = {
     "VAULT_ADDR": "Vault's address until %pipeline vault login names one",
     "VAULT_TOKEN": "Vault's token until %pipeline vault login",
     "VAULT_NAMESPACE": "Vault Enterprise namespace",
+    "OPENLINEAGE_URL": "the OpenLineage client's own server address: lineage events on (PIPELINE_LINEAGE unset)",
+    "OPENLINEAGE_CONFIG": "the OpenLineage client's own configuration file: lineage events on (PIPELINE_LINEAGE unset)",
 }
 
 #: values set for this kernel (``%config PipelineMagics.<name> = ...``), by setting name

@@ -48,7 +48,7 @@ def target(given: str | None = None) -> str | None:
         if chosen != "console" and not chosen.startswith("file:"):
             raise ValueError(f"--lineage {chosen!r}: use console or file:PATH (or OPENLINEAGE_URL / OPENLINEAGE_CONFIG)")
         return chosen
-    return "openlineage" if os.environ.get("OPENLINEAGE_URL") or os.environ.get("OPENLINEAGE_CONFIG") else None
+    return "openlineage" if config.outside("OPENLINEAGE_URL") or config.outside("OPENLINEAGE_CONFIG") else None
 
 
 def client(where: str) -> Any:
