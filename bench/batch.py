@@ -1,4 +1,5 @@
-"""Batch: a pipeline through ``Pipeline.run`` against the same job by hand, and metrics on against off.
+"""Batch: a pipeline through ``Pipeline.run`` against the same job by hand, metrics on against off, and
+OpenLineage events (``--lineage file:PATH``) on against off.
 
 Read Parquet, filter, withColumn, aggregate, join to a small table, write Delta.
 Every variant runs in this one process, interleaved, ``--repeats`` times.
@@ -52,20 +53,22 @@ def main(argv: list[str] | None = None) -> dict:
           f"{' (generated)' if data['generated'] else ' (reused)'}")
     out = os.path.join(WORK, "batch_out")
     shutil.rmtree(out, ignore_errors=True)
-    paths = {name: os.path.join(out, name) for name in ("pyspark", "pipeline", "pipeline_no_metrics")}
+    paths = {name: os.path.join(out, name) for name in ("pyspark", "pipeline", "pipeline_no_metrics", "pipeline_lineage")}
+    events = os.path.join(out, "lineage.jsonl")
     rows: dict[str, int] = {}
 
-    def pipeline(name: str, metrics: bool):
+    def pipeline(name: str, metrics: bool, lineage: str = "off"):
         def go(r: int) -> None:
             result = Pipeline.from_yaml(SPEC.format(data=data["root"], out=paths[name])).run(
-                spark, collect_metrics=metrics)
+                spark, collect_metrics=metrics, lineage=lineage)
             if metrics:
                 rows["pipeline"] = result.metrics.step("out").rows_out
         return go
 
     variants = {"pyspark": lambda r: by_hand(spark, data["root"], paths["pyspark"]),
                 "pipeline": pipeline("pipeline", True),
-                "pipeline_no_metrics": pipeline("pipeline_no_metrics", False)}
+                "pipeline_no_metrics": pipeline("pipeline_no_metrics", False),
+                "pipeline_lineage": pipeline("pipeline_lineage", True, f"file:{events}")}
     started = time.time()
     # three warm-up rounds: the JVM goes on compiling the hot code for the first few runs
     times, cpu = interleaved(variants, args.repeats, warmup=3, pid=jvm_pid(spark))
@@ -76,8 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "pipeline_over_pyspark": medians["pipeline"]["median"] / medians["pyspark"]["median"],
         "metrics_overhead": medians["pipeline"]["median"] / medians["pipeline_no_metrics"]["median"] - 1,
+        "lineage_overhead": medians["pipeline_lineage"]["median"] / medians["pipeline"]["median"] - 1,
         "paired": {"pipeline_over_pyspark": paired_ratio(times["pipeline"], times["pyspark"]),
-                   "metrics_overhead": paired_ratio(times["pipeline"], times["pipeline_no_metrics"]) - 1},
+                   "metrics_overhead": paired_ratio(times["pipeline"], times["pipeline_no_metrics"]) - 1,
+                   "lineage_overhead": paired_ratio(times["pipeline_lineage"], times["pipeline"]) - 1},
         "cpu": {"pipeline_over_pyspark": cpu_medians["pipeline"]["median"] / cpu_medians["pyspark"]["median"],
                 "metrics_overhead": cpu_medians["pipeline"]["median"] / cpu_medians["pipeline_no_metrics"]["median"] - 1,
                 "seconds": cpu_medians},
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(spark),
     }
     print(f"batch: pipeline/pyspark {result['pipeline_over_pyspark']:.3f}, "
-          f"metrics overhead {result['metrics_overhead']:+.2%}")
+          f"metrics overhead {result['metrics_overhead']:+.2%}, lineage overhead {result['lineage_overhead']:+.2%}")
     write_part("batch", result)
     spark.stop()
     return result

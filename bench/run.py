@@ -18,7 +18,7 @@ import time
 
 from .common import RESULTS, ROOT, loadavg
 
-GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
+GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "batch.lineage_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
          "scd.pipeline_over_pyspark": 1.05, "interactive.warm_ratio": 1.10, "interactive.warm_added_ms": 100,
          "interactive.cold_ratio": 1.05}
 
@@ -40,6 +40,9 @@ def table(latest: dict) -> str:
         ("streaming: PySpark / pipeline rec/s", s["pipeline_over_pyspark"], GOALS["streaming.pipeline_over_pyspark"],
          f"{s['records_per_second']['pyspark']['median']:,.0f} vs {s['records_per_second']['pipeline']['median']:,.0f} rec/s"),
     ]
+    if "lineage_overhead" in b:
+        rows.insert(2, ("batch: lineage on / off - 1 (wall)", b["lineage_overhead"], GOALS["batch.lineage_overhead"],
+                        f"{b['seconds']['pipeline_lineage']['median']:.2f}s vs {b['seconds']['pipeline']['median']:.2f}s"))
     if "scd" in latest:
         c = latest["scd"]
         rows.append(("scd2: Pipeline.run / PySpark MERGE (wall)", c["pipeline_over_pyspark"],
@@ -59,8 +62,9 @@ def table(latest: dict) -> str:
         if "(ms)" in name:
             shown, limit, ok = f"{value:+.0f}", f"<{goal:.0f}", value < goal
         else:
-            shown = f"{value:+.2%}" if "metrics" in name else f"{value:.3f}"
-            limit, ok = "≤" + (f"{goal:.0%}" if "metrics" in name else f"{goal:.2f}"), value <= goal
+            percent = "metrics" in name or "lineage" in name
+            shown = f"{value:+.2%}" if percent else f"{value:.3f}"
+            limit, ok = "≤" + (f"{goal:.0%}" if percent else f"{goal:.2f}"), value <= goal
         out.append(f"{name:<40} {shown:>8} {limit:>7}  {'yes' if ok else 'NO':<3} {detail}")
     out.append(f"CPU time (JVM + Python): batch {b['cpu']['pipeline_over_pyspark']:.3f}, metrics "
                f"{b['cpu']['metrics_overhead']:+.2%}, streaming {s['cpu']['pipeline_over_pyspark']:.3f}  "
@@ -84,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     load["end"] = loadavg()
     b, s = parts["batch"], parts["streaming"]
     latest = {
-        "batch": {k: b[k] for k in ("pipeline_over_pyspark", "metrics_overhead", "paired", "cpu", "seconds",
-                                    "rows_in", "rows_written", "repeats")},
+        "batch": {k: b[k] for k in ("pipeline_over_pyspark", "metrics_overhead", "lineage_overhead", "paired", "cpu",
+                                    "seconds", "rows_in", "rows_written", "repeats") if k in b},
         "streaming": {k: s[k] for k in ("pipeline_over_pyspark", "paired", "cpu", "records_per_second", "seconds",
                                         "records", "records_per_batch", "partitions", "repeats")},
         **({"scd": {k: parts["scd"][k] for k in ("pipeline_over_pyspark", "paired", "cpu", "rows_per_second",
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         "goals": GOALS,
         "met": {"batch.pipeline_over_pyspark": b["pipeline_over_pyspark"] <= GOALS["batch.pipeline_over_pyspark"],
                 "batch.metrics_overhead": b["metrics_overhead"] <= GOALS["batch.metrics_overhead"],
+                **({"batch.lineage_overhead": b["lineage_overhead"] <= GOALS["batch.lineage_overhead"]}
+                   if "lineage_overhead" in b else {}),
                 "streaming.pipeline_over_pyspark": s["pipeline_over_pyspark"] <= GOALS["streaming.pipeline_over_pyspark"],
                 **({"scd.pipeline_over_pyspark": parts["scd"]["pipeline_over_pyspark"] <= GOALS["scd.pipeline_over_pyspark"]}
                    if "scd" in parts else {}),

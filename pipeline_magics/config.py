@@ -58,6 +58,11 @@ SETTINGS: tuple[Setting, ...] = (
             "private Maven and Ivy caches the jars are fetched through (~/.m2 and ~/.ivy2 are never used)"),
     Setting("history", "PIPELINE_HISTORY", "~/.pipeline_magics/history",
             "folder of the run history (one JSON-lines file per run); none turns it off"),
+    Setting("lineage", "PIPELINE_LINEAGE", None,
+            "OpenLineage events of every run: console or file:PATH (off: none); unset: on only when the client's "
+            "OPENLINEAGE_URL or OPENLINEAGE_CONFIG is set"),
+    Setting("lineage_namespace", "PIPELINE_LINEAGE_NAMESPACE", "pipeline_magics",
+            "the OpenLineage namespace of the pipelines' jobs (the job's name is the pipeline's)"),
     Setting("retry_backoff_scale", "PIPELINE_RETRY_BACKOFF_SCALE", "1",
             "multiplies every retry back-off (the test suite sets 0.1: same attempts, less waiting)"),
 )
@@ -74,6 +79,8 @@ OUTSIDE = {
     "VAULT_ADDR": "Vault's address until %pipeline vault login names one",
     "VAULT_TOKEN": "Vault's token until %pipeline vault login",
     "VAULT_NAMESPACE": "Vault Enterprise namespace",
+    "OPENLINEAGE_URL": "the OpenLineage client's own server address: lineage events on (PIPELINE_LINEAGE unset)",
+    "OPENLINEAGE_CONFIG": "the OpenLineage client's own configuration file: lineage events on (PIPELINE_LINEAGE unset)",
 }
 
 #: values set for this kernel (``%config PipelineMagics.<name> = ...``), by setting name

@@ -9,6 +9,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+def lineage_target(text: str) -> str:
+    """``--lineage``'s value: console, file:PATH or off."""
+    if text in ("console", "off") or (text.startswith("file:") and len(text) > len("file:")):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: use console, file:PATH or off")
+
+
 OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "mode": (("--mode",), {"choices": ["batch", "streaming"], "help": "overrides the spec's mode"}),
     "var": (("--var",), {"action": "append", "default": [], "metavar": "KEY=VALUE",
@@ -19,6 +26,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "timeout": (("--timeout",), {"type": float, "metavar": "SECONDS",
                                  "help": "streaming: block until the queries end or SECONDS pass"}),
     "no_widgets": (("--no-widgets",), {"action": "store_true", "help": "plain HTML output instead of live widgets"}),
+    "lineage": (("--lineage",), {"metavar": "console|file:PATH", "type": lineage_target,
+                                 "help": "send OpenLineage events to the console or a JSON-lines file (default: "
+                                         "the lineage setting, else OPENLINEAGE_URL / OPENLINEAGE_CONFIG, else off)"}),
     "spark": (("--spark",), {"metavar": "EXPR", "help": "the notebook variable holding the SparkSession"}),
 }
 

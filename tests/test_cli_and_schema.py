@@ -95,6 +95,6 @@ def test_cell_and_command_line_share_their_options(capsys):
         main(["run", "--help"])
     command_line = " ".join(capsys.readouterr().out.split())
     cell = {a.option_strings[0]: a for a in PipelineMagics.pipeline.parser._actions if a.option_strings}
-    for name in ("mode", "var", "dry_run", "metrics", "timeout"):
+    for name in ("mode", "var", "dry_run", "metrics", "timeout", "lineage"):
         (flag,), settings = OPTIONS[name]
         assert cell[flag].help == settings["help"] and settings["help"] in command_line, name

@@ -35,7 +35,7 @@ form.password.value = os.environ["LEAK_TEST_PASSWORD"]
 form.button.click()
 form""", []),
         (f"""
-%%pipeline leak_ok --metrics json:{work}/ok.json --metrics prometheus:{work}/ok.prom --metrics log
+%%pipeline leak_ok --lineage file:{work}/lineage.jsonl --metrics json:{work}/ok.json --metrics prometheus:{work}/ok.prom --metrics log
 steps:
   - type: extract
     method: fromPostgres
@@ -48,7 +48,7 @@ steps:
     method: display""", []),
         ("result = _\nprint(repr(result)); print(result.metrics.to_json()); result", []),
         (f"""
-%%pipeline leak_jdbc_fail --metrics json:{work}/fail.json --metrics prometheus:{work}/fail.prom --metrics log
+%%pipeline leak_jdbc_fail --lineage file:{work}/lineage.jsonl --metrics json:{work}/fail.json --metrics prometheus:{work}/fail.prom --metrics log
 steps:
   - type: extract
     method: fromPostgres
@@ -57,7 +57,7 @@ steps:
     method: display""", ["raises-exception"]),
         ("%pipeline last-error", []),
         (f"""
-%%pipeline leak_echo --metrics json:{work}/echo.json --metrics log
+%%pipeline leak_echo --lineage file:{work}/lineage.jsonl --metrics json:{work}/echo.json --metrics log
 steps:
   - type: extract
     method: fromPostgres
@@ -145,10 +145,18 @@ def test_no_secret_anywhere(vault, postgres, tmp_path, capfd, monkeypatch):
     places = {"saved notebook": open(saved, encoding="utf-8").read(),
               "kernel stdout": kernel_streams.out, "kernel stderr (JVM and Python)": kernel_streams.err,
               "audit log": open(audit_log, encoding="utf-8").read()}
-    for name in ("debug.log", "ok.json", "ok.prom", "fail.json", "fail.prom", "echo.json"):
+    for name in ("debug.log", "ok.json", "ok.prom", "fail.json", "fail.prom", "echo.json", "lineage.jsonl"):
         places[name] = open(os.path.join(work, name), encoding="utf-8").read()
     assert "Command to send" in places["debug.log"]  # py4j did log at DEBUG
     secrets = {"PostgreSQL password": pg_password, "tag secret": tag_secret, "rule secret": rule_secret,
                "Vault token": token, "userpass password": vault.user_password}
     found = [(what, where) for what, value in secrets.items() for where, text in places.items() if value in text]
     assert not found, f"secrets leaked: {found}"
+    # the OpenLineage events: sent for every run, and no credential reference or Vault path in them
+    events = [json.loads(line) for line in places["lineage.jsonl"].splitlines()]
+    assert [(e["job"]["name"], e["eventType"]) for e in events] == [
+        ("leak_ok", "START"), ("leak_ok", "COMPLETE"), ("leak_jdbc_fail", "START"), ("leak_jdbc_fail", "FAIL"),
+        ("leak_echo", "START"), ("leak_echo", "FAIL")]
+    assert events[1]["inputs"][0]["name"] == f"{postgres.database}.public.leak_orders"
+    references = [*paths.values(), "vault:", "secret/leak"]
+    assert not [r for r in references if r in places["lineage.jsonl"]]

@@ -45,6 +45,8 @@ class RunStatus:
         self.clock = clock
         self._lock = threading.RLock()
         self._steps_over = False
+        #: called with the run's new status after each move of the run (e.g. OpenLineage events)
+        self.watchers: list[Callable[[str], None]] = []
 
     @property
     def status(self) -> str:
@@ -60,6 +62,7 @@ class RunStatus:
         with self._lock:
             if move(self.metrics, RUNNING):
                 self.metrics.start = self.clock()
+                self._moved()
 
     def step_started(self, index: int) -> None:
         """A step begins (its retries keep it running)."""
@@ -105,13 +108,16 @@ class RunStatus:
         """
         with self._lock:
             m = self.metrics
-            if move(m, CANCELLED if cancelled else FAILED):
+            moved = move(m, CANCELLED if cancelled else FAILED)
+            if moved:
                 m.end = self.clock()
             if error and m.status in (FAILED, CANCELLED):
                 m.error = error
             for sm in m.steps:
                 if sm.status == RUNNING or (cancelled and sm.status == PENDING):
                     move(sm, CANCELLED)
+            if moved:
+                self._moved()
 
     def _settle(self, cancelled: bool) -> None:
         m = self.metrics
@@ -124,3 +130,11 @@ class RunStatus:
             self.fail(None, cancelled=True)
         elif move(m, DONE):
             m.end = self.clock()
+            self._moved()
+
+    def _moved(self) -> None:
+        for watcher in list(self.watchers):
+            try:
+                watcher(self.metrics.status)
+            except Exception:  # noqa: BLE001 - a watcher never changes how the run goes
+                pass

@@ -26,8 +26,8 @@ def _widgets(shell: Any) -> Check:
                  "gets the static result (--no-widgets forces it)")
 
 
-def doctor_command(rest: list[str], shell: Any) -> Report:
-    """``doctor [--spark]``: the report, shown as a table whose failed rows say their fix."""
+def doctor_command(magics: Any, rest: list[str]) -> Report:
+    """Checks what the extension depends on, one row each with its fix: doctor [--spark]."""
     if any(arg != "--spark" for arg in rest):
         raise UsageError("usage: %pipeline doctor [--spark]")
-    return diagnose(spark="--spark" in rest, extra=(_widgets(shell),))
+    return diagnose(spark="--spark" in rest, extra=(_widgets(magics.shell),))

@@ -34,6 +34,7 @@ from ..run.streaming import REGISTRY
 from .vault_form import VaultLoginForm
 from .completion import add_spec_matcher
 from .doctor import doctor_command
+from .lineage import lineage_command
 
 
 def shared(*names: str) -> Any:
@@ -48,7 +49,7 @@ def shared(*names: str) -> Any:
 
 
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
-               "help", "vault", "audit", "export", "sdp", "doctor")
+               "help", "vault", "audit", "export", "sdp", "doctor", "lineage")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -65,8 +66,6 @@ class PipelineMagics(SettingsMagics):
         self.last_error: PipelineError | None = None
         self._explain_next = False
 
-    # ------------------------------------------------------------------ cell
-
     @magic_arguments()
     @argument("name", nargs="?", help="the pipeline's name (overrides the spec's 'name')")
     @shared("mode", "var", "dry_run")
@@ -74,7 +73,7 @@ class PipelineMagics(SettingsMagics):
     @argument("--preview", action="store_true", help="read and transform, write nothing: what each load would do")
     @shared("no_widgets", "metrics")
     @argument("--export", action="store_true", help="bind every named DataFrame as a notebook variable")
-    @shared("timeout", "spark")
+    @shared("timeout", "spark", "lineage")
     @line_cell_magic
     def pipeline(self, line: str, cell: str | None = None) -> Any:
         """Runs a YAML pipeline spec (cell magic), or a subcommand (line magic).
@@ -133,7 +132,7 @@ class PipelineMagics(SettingsMagics):
         if args.test:
             return show_tests(pipeline.test(spark))
         options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
-                       preview=args.preview)
+                       preview=args.preview, lineage=args.lineage)
         if self._live(args):
             return start_live(pipeline, spark, options, self.preview_rows)
         try:
@@ -160,8 +159,6 @@ class PipelineMagics(SettingsMagics):
         """Widgets where a kernel (and so possibly a widget frontend) is attached, unless turned off."""
         return (config.enabled("widgets") and config.enabled("live_view") and not args.no_widgets
                 and getattr(self.shell, "kernel", None) is not None)
-
-    # ------------------------------------------------------------------ line
 
     def _line(self, line: str) -> Any:
         parts = shlex.split(line)
@@ -331,9 +328,9 @@ class PipelineMagics(SettingsMagics):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-    def _cmd_doctor(self, rest: list[str]) -> Any:
-        """Checks what the extension depends on, one row each with its fix: doctor [--spark]."""
-        return doctor_command(rest, self.shell)
+    # commands kept in modules of their own (the function's docstring is the help line)
+    _cmd_doctor = doctor_command
+    _cmd_lineage = lineage_command
 
     def _cmd_help(self, rest: list[str]) -> None:
         """Lists subcommands and methods: help [METHOD | extract|transform|load | SUBCOMMAND]."""

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import history
+from . import history, lineage as run_lineage
 from .engine import Run, execute, release
 from ..errors import PipelineError
 from ..render.graph import build_graph, frame_rows
@@ -44,6 +44,8 @@ class PipelineResult:
     #: this result's own output: the cell's value is not shown again)
     live: str = ""
     plan: Plan | None = field(default=None, repr=False)
+    #: the run's OpenLineage events (None when lineage is off): its ``columns`` are the column lineage sent
+    lineage: Any = field(default=None, repr=False)
     #: a preview (``run(preview=True)``): per load step what it would write; None for a real run
     loads: list[dict[str, Any]] | None = None
     _previews: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -235,7 +237,7 @@ class Pipeline:
     def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
             on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
             raise_on_error: bool = True, timeout: float | None = None, preview: bool = False,
-            spark_start: float | None = None) -> PipelineResult:
+            spark_start: float | None = None, lineage: str | None = None) -> PipelineResult:
         """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
 
         Streaming: the queries keep running after this returns, unless every load has a
@@ -245,6 +247,8 @@ class Pipeline:
         each load would do (a streaming spec is read as a batch).
         ``spark_start``: seconds the caller spent starting ``spark`` for this run; without ``spark`` and
         with no session running, the time this call takes to start one. The run's time includes it.
+        ``lineage``: console or file:PATH sends OpenLineage events (default: the ``lineage`` setting,
+        else the OpenLineage client's own configuration; off when there is none).
         """
         plan = preview_plan(self.plan) if preview else self.plan
         began, starting = time.time(), spark is None and active_session() is None
@@ -254,6 +258,7 @@ class Pipeline:
         if on_update is not None:
             run.on_update = on_update
         self._run = run
+        events = None if preview else run_lineage.attach(run, lineage)
         stream = REGISTRY.claim(self.name, run) if run.plan.spec.mode == "streaming" else None
         if stream is not None:
             stream.queries = run.queries
@@ -262,6 +267,8 @@ class Pipeline:
         error: PipelineError | None = None
         try:
             execute(run)
+            if events is not None and stream is not None:
+                events.prepare()  # the plans are read once, before the micro-batches report
             if stream is not None and run.queries:
                 finite = all(run.metrics.steps[i].extra.get("finite") for i, _ in run.queries)
                 if timeout is not None or finite:
@@ -279,6 +286,7 @@ class Pipeline:
                                 [q for _, q in run.queries], error, run.displays)
         result.stream = stream
         result.plan = self.plan
+        result.lineage = events
         if preview:
             result.loads = loads_of(run.metrics)
         elif stream is not None:
