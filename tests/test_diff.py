@@ -7,6 +7,7 @@ between runs three runs apart equals the set difference of the two Delta version
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import yaml
 
 from pipeline_magics.run import history
@@ -114,3 +115,27 @@ def test_diff_three_runs_apart_is_the_set_difference_of_the_versions(spark, lake
     assert diff.counts == {"added": last.exceptAll(first).count(), "removed": first.exceptAll(last).count(),
                            "changed": 0}
     assert diff.counts["added"] and diff.counts["removed"]
+
+
+@pytest.mark.postgres
+def test_postgres_preview_diff_then_what_the_history_kept(spark, postgres, lake, monkeypatch):
+    monkeypatch.setenv("PIPELINE_HISTORY", f"{lake}/history")
+    monkeypatch.setenv("PIPELINE_TEST_PG_PASSWORD", postgres.password)
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS public.diff_pg")
+        conn.execute("CREATE TABLE public.diff_pg (id bigint, value double precision, note text)")
+        conn.execute("INSERT INTO public.diff_pg SELECT g, g * 1.5, 'x' FROM generate_series(1, 10) g")
+    new = pd.DataFrame({"id": range(3, 13), "value": [i * 1.5 + (1 if i == 5 else 0) for i in range(3, 13)],
+                        "note": ["x"] * 10})
+    to_spark(spark, new).write.parquet(f"{lake}/src")
+    spec = yaml.safe_dump({"name": "diff_pg", "steps": [
+        {"type": "extract", "method": "fromParquet", "config": {"path": f"{lake}/src"}},
+        {"type": "load", "method": "toPostgres", "name": "to_pg", "config": {
+            "url": postgres.jdbc_url, "user": postgres.user, "password": {"env": "PIPELINE_TEST_PG_PASSWORD"},
+            "table": "public.diff_pg", "mode": "overwrite", "diffKeys": ["id"]}}]})
+    (diff,) = Pipeline.from_yaml(spec).run(spark, preview=True, diff=True).diff
+    assert (diff.counts, diff.columns) == ({"added": 2, "removed": 2, "changed": 1}, {"value": 1, "note": 0})
+    assert sorted(r.id for r in diff.removed.collect()) == [1, 2]
+    Pipeline.from_yaml(spec).run(spark)
+    (after,) = run_diffs(spark, "diff_pg")
+    assert after.note.startswith("a PostgreSQL table keeps no earlier versions") and "10 rows" in after.note

@@ -63,8 +63,8 @@ def _load_diff(spark: Any, row: dict[str, Any], baseline: Any, keys: Sequence[st
         rows = _version(row.get("rows_out"))
         return Diff(name, (), "before the run", "after it", step=row["step"], note=(
             f"a PostgreSQL table keeps no earlier versions, so its rows cannot be compared after the run; the run "
-            f"history kept that this run {row['status']} writing {'—' if rows is None else f'{rows:,}'} rows "
-            f"(mode {target.get('mode', '?')}). Preview the next run with %%pipeline --preview --diff."))
+            f"history kept: {'?' if rows is None else f'{rows:,}'} rows written (mode {target.get('mode', '?')}, "
+            f"step {row['status']}). Preview the next run with %%pipeline --preview --diff."))
     after = _version(row.get("delta_after"))
     before = _version(row.get("delta_before"))
     if baseline is not None:
