@@ -207,14 +207,16 @@ def _count(rows: Any, diff: Diff) -> None:
 
 
 def _examples(rows: Any, kind: str, keys: tuple[str, ...], diff: Diff) -> Any:
-    """At most ``EXAMPLES`` rows of one kind, as pandas (changed rows: the keys, then each changed column's
+    """The first ``EXAMPLES`` rows of one kind, as pandas (changed rows: the keys, then each changed column's
     values before and after)."""
     import pandas as pd
     from pyspark.sql import functions as F
 
     if not diff.counts.get(kind):
         return None
-    some = rows.filter(F.col(KIND) == kind).limit(EXAMPLES)
+    # the first rows by key (by every column without keys): the same examples each time
+    order = [_q(k) for k in keys] or [c for c in rows.columns if c not in (KIND, N_BEFORE, N_AFTER)]
+    some = rows.filter(F.col(KIND) == kind).orderBy(*order).limit(EXAMPLES)
     if not keys:
         return some.drop(KIND, N_BEFORE, N_AFTER).toPandas()
     if kind != "changed":
