@@ -215,7 +215,7 @@ def _examples(rows: Any, kind: str, keys: tuple[str, ...], diff: Diff) -> Any:
     if not diff.counts.get(kind):
         return None
     # the first rows by key (by every column without keys): the same examples each time
-    order = [_q(k) for k in keys] or [c for c in rows.columns if c not in (KIND, N_BEFORE, N_AFTER)]
+    order = [_q(k) for k in keys] or [_q(c) for c in rows.columns if c not in (KIND, N_BEFORE, N_AFTER)]
     some = rows.filter(F.col(KIND) == kind).orderBy(*order).limit(EXAMPLES)
     if not keys:
         return some.drop(KIND, N_BEFORE, N_AFTER).toPandas()
