@@ -16,7 +16,10 @@ from .doctor import diagnose
 from .errors import PipelineError
 from .spark import jars as spark_jars
 from .spark.versions import local_line, pyspark_version
+from .run.changes import run_diffs
+from .run.diff import DiffSet
 from .run.pipeline import Pipeline
+from .spark.session import get_session
 from .spec.schema import json_schema
 from .sdp.commands import main as sdp_main
 from .spec.model import parse_vars
@@ -77,6 +80,18 @@ def test(spec_path: str, variables: dict[str, str], junit_xml: str | None = None
     return 0 if report.ok else 1
 
 
+def diff(name: str, run_id: str | None = None, against: str | None = None, step: str | None = None,
+         keys: Sequence[str] | None = None, preview: bool = False, variables: dict[str, str] | None = None,
+         out: Any = sys.stdout) -> int:
+    """Prints what a recorded run changed in its tables (``preview``: what the spec file ``name`` would change)."""
+    if preview:
+        diffs = Pipeline.from_file(name, variables or {}).run(preview=True, diff=True).diff or DiffSet()
+    else:
+        diffs = run_diffs(get_session(), name, run_id, against, step, keys)
+    print(repr(diffs), file=out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m pipeline_magics", description=__doc__)
@@ -90,6 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.add(p_test, "var")
     p_test.add_argument("--junit-xml", metavar="PATH", help="also write the results as JUnit XML")
     p_test.add_argument("--test", action="append", default=[], metavar="NAME", help="run only this test")
+    p_diff = sub.add_parser("diff", help="what a recorded run changed in its tables, row by row")
+    p_diff.add_argument("name", help="the pipeline (with --preview: a spec file)")
+    options.add(p_diff, *options.DIFF_OPTIONS, table=options.DIFF_OPTIONS)
+    p_diff.add_argument("--preview", action="store_true", help="compare each table with what the spec's loads "
+                                                               "would leave; nothing is written")
+    options.add(p_diff, "var")
     sub.add_parser("schema", help="print the spec's JSON Schema")
     p_jars = sub.add_parser("jars", help="fetch the Delta Lake, Kafka and JDBC jars for the installed pyspark")
     p_jars.add_argument("--list", action="store_true", help="print the Maven coordinates instead")
@@ -115,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "jars":
             return jars(args.list)
+        if args.command == "diff":
+            return diff(args.name, args.run, args.against, args.step, options.diff_keys(args.keys), args.preview,
+                        parse_vars(args.var))
         if args.command == "test":
             return test(args.spec, parse_vars(args.var), args.junit_xml, args.test)
         return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode,

@@ -154,3 +154,9 @@ class SchemaContractError(PipelineError):
     """A load's ``schemaContract`` refused the data's columns before anything was written."""
 
     code = "SCHEMA_CONTRACT"
+
+
+class DiffError(PipelineError):
+    """``%pipeline diff`` cannot compare what was asked: no such run, step or recorded version."""
+
+    code = "DIFF_UNAVAILABLE"

@@ -30,12 +30,30 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                  "help": "send OpenLineage events to the console or a JSON-lines file (default: "
                                          "the lineage setting, else OPENLINEAGE_URL / OPENLINEAGE_CONFIG, else off)"}),
     "spark": (("--spark",), {"metavar": "EXPR", "help": "the notebook variable holding the SparkSession"}),
+    "diff": (("--diff",), {"action": "store_true",
+                           "help": "with --preview: compare each table with what its load would leave, row by row"}),
 }
 
+#: ``%pipeline diff`` and ``python -m pipeline_magics diff``: what a recorded run changed
+DIFF_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "run": (("--run",), {"metavar": "RUN", "help": "the run (its id or a prefix; default: the latest)"}),
+    "against": (("--against",), {"metavar": "RUN", "help": "compare the tables this earlier run left with "
+                                                          "those --run left (default: before and after --run)"}),
+    "step": (("--step",), {"metavar": "LOAD", "help": "only this load step"}),
+    "keys": (("--keys",), {"metavar": "K,...", "help": "match rows on these columns (default: the load's diffKeys "
+                                                      "or mergeKeys; none: whole rows)"}),
+}
+DIFF_USAGE = "diff NAME [--run RUN] [--against RUN] [--step LOAD] [--keys K,...]"
 
-def add(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
-    """Adds the options ``names`` (keys of ``OPTIONS``) to ``parser``, in that order."""
+
+def add(parser: argparse.ArgumentParser, *names: str, table: dict[str, Any] = OPTIONS) -> argparse.ArgumentParser:
+    """Adds the options ``names`` (keys of ``table``: ``OPTIONS`` unless told) to ``parser``, in that order."""
     for name in names:
-        flags, settings = OPTIONS[name]
+        flags, settings = table[name]
         parser.add_argument(*flags, **settings)
     return parser
+
+
+def diff_keys(text: str | None) -> list[str] | None:
+    """``--keys a,b`` as a list (None: not given)."""
+    return [k.strip() for k in text.split(",") if k.strip()] if text else None

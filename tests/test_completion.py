@@ -50,7 +50,7 @@ def test_spec_files(tmp_path):
     assert c("%pipeline run ", cwd=str(tmp_path)) == ["spark.yml", "specs/"]
     assert c("%pipeline run specs/", cwd=str(tmp_path)) == ["specs/daily.yaml"]
     assert c("%pipeline explain s", cwd=str(tmp_path), pipelines=["sales"]) == ["sales", "spark.yml", "specs/"]
-    assert c("%pipeline run spark.yml --d", cwd=str(tmp_path)) == ["--dry-run"]
+    assert c("%pipeline run spark.yml --d", cwd=str(tmp_path)) == ["--diff", "--dry-run"]
 
 
 def test_cell_magic_options():

@@ -184,6 +184,27 @@ def change_counts(changes: Any, path: str | None, table: str | None, cdc: Cdc) -
             "deleted": counts.get("delete", 0)}
 
 
+def after_changes(changes: Any, target: Any | None, path: str | None, table: str | None, cdc: Cdc) -> Any:
+    """The table applying ``changes`` to ``target`` (the table now, or None) would leave; nothing is written.
+
+    The rows an update or a delete touches (scd2: a key's version, by ``__START_AT``) give way to the
+    updated and inserted rows, as the MERGE of ``apply`` would do it.
+    """
+    from pyspark.sql import functions as F
+
+    spark = changes.sparkSession
+    resolved = resolve(normalize(changes, cdc), target, _read(spark, *deletes_target(path, table)), cdc)
+    cols = [c for c in resolved.columns if c not in (ACTION, SEQ, RECORD)]
+    written = resolved.filter(F.col(ACTION).isin("insert", "update")).select(*[F.col(_q(c)) for c in cols])
+    if target is None:
+        return written
+    keys = [*cdc.keys, *([START] if cdc.mode == "scd2" else [])]
+    touched = resolved.filter(F.col(ACTION).isin("update", "delete")).select(*[F.col(_q(k)) for k in keys])
+    a, b = target.alias("pm_a"), touched.alias("pm_b")
+    on = reduce(lambda x, y: x & y, [F.col(f"pm_a.{_q(k)}").eqNullSafe(F.col(f"pm_b.{_q(k)}")) for k in keys])
+    return a.join(b, on, "left_anti").unionByName(written, allowMissingColumns=True)
+
+
 def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: str | None = None) -> None:
     """Applies ``changes`` to the Delta target (created when missing); the target's commits are tagged ``marker``.
 

@@ -59,6 +59,8 @@ class DeltaSink(StreamingOptions, contracts.ContractOption):
                                                      "(the highest wins; a late older change never overwrites)")
     deleteWhen: str | None = Field(None, description="scd1/scd2: a SQL condition marking a delete record")
     exceptColumns: list[str] = Field(default_factory=list, description="scd1/scd2: change columns not stored")
+    diffKeys: list[str] | None = Field(None, description="the columns that identify a row when its changes are "
+                                                         "compared (%pipeline diff; default: mergeKeys)")
     partitionBy: list[str] | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="more Delta writer options, e.g. mergeSchema")
 
@@ -86,6 +88,14 @@ class DeltaSink(StreamingOptions, contracts.ContractOption):
                        tuple(self.exceptColumns))
 
 
+def diff_keys(cfg: Any) -> list[str]:
+    """The columns that identify a row of the load's target when changes are compared (scd2: a key's version)."""
+    if getattr(cfg, "diffKeys", None):
+        return list(cfg.diffKeys)
+    keys = list(getattr(cfg, "mergeKeys", None) or [])
+    return keys + [cdc.START] if getattr(cfg, "mode", None) == "scd2" else keys
+
+
 def _delta_commit_metrics(ctx: StepContext, cfg: DeltaSink, marker: str) -> None:
     """Rows and bytes from the Delta commit this step made: the commit's own operationMetrics."""
     if not ctx.metrics_enabled:
@@ -105,6 +115,7 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     if ctx.input.isStreaming:
         return _stream_to_delta(ctx, cfg)
     marker = f"pipeline_magics:{ctx.pipeline}:{ctx.run_id}:{ctx.index}"
+    ctx.record["target"] = {"kind": "delta", "path": cfg.path, "table": cfg.table, "keys": diff_keys(cfg)}
     df = ctx.input
     if cfg.cdc is not None:
         cdc.apply(df, cfg.path, cfg.table, cfg.cdc, marker)
@@ -234,6 +245,8 @@ class PostgresSink(PostgresConnection, StreamingOptions, contracts.ContractOptio
                                               "indexes and grants); default: the table is replaced")
     atomic: bool = Field(True, description="write to a staging table, then swap it in with one transaction "
                                            "(needs CREATE on the schema); false: Spark writes the target directly")
+    diffKeys: list[str] | None = Field(None, description="the columns that identify a row when a preview compares "
+                                                         "the table with what the load would leave")
 
     @model_validator(mode="after")
     def _table_name(self) -> "PostgresSink":
@@ -252,6 +265,7 @@ LEFTOVER_STAGING: dict[str, set[str]] = {}
 def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
     """Writes a PostgreSQL table over JDBC, all or nothing (each micro-batch appended, for streams)."""
     opts = cfg.jdbc_options()
+    ctx.record["target"] = {"kind": "postgres", "table": cfg.table, "mode": cfg.mode}
     ctx.inputs[0] = contracts.enforce_postgres(ctx, cfg)  # before anything is written
     if cfg.batchSize:
         opts["batchsize"] = str(cfg.batchSize)

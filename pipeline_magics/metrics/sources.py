@@ -228,6 +228,7 @@ def delta_write_figures(record: dict[str, Any], m: dict[str, int]) -> None:
     note(record, "bytes_written", m.get("numOutputBytes", m.get("numTargetBytesAdded")), DELTA_COMMIT)
     if "version" in m:
         record["delta_version"] = m["version"]
+        record["delta_first_version"] = m.get("first_version", m["version"])  # the table before it: one less
 
 
 # ------------------------------------------------------------ streaming queries

@@ -274,7 +274,7 @@ def type_name(annotation: Any) -> str:
 #: fixed words after some subcommands; the rest complete pipeline names, methods or files
 SUBCOMMAND_WORDS = {"vault": ("login", "logout", "status"), "metrics": ("--format",), "stop": ("--all",),
                     "audit": ("--pipeline", "--last", "--json"), "history": ("--last",), "test": ("--var",),
-                    "export": ("--sdp",), "doctor": ("--spark",),
+                    "export": ("--sdp",), "doctor": ("--spark",), "diff": ("--run", "--against", "--step", "--keys"),
                     "sdp": ("run", "dry-run", "--full-refresh", "--full-refresh-all", "--refresh", "--metrics")}
 FORMATS = ("prometheus", "json", "text")
 
@@ -306,7 +306,7 @@ def complete(text_until_cursor: str, *, subcommands: Sequence[str], pipelines: I
     else:
         command = args[0]
         candidates = list(SUBCOMMAND_WORDS.get(command, ()))
-        if command in ("status", "stop", "metrics", "history", "export") and len(args) == 1:
+        if command in ("status", "stop", "metrics", "history", "export", "diff") and len(args) == 1:
             candidates += names
         elif command in ("explain", "test") and len(args) == 1:
             candidates += names + _spec_files(current, cwd)

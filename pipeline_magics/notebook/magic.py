@@ -35,6 +35,7 @@ from .vault_form import VaultLoginForm
 from .completion import add_spec_matcher
 from .doctor import doctor_command
 from .lineage import lineage_command
+from .diff import diff_command
 
 
 def shared(*names: str) -> Any:
@@ -49,7 +50,7 @@ def shared(*names: str) -> Any:
 
 
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
-               "help", "vault", "audit", "export", "sdp", "doctor", "lineage")
+               "help", "vault", "audit", "export", "sdp", "doctor", "lineage", "diff")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
@@ -58,6 +59,7 @@ class PipelineMagics(SettingsMagics):
     """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic; every setting of config.py is a traitlet."""
 
     preview_rows = Int(10, help="Rows of the last DataFrame shown under the result.").tag(config=True)
+    _cmd_diff = diff_command  # %pipeline diff (notebook/diff.py; its docstring is the subcommand's help)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
@@ -71,7 +73,7 @@ class PipelineMagics(SettingsMagics):
     @shared("mode", "var", "dry_run")
     @argument("--test", action="store_true", help="run the spec's tests (tests:) instead of the pipeline")
     @argument("--preview", action="store_true", help="read and transform, write nothing: what each load would do")
-    @shared("no_widgets", "metrics")
+    @shared("diff", "no_widgets", "metrics")
     @argument("--export", action="store_true", help="bind every named DataFrame as a notebook variable")
     @shared("timeout", "spark", "lineage")
     @line_cell_magic
@@ -122,8 +124,7 @@ class PipelineMagics(SettingsMagics):
             variables = parse_vars(args.var)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        pipeline = Pipeline.from_yaml(text, variables, defaults=self._notebook_vars(), name=args.name,
-                                      mode=args.mode)
+        pipeline = Pipeline.from_yaml(text, variables, defaults=self._notebook_vars(), name=args.name, mode=args.mode)
         if dry_run:
             return PlanView(pipeline)
         spark = self._spark(args.spark) if args.spark else None  # None: the run starts one if need be, timed
@@ -132,7 +133,7 @@ class PipelineMagics(SettingsMagics):
         if args.test:
             return show_tests(pipeline.test(spark))
         options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
-                       preview=args.preview, lineage=args.lineage)
+                       preview=args.preview, lineage=args.lineage, diff=args.diff)
         if self._live(args):
             return start_live(pipeline, spark, options, self.preview_rows)
         try:

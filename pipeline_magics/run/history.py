@@ -25,7 +25,8 @@ from ..secrets.redaction import redact
 
 DEFAULT_ROOT = os.path.join("~", ".pipeline_magics", "history")
 COLUMNS = ["run_id", "pipeline", "spec_hash", "mode", "run_status", "step_index", "step", "method", "status",
-           "start", "end", "duration", "rows_in", "rows_out", "failed_rows", "failed_rules", "error"]
+           "start", "end", "duration", "rows_in", "rows_out", "failed_rows", "failed_rules", "error",
+           "target", "delta_before", "delta_after"]
 
 
 def root() -> str | None:
@@ -63,6 +64,9 @@ def lines_of(run: Any) -> list[dict[str, Any]]:
             "rows_in": s.rows_in, "rows_out": s.rows_out, "failed_rows": s.failed_rows,
             "failed_rules": {str(k): v for k, v in rules.items()},
             "error": run.mask(s.error) if s.error else None,
+            # a load's target and the Delta versions before and after its commits (``%pipeline diff``)
+            "target": s.extra.get("target"), "delta_after": s.extra.get("delta_version"),
+            "delta_before": s.extra["delta_first_version"] - 1 if "delta_first_version" in s.extra else None,
         })
     return out
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 from . import history, lineage as run_lineage
 from .engine import Run, execute, release
-from ..errors import PipelineError
+from ..errors import DiffError, PipelineError
 from ..render.graph import build_graph, frame_rows
 from ..render.palette import STATUS_COLOURS
 from ..metrics.model import PipelineMetrics, StepMetrics, fmt_count, fmt_rules, fmt_seconds, fmt_took
@@ -19,7 +19,8 @@ from ..spec.plan import Plan, build_plan
 from ..secrets.policy import SecurityPolicy
 from ..render.svg import GRAPHVIZ_HINT, svg_img
 from ..spark.session import active_session, get_session
-from .preview import loads_of, preview_plan
+from .diff import DiffSet
+from .preview import diffs_of, loads_of, preview_plan
 from .preview import render_html as loads_html
 from ..spec.model import PipelineSpec, parse_spec
 from .spectests import check_tests, run_tests
@@ -49,6 +50,11 @@ class PipelineResult:
     #: a preview (``run(preview=True)``): per load step what it would write; None for a real run
     loads: list[dict[str, Any]] | None = None
     _previews: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def diff(self) -> DiffSet | None:
+        """A preview with ``diff=True``: per table load, the rows it would add, remove and change."""
+        return diffs_of(self.loads)
 
     def await_termination(self, timeout: float | None = None) -> bool:
         """Streaming: waits for the queries to end (True) or ``timeout`` seconds (False)."""
@@ -237,20 +243,24 @@ class Pipeline:
     def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
             on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
             raise_on_error: bool = True, timeout: float | None = None, preview: bool = False,
-            spark_start: float | None = None, lineage: str | None = None) -> PipelineResult:
+            spark_start: float | None = None, lineage: str | None = None, diff: bool = False) -> PipelineResult:
         """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
 
         Streaming: the queries keep running after this returns, unless every load has a
         finite trigger (``availableNow``/``once``: it waits for them) or ``timeout``
         seconds are given (it waits at most that long).
         ``preview``: reads and transforms run, nothing is written; ``result.loads`` says what
-        each load would do (a streaming spec is read as a batch).
+        each load would do (a streaming spec is read as a batch); with ``diff``, ``result.diff`` also
+        compares each table with what its load would leave, row by row.
         ``spark_start``: seconds the caller spent starting ``spark`` for this run; without ``spark`` and
         with no session running, the time this call takes to start one. The run's time includes it.
         ``lineage``: console or file:PATH sends OpenLineage events (default: the ``lineage`` setting,
         else the OpenLineage client's own configuration; off when there is none).
         """
-        plan = preview_plan(self.plan) if preview else self.plan
+        if diff and not preview:
+            raise DiffError("--diff compares the tables with what a preview would write", code="DIFF_NEEDS_PREVIEW",
+                            hint="add --preview (after a run: %pipeline diff NAME)")
+        plan = preview_plan(self.plan, diff) if preview else self.plan
         began, starting = time.time(), spark is None and active_session() is None
         run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
         # the analyst waited for the session too: the run's time includes its start, shown apart
