@@ -217,12 +217,3 @@ def test_a_table_scan_is_matched_by_the_names_the_jvm_found():
     p = plan((0, "Execute X", None), edges=[(1, 0)], scan=scan)
     assert rows_from_plans(steps, {1: [p]})[0][0][0] == 12
 
-
-def test_the_quickstart_counts_every_step(spark, data_dir, tmp_path):
-    """The first row of the quickstart's table is the CSV's rows, even though the filter is pushed into the read."""
-    quickstart = os.path.join(data_dir, os.pardir, "quickstart.yaml")
-    result = Pipeline.from_file(quickstart, {"data_dir": data_dir, "lake": str(tmp_path)}).run(spark)
-    orders = pd.read_csv(os.path.join(data_dir, "orders.csv"))
-    big = orders[orders.amount > 10]
-    assert [s.rows_out for s in result.metrics.steps] == [len(orders), len(big), big.country.nunique(),
-                                                         big.country.nunique()]

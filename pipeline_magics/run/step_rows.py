@@ -23,6 +23,8 @@ from ..spark.sql_plans import ExecutedPlan, PlanNode, executed_plans, file_total
 log = logging.getLogger("pipeline_magics.metrics")
 
 CONNECT = "Spark Connect keeps the SQL metrics of the plans it executes on its server"
+VIEW = ("a sql step reads it through its temp view, and Spark Connect sends an Observation's figures only to the "
+        "DataFrame that holds it")
 SKIPPED = "; it skipped {files} of {total} files ({size} of {total_size})"
 STREAMING = "a streaming run counts rows per micro-batch: see its query's figures"
 NO_COUNT = "Spark's plan has no row count of its own for a {method} step"
@@ -86,10 +88,10 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
     """Gives every step of ``run`` its rows out (and rows in) or the reason Spark counted none."""
     steps = run.metrics.steps
     if loads is None or not loads.on:
-        why = CONNECT if loads is not None else STREAMING
+        by_view = set().union(*query_inputs(run.plan).values())
         for s in steps:
             if s.rows_out is None and s.type != "load" and s.status == "done":
-                s.extra["rows_note"] = why
+                s.extra["rows_note"] = STREAMING if loads is None else VIEW if s.index in by_view else CONNECT
         return
     shapes = _shapes(run)
     drain_listener_bus(run.spark)
