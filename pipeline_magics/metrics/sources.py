@@ -280,6 +280,7 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
     if enabled:
         drain_listener_bus(run.spark)
     observations: dict[str, dict[str, int]] = {}
+    last: dict[str, tuple[int | None, dict[str, int]]] = {}
     for index, q in queries:
         sm = run.metrics.steps[index]
         STREAMS.poll(q)
@@ -314,6 +315,8 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
         if t.gap:
             sm.extra["figures_incomplete"] = True  # progress reports were missed (polling only)
         observations.update(t.observed)
+        last.update({name: (t.last_batch_id, row) for name, row in t.last_observed.items()})
+    _step_rows(run, observations, last)
     # Steps counted by a named observation inside a query (a streaming ``expect``).
     for sm in run.metrics.steps:
         sums = observations.get(sm.extra.get("observation") or "")
@@ -324,3 +327,22 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
         sm.rows_out = n - bad if sm.extra.get("on_fail") in ("drop", "quarantine") else n
         sm.extra["failed_rules"] = {r: sums.get(f"r{i}", 0) for i, r in enumerate(sm.extra.get("rule_names") or [])}
         sm.sources.update(rows_in=STREAM_OBSERVATION, rows_out=STREAM_OBSERVATION, failed_rows=STREAM_OBSERVATION)
+
+
+def _step_rows(run: Any, observations: dict[str, dict[str, int]],
+               last: dict[str, tuple[int | None, dict[str, int]]]) -> None:
+    """Rows out of the streaming steps counted by their named observation: in total, and in the latest batch;
+    rows in from the step before."""
+    steps = run.metrics.steps
+    for sm in steps:
+        name = sm.extra.get("rows_observation")
+        if name not in observations:
+            continue
+        sm.rows_out, sm.sources["rows_out"] = observations[name].get("rows", 0), STREAM_OBSERVATION
+        batch, row = last.get(name, (None, {}))
+        sm.extra["last_batch"] = {"batch_id": batch, "rows_out": row.get("rows", 0)}
+    index_of = {p.output: p.index for p in run.plan.steps}
+    for p, sm in zip(run.plan.steps, steps):
+        upstream = steps[index_of[p.inputs[0]]] if len(p.inputs) == 1 and p.inputs[0] in index_of else None
+        if sm.rows_in is None and upstream is not None and upstream.rows_out is not None:
+            sm.rows_in, sm.sources["rows_in"] = upstream.rows_out, f"rows out of step {upstream.step}"

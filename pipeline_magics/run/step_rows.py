@@ -54,8 +54,15 @@ class LoadJobs:
 
 def observe(run: Any, planned: Any, ctx: Any, out: Any) -> Any:
     """``out`` with an Observation counting its rows where the executed plan cannot (batch runs with metrics)."""
-    if run.load_jobs is None or not hasattr(out, "observe") or ctx.after \
-            or "rows_out" in ctx.record or planned.step.type == "load":
+    if not run.metrics_enabled or not hasattr(out, "observe") or ctx.after or planned.step.type == "load" \
+            or "rows_out" in ctx.record or "observation" in ctx.record:
+        return out
+    if run.plan.spec.mode == "streaming":  # a named observation: reported with every micro-batch's progress
+        from pyspark.sql import functions as F
+
+        ctx.record["rows_observation"] = name = marker(run, planned.index)
+        return out.observe(name, F.count(F.lit(1)).alias("rows"))
+    if run.load_jobs is None:
         return out
     if planned.method.observed or planned.index in _read_by_sql(run.plan) or not run.load_jobs.on:
         return observe_rows(out, marker(run, planned.index), ctx.record, ctx.after, ("rows_out",))
