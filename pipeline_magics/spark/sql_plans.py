@@ -201,3 +201,32 @@ def file_totals(df: Any) -> tuple[int, int] | None:
         return len(location.inputFiles()), int(location.sizeInBytes())
     except Exception:  # noqa: BLE001 - not a file source (a JDBC or Kafka relation), or no such API here
         return None
+
+
+#: the operators that write a table, whose output rows are the rows written
+_WRITES = ("Execute InsertInto", "Execute CreateDataSourceTableAsSelect", "Execute SaveIntoDataSource", "AppendData",
+           "OverwriteByExpression", "OverwritePartitionsDynamic")
+
+
+def rows_written(spark: Any, after: int, table: str) -> int | None:
+    """The rows the SQL executions after execution ``after`` wrote into ``table`` (as their write operators
+    counted them), or None if none wrote it. Classic sessions only; no Spark job."""
+    if not is_classic(spark):
+        return None
+    name = table.replace("`", "")
+    with _unlogged():
+        store = _store(spark)
+        count = int(store.executionsCount())
+        recent = min(count, max(0, latest_execution(spark) - after))
+        executions = store.executionsList(count - recent, recent)
+        total = None
+        for i in range(executions.size()):
+            plan = _plan(store, int(executions.apply(i).executionId()), ())
+            graph = store.planGraph(plan.execution_id).allNodes()
+            descs = {int(graph.apply(j).id()): str(graph.apply(j).desc()) for j in range(graph.size())
+                     if str(graph.apply(j).name()).startswith(_WRITES)}
+            for node_id, desc in descs.items():
+                rows = plan.nodes[node_id].rows
+                if rows is not None and _names(desc.replace("`", ""), name):
+                    total = (total or 0) + rows
+        return total
