@@ -18,7 +18,8 @@ from ..metrics.model import StepMetrics
 from ..metrics.plan_rows import SAME, StepShape, abspath, fill_same, rows_from_plans, upstream
 from ..metrics.sources import drain_listener_bus, observe_rows
 from ..spark.kind import is_classic
-from ..spark.sql_plans import ExecutedPlan, PlanNode, executed_plans, file_totals, jobs_of, latest_execution
+from ..spark.sql_plans import (ExecutedPlan, PlanNode, executed_plans, file_totals, jobs_of, latest_execution,
+                                root_path)
 
 log = logging.getLogger("pipeline_magics.metrics")
 
@@ -178,6 +179,8 @@ def _shapes(run: Any) -> list[StepShape]:
         frames = [*p.inputs, *(config.get(k) for k in p.method.frame_settings)]  # a join's right side too
         inputs = tuple(index_of[n] for n in frames if isinstance(n, str) and n in index_of)
         inputs += tuple(i for i in reads.get(p.index, ()) if i not in inputs)
+        if "table" in config and p.output in run.frames:  # a catalog table's scan shows its location
+            source = root_path(run.frames[p.output]) or source
         shapes.append(StepShape(p.index, p.label, p.method.plan_rows, inputs,
                                 abspath(source) if "path" in config else source, marker(run, p.index)))
     return shapes

@@ -186,15 +186,28 @@ def _bytes(shown: str) -> int | None:
         return None
 
 
+def _location(df: Any) -> Any:
+    """The file index of the one relation ``df`` reads (raises if it reads none, or several)."""
+    leaves = df._jdf.queryExecution().analyzed().collectLeaves()
+    if leaves.size() != 1:
+        raise ValueError("not one relation")
+    return leaves.apply(0).relation().location()
+
+
+def root_path(df: Any) -> str | None:
+    """Where the one file relation ``df`` reads lies (a catalog table's location), as its scans show it."""
+    try:
+        return str(_location(df).rootPaths().head().toString())
+    except Exception:  # noqa: BLE001 - not a file source, or a Spark Connect DataFrame
+        return None
+
+
 def file_totals(df: Any) -> tuple[int, int] | None:
     """The files and bytes of the file index ``df`` reads (one source), as listed when it was planned; no job.
 
     Delta tables: their snapshot's figures (from its checksum or its computed state)."""
     try:
-        leaves = df._jdf.queryExecution().analyzed().collectLeaves()
-        if leaves.size() != 1:
-            return None
-        location = leaves.apply(0).relation().location()
+        location = _location(df)
         if "Tahoe" in location.getClass().getName():
             snapshot = location.getSnapshot()
             return int(snapshot.numOfFiles()), int(snapshot.sizeInBytes())
