@@ -217,3 +217,17 @@ def test_a_table_scan_is_matched_by_the_names_the_jvm_found():
     p = plan((0, "Execute X", None), edges=[(1, 0)], scan=scan)
     assert rows_from_plans(steps, {1: [p]})[0][0][0] == 12
 
+
+
+def test_the_walk_passes_a_sql_step_s_own_operators_up_to_its_observation():
+    steps = [StepShape(0, "orders", "scan", source="/data/orders"), StepShape(1, "big", "filter", (0,)),
+             StepShape(2, "q", "observed", (1,), marker="rows_q"), StepShape(3, "agg", "aggregate", (2,)),
+             StepShape(4, "out", None, (3,))]
+    mine, others = PlanNode(5, "CollectMetrics", None, names=frozenset({"rows_q"})), frozenset({"rows_x"})
+    p = plan((0, "Execute X", None), (1, "HashAggregate", 3), (2, "Filter", 4), (3, "Project", None),
+             (4, "Filter", 8), (6, "CollectMetrics", None), edges=[(9, 6), (6, 4), (4, 3), (3, 2), (2, 5), (5, 1),
+                                                                 (1, 0)], scan=SCAN)
+    p.nodes[6].names = others  # another step's Observation (the extract's) passes
+    p.nodes[5] = mine
+    found, reasons = rows_from_plans(steps, {4: [p]})
+    assert found[1][0] == 8 and found[3][0] == 3 and 2 not in found and reasons == {}

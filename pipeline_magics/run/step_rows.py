@@ -54,7 +54,8 @@ class LoadJobs:
 
 
 def observe(run: Any, planned: Any, ctx: Any, out: Any) -> Any:
-    """``out`` with an Observation counting its rows where the executed plan cannot (batch runs with metrics)."""
+    """``out`` with an Observation counting its rows where the executed plan cannot (runs with metrics):
+    a named one in a streaming run, reported with each micro-batch."""
     if not run.metrics_enabled or not hasattr(out, "observe") or ctx.after or planned.step.type == "load" \
             or "rows_out" in ctx.record or "observation" in ctx.record:
         return out
@@ -82,7 +83,7 @@ def query_inputs(plan: Any) -> dict[int, tuple[int, ...]]:
         query = (p.step.config or {}).get("query")
         if p.method.reads_views and isinstance(query, str):
             found[p.index] = tuple(q.index for q in plan.steps[:p.index] if q.step.name and
-                                   re.search(rf"(?<![\w.`]){re.escape(q.step.name)}(?!\w)", query, re.I))
+                                   re.search(rf"(?<![\w.]){re.escape(q.step.name)}(?!\w)", query, re.I))
     return found
 
 
