@@ -1,11 +1,12 @@
-"""``make bench``: the batch, the streaming, the SCD2 and the interactive comparison, each in its own process,
-then one summary.
+"""``make bench``: the batch, the streaming, the SCD2, the interactive and the step-rows comparison, each in its
+own process, then one summary.
 
 Writes ``bench/results/latest.json`` and prints a short table. Goals: batch
 pipeline/PySpark at most 1.03, metrics overhead at most 2 %, streaming
 PySpark/pipeline throughput at most 1.05, SCD2 pipeline/hand-written MERGE at most 1.05,
 the quickstart as a ``%%pipeline`` cell on a warm session at most 1.10 and under 100 ms more
-than by hand, and as the first cell of a fresh process at most 1.05; a diff of two versions of a
+than by hand, and as the first cell of a fresh process at most 1.05; a selective filter over Parquet at most
+1.03, and 50 and 200 chained steps at most 1.05 (with the time added per step); a diff of two versions of a
 1-million-row table (5% changed) at most 1.05 of the same diff by hand.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .common import RESULTS, ROOT, loadavg
 
 GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "batch.lineage_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
          "scd.pipeline_over_pyspark": 1.05, "interactive.warm_ratio": 1.10, "interactive.warm_added_ms": 100,
-         "interactive.cold_ratio": 1.05, "diff.pipeline_over_pyspark": 1.05}
+         "interactive.cold_ratio": 1.05, "diff.pipeline_over_pyspark": 1.05,
+         "steps.selective_over_pyspark": 1.03, "steps.many_over_pyspark": 1.05}
 
 
 def run_part(module: str, extra: list[str]) -> dict:
@@ -63,6 +65,13 @@ def table(latest: dict) -> str:
                   f"per round {i['added_ms']['min']:+.0f} to {i['added_ms']['max']:+.0f} ms"),
                  ("quickstart cold: first cell / PySpark", i["cold_ratio"], GOALS["interactive.cold_ratio"],
                   f"{cold['pipeline']['median']:.2f}s vs {cold['pyspark']['median']:.2f}s from process start")]
+    if "steps" in latest:
+        t = latest["steps"]
+        rows.append(("selective Parquet filter: pipeline / PySpark", t["selective_over_pyspark"],
+                     GOALS["steps.selective_over_pyspark"], f"{t['seconds']['selective_pipeline']['median']:.2f}s vs "
+                     f"{t['seconds']['selective_pyspark']['median']:.2f}s"))
+        rows += [(f"{n} chained steps: pipeline / PySpark", m["pipeline_over_pyspark"], GOALS["steps.many_over_pyspark"],
+                  f"{m['added_ms_per_step']:+.1f} ms a step") for n, m in t["many"].items()]
     out = [f"{'comparison':<40} {'value':>8} {'goal':>7}  {'ok':<3} medians"]
     for name, value, goal, detail in rows:
         if "(ms)" in name:
@@ -80,12 +89,12 @@ def table(latest: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["batch", "streaming", "scd", "interactive", "diff"], help="run one comparison (the "
+    parser.add_argument("--only", choices=["batch", "streaming", "scd", "interactive", "diff", "steps"], help="run one comparison (the "
                         "others are read from their last result)")
     args, extra = parser.parse_known_args(argv)
     started, load = time.time(), {"start": loadavg()}
     parts = {}
-    for module in ("batch", "streaming", "scd", "interactive", "diff"):
+    for module in ("batch", "streaming", "scd", "interactive", "diff", "steps"):
         if args.only in (None, module):
             parts[module] = run_part(module, extra)
         elif os.path.exists(os.path.join(RESULTS, f"{module}.json")):
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
             "rows_written", "repeats", "cold_repeats")}} if "interactive" in parts else {}),
         **({"diff": {k: parts["diff"][k] for k in ("pipeline_over_pyspark", "paired", "cpu", "rows_per_second",
                                                     "seconds", "rows", "counts", "repeats")}} if "diff" in parts else {}),
+        **({"steps": {k: parts["steps"][k] for k in ("selective_over_pyspark", "selective_skipped", "paired", "many",
+                                                      "seconds", "rows_in", "repeats")}} if "steps" in parts else {}),
         "goals": GOALS,
         "met": {"batch.pipeline_over_pyspark": b["pipeline_over_pyspark"] <= GOALS["batch.pipeline_over_pyspark"],
                 "batch.metrics_overhead": b["metrics_overhead"] <= GOALS["batch.metrics_overhead"],
@@ -118,7 +129,12 @@ def main(argv: list[str] | None = None) -> None:
                     "interactive.cold_ratio": parts["interactive"]["cold_ratio"] <= GOALS["interactive.cold_ratio"]}
                    if "interactive" in parts else {}),
                 **({"diff.pipeline_over_pyspark": parts["diff"]["pipeline_over_pyspark"]
-                    <= GOALS["diff.pipeline_over_pyspark"]} if "diff" in parts else {})},
+                    <= GOALS["diff.pipeline_over_pyspark"]} if "diff" in parts else {}),
+                **({"steps.selective_over_pyspark": parts["steps"]["selective_over_pyspark"]
+                    <= GOALS["steps.selective_over_pyspark"],
+                    "steps.many_over_pyspark": all(m["pipeline_over_pyspark"] <= GOALS["steps.many_over_pyspark"]
+                                                   for m in parts["steps"]["many"].values())}
+                   if "steps" in parts else {})},
         "machine": {**b["machine"], "kafka": s["machine"].get("kafka")},
         "load_average": load,
         "wall_seconds": round(time.time() - started, 1),

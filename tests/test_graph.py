@@ -229,11 +229,11 @@ steps:
     assert result.ok and written > 0
     g = result.graph()
     assert all(n.status == "done" for n in g.nodes)
-    assert g.node("enriched").rows_out == written and g.node("orders").rows_out is None
+    assert g.node("enriched").rows_out == written and g.node("orders").rows_out == 200  # every row of the CSV
     html = result._repr_html_()
     for name in ("orders", "customers", "enriched"):  # every named frame: schema, count, first rows
         assert f"<summary><b>{name}</b>:" in html
-    assert f"<b>enriched</b>: {written:,} rows" in html and "<b>orders</b>: rows not counted" in html
+    assert f"<b>enriched</b>: {written:,} rows" in html and "<b>orders</b>: 200 rows" in html
     assert "<td>customer_id</td>" in html and "first 10 rows" in html
     assert len(result.to_pandas("enriched", limit=3)) == 3
     monkeypatch.setattr(shutil, "which", lambda name: None)  # no Graphviz: the graph section is text, with the fix

@@ -127,7 +127,8 @@ def test_batch_source_kinds_into_delta(spark, sources, lake, kind):
     assert sm.rows_out == want and sm.rows_in == want
     assert sm.bytes_written == disk_bytes(out, "*.parquet")  # a fresh table: every data file is this commit's
     assert sm.sources == {"rows_out": DELTA_COMMIT, "rows_in": DELTA_COMMIT, "bytes_written": DELTA_COMMIT}
-    assert result.metrics.step("src").rows_out is None  # an extract counts nothing it would have to read again
+    # every row the source delivered, though the filter is pushed into the read (nothing read twice)
+    assert result.metrics.step("src").rows_out == len(frame())
     assert result.metrics.rows_written == want
 
 
@@ -354,8 +355,12 @@ def test_stream_json_files_into_parquet(spark, lake):
     out = result.metrics.step("out")
     assert landed == len(big(rows)) == out.rows_out and out.query.batches == 3
     assert out.sources["rows_out"] == STREAM_OBSERVATION  # a file sink reports no numOutputRows
-    # numInputRows is what the JSON source produced after the filter it applies itself
-    assert out.rows_in == out.query.input_rows and out.rows_in <= len(rows)
+    assert out.rows_in == out.query.input_rows == len(rows)
+    # every step's rows: in total, and in the latest micro-batch (one file of the three)
+    source, kept = result.metrics.steps[0], result.metrics.steps[1]
+    assert (source.rows_out, kept.rows_in, kept.rows_out) == (len(rows), len(rows), len(big(rows)))
+    assert source.extra["last_batch"] == {"batch_id": 2, "rows_out": len(rows) // 3}
+    assert kept.sources["rows_out"] == STREAM_OBSERVATION
 
 
 def test_stream_delta_into_memory_and_merge(spark, lake):

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from pipeline_magics.__main__ import main
 from pipeline_magics.errors import PipelineExecutionError, SpecError
 from pipeline_magics.run.pipeline import Pipeline
 from pipeline_magics.sdp.export import export
+from pipeline_magics.sdp.run import run_project
 
 ROOT = Path(__file__).resolve().parent.parent
 SPARK_PIPELINES = Path(sys.executable).parent / "spark-pipelines"
@@ -291,3 +293,31 @@ def test_headless_sdp_dry_run(spark, tmp_path, capsys):
     assert not (tmp_path / "lake").exists()
     assert main(["sdp", "run", str(project.path), "--full-refresh-all", "--refresh", "x"]) == 2
     assert "--full-refresh-all cannot be combined" in capsys.readouterr().err
+
+
+
+def test_a_parquet_materialized_view_s_flow_counts_the_rows_it_wrote(spark, tmp_path, data_dir):
+    """A hand-written project: its flow's rows are the table's, with no Delta history to read them from."""
+    table = f"big_orders_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "transformations").mkdir()
+    (tmp_path / "spark-pipeline.yml").write_text(
+        f"name: parquet_mv\nstorage: file://{tmp_path}/storage\nlibraries:\n  - glob:\n      include: transformations/**\n")
+    (tmp_path / "transformations" / "mv.py").write_text(f"""
+from pyspark import pipelines as dp
+from pyspark.sql import SparkSession
+
+spark = SparkSession.active()
+
+
+@dp.materialized_view(name="{table}", format="parquet")
+def big():
+    return spark.read.csv("{data_dir}/orders.csv", header=True, inferSchema=True).where("amount > 10")
+""")
+    try:
+        result = run_project(tmp_path, spark)
+        flow = result.metrics.step(table)
+        assert flow.rows_out == spark.read.table(table).count() == int((pd.read_csv(
+            os.path.join(data_dir, "orders.csv")).amount > 10).sum())
+        assert flow.sources["rows_out"] == "SQL metrics of the flow's write"
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {table}")

@@ -14,7 +14,7 @@ import pytest
 from pipeline_magics import Pipeline
 from pipeline_magics.metrics.plan_rows import CACHED, COMBINED, PUSHED, SAME, StepShape, fill_same, rows_from_plans
 from pipeline_magics.run.pipeline import steps_table
-from pipeline_magics.run.step_rows import NO_COUNT, NOT_READ
+from pipeline_magics.run.step_rows import NOT_READ
 from pipeline_magics.spark.sql_plans import ExecutedPlan, PlanNode
 
 N = 300
@@ -29,6 +29,7 @@ def data(tmp_path_factory):
                            "amount": [float(i % 97) for i in range(N)]})
     customers = pd.DataFrame({"customer": range(0, 40, 2), "segment": [f"s{i % 3}" for i in range(20)]})
     orders.to_csv(root / "orders.csv", index=False)
+    customers.to_csv(root / "customers.csv", index=False)
     os.makedirs(root / "orders_parquet")
     orders.to_parquet(root / "orders_parquet" / "part-0.parquet", index=False)
     os.makedirs(root / "customers")
@@ -42,25 +43,52 @@ def run(spark, text: str, data: dict, out) -> object:
     return result
 
 
-def test_filter_and_aggregate_counted_extract_says_why(spark, data, tmp_path):
+def test_seven_steps_every_step_counted_as_pandas_counts(spark, data, tmp_path):
+    """Two CSV extracts, a filter, a sql step, a join whose condition filters its right side, an aggregate,
+    a Delta load: every step's rows out are what pandas computes from the same files."""
     result = run(spark, """
-name: rows_csv
+name: rows_seven
 steps:
   - {{type: extract, method: fromCsv, name: orders, config: {{path: "{root}/orders.csv", header: true, inferSchema: true}}}}
-  - {{type: transform, method: filterRows, name: big, config: {{condition: "amount > 50"}}}}
+  - {{type: extract, method: fromCsv, name: customers, config: {{path: "{root}/customers.csv", header: true, inferSchema: true}}}}
+  - {{type: transform, method: filterRows, name: big, input: orders, config: {{condition: "amount > 20"}}}}
+  - {{type: transform, method: sql, name: gross, config: {{query: "SELECT id, customer, country, amount * 1.2 AS gross FROM big WHERE country <> 'NL'"}}}}
+  - {{type: transform, method: join, name: joined, config: {{right: customers, on: "left.customer = right.customer AND right.segment <> 's0'"}}}}
   - {{type: transform, method: aggregate, name: by_country, config: {{groupBy: [country], aggregations: {{n: "count(*)"}}}}}}
   - {{type: load, method: toDelta, config: {{path: "{out}", mode: overwrite}}}}
 """, data, tmp_path / "out")
-    orders = data["orders"]
+    orders, customers = data["orders"], data["customers"]
+    big = orders[orders.amount > 20]
+    gross = big[big.country != "NL"]
+    joined = gross.merge(customers[customers.segment != "s0"], on="customer")
+    expected = {"orders": N, "customers": len(customers), "big": len(big), "gross": len(gross),
+                "joined": len(joined), "by_country": joined.country.nunique(), "step7": joined.country.nunique()}
     m = result.metrics
-    assert m.step("big").rows_out == int((orders.amount > 50).sum())
-    assert m.step("big").sources["rows_out"] == "SQL metrics of the executed plan (Filter)"
-    assert m.step("by_country").rows_in == int((orders.amount > 50).sum())
-    assert m.step("by_country").rows_out == orders[orders.amount > 50].country.nunique()
-    # The CSV reader applied the filter while reading: Spark counted only the rows that passed it.
-    assert m.step("orders").rows_out is None and m.step("orders").extra["rows_note"] == PUSHED
-    html = steps_table(m)
-    assert f"title='{PUSHED}'" in html and "title='SQL metrics of the executed plan (Filter)'" in html
+    assert {s.step: s.rows_out for s in m.steps} == expected, m.to_text(reasons=True)
+    assert m.step("big").rows_in == N and m.step("by_country").rows_in == len(joined)
+    assert m.step("orders").sources["rows_out"] == m.step("gross").sources["rows_out"] == "observation"
+    assert m.step("joined").sources["rows_out"].endswith("Join)")
+    assert "rows_note" not in m.step("orders").extra and "not counted" not in m.to_text(reasons=True)
+
+
+def test_a_columnar_extract_shows_the_rows_it_read_and_what_it_skipped(spark, data, tmp_path):
+    """A selective filter over a Delta table of four files, each one range of ids: three files are skipped."""
+    table = str(tmp_path / "ranged")
+    spark.createDataFrame(data["orders"]).repartitionByRange(4, "id").write.format("delta").save(table)
+    result = run(spark, f"""
+name: rows_skipped
+steps:
+  - {{{{type: extract, method: fromDelta, name: orders, config: {{{{path: "{table}"}}}}}}}}
+  - {{{{type: transform, method: filterRows, name: first, config: {{{{condition: "id < 20"}}}}}}}}
+  - {{{{type: load, method: toParquet, config: {{{{path: "{{out}}", mode: overwrite}}}}}}}}
+""", data, tmp_path / "out")
+    files = [f for f in os.listdir(table) if f.endswith(".parquet")]
+    read = sum(len(frame) for frame in (pd.read_parquet(os.path.join(table, f)) for f in files) if frame.id.min() < 20)
+    m = result.metrics.step("orders")
+    assert len(files) == 4 and read < N
+    assert m.rows_out == read and m.extra["files_read"] == 1 and m.extra["files_skipped"] == 3
+    assert m.extra["bytes_skipped"] > 0 and "it skipped 3 of 4 files" in m.sources["rows_out"]
+    assert result.metrics.step("first").rows_in == read and result.metrics.step("first").rows_out == 20
 
 
 def test_parquet_projection_join_and_two_filters(spark, data, tmp_path):
@@ -79,7 +107,7 @@ steps:
   - {{type: transform, method: selectColumns, name: ids, input: orders, config: {{columns: [id]}}}}
   - {{type: load, method: toParquet, config: {{path: "{out}/c", mode: overwrite}}}}
   - {{type: transform, method: selectColumns, name: unused, input: orders, config: {{columns: [id]}}}}
-  - {{type: transform, method: sql, name: by_sql, inputs: [orders], config: {{query: "SELECT * FROM orders WHERE id < 5"}}}}
+  - {{type: transform, method: sql, name: by_sql, config: {{query: "SELECT * FROM orders WHERE id < 5"}}}}
   - {{type: load, method: toParquet, config: {{path: "{out}/d", mode: overwrite}}}}
 """, data, tmp_path / "out")
     orders, customers = data["orders"], data["customers"]
@@ -87,15 +115,16 @@ steps:
     joined = orders.merge(customers, on="customer")
     assert m.step("orders").rows_out == N  # read with no filter pushed into it by the load of `ids`
     assert m.step("ids").rows_out == N and m.step("ids").rows_in == N
-    assert m.step("customers").rows_out == len(customers) or m.step("customers").extra.get("rows_note") == PUSHED
+    assert m.step("customers").rows_out == len(customers)  # rows read: one row group, nothing skipped
     assert m.step("gross").rows_out == N and m.step("gross").sources["rows_out"] == SAME
     assert m.step("joined").rows_out == len(joined)
     assert m.step("per_segment").rows_out == joined.segment.nunique()
     # Spark's optimizer made the two filters one: counted once, on the second.
     assert m.step("f1").rows_out is None and m.step("f1").extra["rows_note"] == COMBINED.format(other="f2")
     assert m.step("f2").rows_out == int(((orders.amount > 10) & (orders.country != "DE")).sum())
+    assert "made this filter and step f2" in steps_table(m)  # the tooltip
     assert m.step("unused").extra["rows_note"] == NOT_READ
-    assert m.step("by_sql").extra["rows_note"] == NO_COUNT.format(method="sql")
+    assert m.step("by_sql").rows_out == 5
     # the command line's plain-text table says why too
     assert f"rows not counted: {NOT_READ}" in m.to_text(reasons=True) and "not counted" not in m.to_text()
 
@@ -187,3 +216,18 @@ def test_a_table_scan_is_matched_by_the_names_the_jvm_found():
     steps = [StepShape(0, "orders", "scan", source="public.orders"), StepShape(1, "out", None, (0,))]
     p = plan((0, "Execute X", None), edges=[(1, 0)], scan=scan)
     assert rows_from_plans(steps, {1: [p]})[0][0][0] == 12
+
+
+
+def test_the_walk_passes_a_sql_step_s_own_operators_up_to_its_observation():
+    steps = [StepShape(0, "orders", "scan", source="/data/orders"), StepShape(1, "big", "filter", (0,)),
+             StepShape(2, "q", "observed", (1,), marker="rows_q"), StepShape(3, "agg", "aggregate", (2,)),
+             StepShape(4, "out", None, (3,))]
+    mine, others = PlanNode(5, "CollectMetrics", None, names=frozenset({"rows_q"})), frozenset({"rows_x"})
+    p = plan((0, "Execute X", None), (1, "HashAggregate", 3), (2, "Filter", 4), (3, "Project", None),
+             (4, "Filter", 8), (6, "CollectMetrics", None), edges=[(9, 6), (6, 4), (4, 3), (3, 2), (2, 5), (5, 1),
+                                                                 (1, 0)], scan=SCAN)
+    p.nodes[6].names = others  # another step's Observation (the extract's) passes
+    p.nodes[5] = mine
+    found, reasons = rows_from_plans(steps, {4: [p]})
+    assert found[1][0] == 8 and found[3][0] == 3 and 2 not in found and reasons == {}

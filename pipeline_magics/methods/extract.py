@@ -36,7 +36,7 @@ class CsvSource(FileSource):
 
 
 @register("extract", "fromCsv", CsvSource, example="config: {path: data/orders.csv, header: true, inferSchema: true}",
-          plan_rows="scan")
+          plan_rows="scan", observed=True)
 def from_csv(ctx: StepContext, cfg: CsvSource) -> Any:
     """Reads CSV files."""
     return _read(ctx, "csv", cfg, header=str(cfg.header).lower(),
@@ -47,7 +47,8 @@ class JsonSource(FileSource):
     multiLine: bool = Field(False, description="one JSON document spans several lines")
 
 
-@register("extract", "fromJson", JsonSource, example="config: {path: data/events.json}", plan_rows="scan")
+@register("extract", "fromJson", JsonSource, example="config: {path: data/events.json}", plan_rows="scan",
+          observed=True)
 def from_json(ctx: StepContext, cfg: JsonSource) -> Any:
     """Reads JSON (one object per line, or multiLine)."""
     return _read(ctx, "json", cfg, multiLine=str(cfg.multiLine).lower())

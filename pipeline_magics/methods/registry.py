@@ -93,8 +93,12 @@ class Method:
     #: loads: where the rows go (delta, files, jdbc, kafka, memory: a table in the session, display)
     sink: str | None = None
     #: how Spark's executed plan counts its output rows: "scan" (an extract's read), "filter",
-    #: "aggregate", "join", "same" (it changes columns only), or None (no count of its own)
+    #: "aggregate", "join", "same" (it changes columns only), "observed" (its Observation's node marks where
+    #: it ends: a query of its own), or None (no count of its own)
     plan_rows: str | None = None
+    #: batch runs count its rows with an Observation on its output: Spark's plan would count them only after
+    #: the filters it pushes into the parsing (CSV, JSON), or has no operator of its own to count (sql)
+    observed: bool = False
 
     @property
     def summary(self) -> str:
@@ -134,6 +138,7 @@ def register(
     reads_views: bool = False,
     sink: str | None = None,
     plan_rows: str | None = None,
+    observed: bool = False,
 ) -> Callable[[Callable[[StepContext, Any], Any]], Callable[[StepContext, Any], Any]]:
     """Registers a method function under ``type`` and ``name``, with the facts the planner and the engine read."""
 
@@ -141,7 +146,7 @@ def register(
         METHODS[(type, name)] = Method(
             type, name, func, config, frozenset(modes), frame_settings,
             arity if arity is not None else (0 if type == "extract" else 1), example,
-            retried, default_input, min_inputs, reads_views, sink, plan_rows,
+            retried, default_input, min_inputs, reads_views, sink, plan_rows, observed,
         )
         return func
 

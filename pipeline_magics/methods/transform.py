@@ -14,6 +14,7 @@ class SqlConfig(Config):
 
 
 @register("transform", "sql", SqlConfig, arity="many", default_input=False, reads_views=True,
+          plan_rows="observed", observed=True,
           example="inputs: [orders, customers]\nconfig: {query: 'SELECT * FROM orders JOIN customers USING (id)'}")
 def sql(ctx: StepContext, cfg: SqlConfig) -> Any:
     """Runs a Spark SQL query over the pipeline's named DataFrames."""

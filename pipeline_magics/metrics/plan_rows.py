@@ -21,12 +21,16 @@ from ..spark.sql_plans import ExecutedPlan, PlanNode
 #: operators that pass their input's rows on unchanged (or are the write around them)
 _PASSING = ("Project", "Exchange", "AQEShuffleRead", "Sort", "ColumnarToRow", "RowToColumnar", "InputAdapter",
             "ShuffleQueryStage", "BroadcastQueryStage", "BroadcastExchange", "ReusedExchange", "TableCacheQueryStage",
-            "InMemoryTableScan", "InMemoryRelation", "WholeStageCodegen", "CollectMetrics", "AdaptiveSparkPlan",
+            "InMemoryTableScan", "InMemoryRelation", "WholeStageCodegen", "AdaptiveSparkPlan",
             "WriteFiles", "Execute", "AppendData", "OverwriteByExpression", "DeltaInvariantChecker", "Coalesce")
 
 SOURCE = "SQL metrics of the executed plan ({node})"
 SAME = "as many rows as its input (it changes columns only)"
+READ = ("SQL metrics of the executed plan ({node}): the rows it read; its pushed filters let it skip the files and "
+        "row groups that hold none of the rows they keep")
 PUSHED = "Spark read the source with later filters pushed into the read, so it counted only the rows that passed them"
+#: scans whose pushed filters only skip whole files, row groups or stripes: what they output is what they read
+_COLUMNAR = ("Scan parquet", "Scan orc")
 CACHED = "Spark read it to fill a cache, in a job that wrote nothing: the loads' plans only reuse that cache"
 COMBINED = "Spark's optimizer made this filter and step {other}'s one filter; its rows are counted there"
 
@@ -42,6 +46,8 @@ class StepShape:
     inputs: tuple[int, ...] = ()
     #: extracts: the path or table its scan's description names
     source: str | None = None
+    #: steps counted by an Observation: its name, which the plan's ``CollectMetrics`` node shows
+    marker: str | None = None
 
 
 def _kind(node: PlanNode) -> str:
@@ -52,6 +58,8 @@ def _kind(node: PlanNode) -> str:
         return "filter"
     if name.endswith("Aggregate"):
         return "aggregate"
+    if name == "CollectMetrics":
+        return "observe"
     if "Join" in name or name == "CartesianProduct":
         return "join"
     if name.startswith(_PASSING):
@@ -75,9 +83,10 @@ def reads(node: PlanNode, source: str) -> bool:
     return _norm(source).rstrip("/") == shown.rstrip("/")
 
 
-def rows_from_plans(steps: list[StepShape], plans: dict[int, list[ExecutedPlan]]
-                    ) -> tuple[dict[int, tuple[int, str]], dict[int, str]]:
-    """Rows out for steps, and reasons where Spark counted none, from each load's executed ``plans``."""
+def rows_from_plans(steps: list[StepShape], plans: dict[int, list[ExecutedPlan]],
+                    scanned: dict[int, PlanNode] | None = None) -> tuple[dict[int, tuple[int, str]], dict[int, str]]:
+    """Rows out for steps, and reasons where Spark counted none, from each load's executed ``plans``;
+    ``scanned`` gets the scan of each extract whose pushed filters let it skip part of its source."""
     found: dict[int, tuple[int, str]] = {}
     reasons: dict[int, str] = {}
     by_index = {s.index: s for s in steps}
@@ -94,7 +103,12 @@ def rows_from_plans(steps: list[StepShape], plans: dict[int, list[ExecutedPlan]]
                 if _from_cache(plan, scans[0]):  # filled by an earlier job, or here: its figures say which
                     reasons.setdefault(extract, CACHED)
                     continue
-                if scans[0].filtered:
+                columnar = scans[0].name.startswith(_COLUMNAR)
+                if scans[0].filtered and columnar and scans[0].rows is not None:
+                    found.setdefault(extract, (scans[0].rows, READ.format(node=scans[0].name)))
+                    if scanned is not None:
+                        scanned.setdefault(extract, scans[0])
+                elif scans[0].filtered:
                     reasons.setdefault(extract, PUSHED)
                 elif scans[0].rows is not None:
                     found.setdefault(extract, (scans[0].rows, SOURCE.format(node=scans[0].name)))
@@ -145,6 +159,10 @@ def _walk(plan: ExecutedPlan, scan: PlanNode, chain: list[StepShape], found: dic
     while node is not None:
         node = plan.nodes.get(plan.parent.get(node.id, -1))
         kind = "root" if node is None else _kind(node)
+        if kind == "observe":
+            j = i + (aggregate is not None)  # an aggregate right below it is settled first
+            if not (j < len(chain) and chain[j].counts == "observed" and chain[j].marker in node.names):
+                kind = "passing"  # another step's Observation, or the load's own
         if aggregate is not None and kind not in ("aggregate", "passing"):
             settle(*aggregate)
             aggregate = None
@@ -161,6 +179,10 @@ def _walk(plan: ExecutedPlan, scan: PlanNode, chain: list[StepShape], found: dic
             return
         want = chain[i].counts
         if kind == "passing" or (kind == "filter" and want == "join"):  # Spark's own null filter of join keys
+            continue
+        if want == "observed":  # a query of its own (sql): its Observation, counted apart, marks where it ends
+            if kind == "observe":
+                settle(None, node.name)
             continue
         if kind == "aggregate" and want == "aggregate":
             aggregate = (node.rows, node.name)

@@ -100,6 +100,8 @@ class QueryRecord:
     sink_rows: int | None = 0
     #: per named observation, the sum of each figure
     observed: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per named observation, the latest batch's figures
+    last_observed: dict[str, dict[str, int]] = field(default_factory=dict)
     #: the latest batch's report, as ``progress_figures`` returns it
     last: dict[str, Any] = field(default_factory=dict)
     #: True when reports were missed (only polling, and more than ``recentProgress`` holds passed)
@@ -146,9 +148,11 @@ class QueryRecord:
         for name, row in (p.get("observedMetrics") or {}).items():
             sums = self.observed.setdefault(name, {})
             row = row.asDict() if hasattr(row, "asDict") else (row or {})
+            self.last_observed[name] = {}
             for key, value in row.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     sums[key] = sums.get(key, 0) + int(value)
+                    self.last_observed[name][key] = int(value)
         self.last = progress_figures(p)
         self.input_rows_per_second = float(p.get("inputRowsPerSecond") or 0.0)
         self.processed_rows_per_second = float(p.get("processedRowsPerSecond") or 0.0)

@@ -9,7 +9,9 @@ Nothing here runs a Spark job or reads the data a second time.
 | rows and bytes written to Delta (batch) | the ``operationMetrics`` of the commit the write produced (``numOutputRows``, ``numOutputBytes``; a merge's ``numTargetRows*``), found by the step's ``userMetadata`` marker from the table's latest version backwards | read from the commit file through Delta's LogStore: ``DESCRIBE HISTORY`` would run a Spark job (it is the fallback on Spark Connect) |
 | ``expect`` counts | an ``Observation`` (drop/warn; a named observation in a stream) or the gate's own aggregate (fail) | |
 | ``toMemory``, ``display`` | the action they run anyway | |
-| rows out of extracts, filters, aggregates, joins, projections (batch, classic) | the SQL metrics of the plans Spark executed for the loads (``plan_rows``, ``run/step_rows.py``) | a step whose work Spark moved (a filter pushed into the read) gets the reason instead |
+| rows out of CSV and JSON extracts, ``sql`` steps and the transforms a ``sql`` step reads (batch) | an ``Observation`` on the step's output, filled by the loads that read it (``run/step_rows.py`` ``observe``) | the plan would count a CSV or JSON read after the filters Spark pushes into the parsing; a query has no one operator to count |
+| rows out of other extracts, filters, aggregates, joins, projections (batch, classic) | the SQL metrics of the plans Spark executed for the loads (``plan_rows``, ``run/step_rows.py``) | a Parquet or Delta read with pushed filters: the rows it read, and the files and bytes it skipped; a step whose work Spark moved (two filters made one, a filter pushed into a JDBC query) gets the reason instead |
+| rows out of every step but the loads (batch, Spark Connect) | an ``Observation`` on the step's output | the server keeps the plans' metrics |
 | streaming input rows, rates, batch duration | every progress report: a ``StreamingQueryListener`` plus ``recentProgress`` | ``numInputRows`` is what the source produced after the filters it applies itself |
 | streaming rows written | Delta: the query's commits (``operationParameters.queryId``); sinks that report ``numOutputRows``: that; others: a named observation in the progress' ``observedMetrics`` | |
 """
@@ -277,6 +279,7 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
     if enabled:
         drain_listener_bus(run.spark)
     observations: dict[str, dict[str, int]] = {}
+    last: dict[str, tuple[int | None, dict[str, int]]] = {}
     for index, q in queries:
         sm = run.metrics.steps[index]
         QUERIES.poll(q)
@@ -311,6 +314,8 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
         if t.gap:
             sm.extra["figures_incomplete"] = True  # progress reports were missed (polling only)
         observations.update(t.observed)
+        last.update({name: (t.last_batch_id, row) for name, row in t.last_observed.items()})
+    _step_rows(run, observations, last)
     # Steps counted by a named observation inside a query (a streaming ``expect``).
     for sm in run.metrics.steps:
         sums = observations.get(sm.extra.get("observation") or "")
@@ -321,3 +326,22 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
         sm.rows_out = n - bad if sm.extra.get("on_fail") in ("drop", "quarantine") else n
         sm.extra["failed_rules"] = {r: sums.get(f"r{i}", 0) for i, r in enumerate(sm.extra.get("rule_names") or [])}
         sm.sources.update(rows_in=STREAM_OBSERVATION, rows_out=STREAM_OBSERVATION, failed_rows=STREAM_OBSERVATION)
+
+
+def _step_rows(run: Any, observations: dict[str, dict[str, int]],
+               last: dict[str, tuple[int | None, dict[str, int]]]) -> None:
+    """Rows out of the streaming steps counted by their named observation: in total, and in the latest batch;
+    rows in from the step before."""
+    steps = run.metrics.steps
+    for sm in steps:
+        name = sm.extra.get("rows_observation")
+        if name not in observations:
+            continue
+        sm.rows_out, sm.sources["rows_out"] = observations[name].get("rows", 0), STREAM_OBSERVATION
+        batch, row = last.get(name, (None, {}))
+        sm.extra["last_batch"] = {"batch_id": batch, "rows_out": row.get("rows", 0)}
+    index_of = {p.output: p.index for p in run.plan.steps}
+    for p, sm in zip(run.plan.steps, steps):
+        upstream = steps[index_of[p.inputs[0]]] if len(p.inputs) == 1 and p.inputs[0] in index_of else None
+        if sm.rows_in is None and upstream is not None and upstream.rows_out is not None:
+            sm.rows_in, sm.sources["rows_in"] = upstream.rows_out, f"rows out of step {upstream.step}"

@@ -174,6 +174,7 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
                     ctx.after.clear()
                 if run.cancelled.wait(delay):
                     raise PipelineCancelledError("the run was cancelled") from None
+        out = step_rows.observe(run, planned, ctx, out)
         if ctx.after:
             run.pending.append((planned, ctx))
         if is_query(out):

@@ -24,10 +24,15 @@ from ..metrics.model import PipelineMetrics, StepMetrics
 from ..metrics.exporters import export
 from ..run.pipeline import PipelineResult
 from ..metrics.status import RunStatus
+from ..metrics.sources import drain_listener_bus
+from ..spark.kind import is_classic
 from ..spark.session import get_session
+from ..spark.sql_plans import latest_execution, rows_written
 from .connect import connect_functions, connect_session, require_sdp
 
 _FLOW = re.compile(r"^Flow '?(?P<flow>.+?)'? (?:is|has) (?P<state>[A-Z_]+)\.")
+#: a flow written to a table format with no commit history, on a Spark Connect notebook session
+CONNECT = "Spark Connect keeps the SQL metrics of the flow's write on its server, and the table has no Delta history"
 _RUN = re.compile(r"^Run (?:is|has) (?P<state>[A-Z_]+)")
 _UNRESOLVED = re.compile(r"^Failed to resolve flow: '?(?P<flow>.+?)'?\.\s*\nError: (?P<error>.+)")
 STATES = {"QUEUED": "pending", "PLANNING": "running", "STARTING": "running", "RUNNING": "running",
@@ -139,6 +144,7 @@ class SdpRun:
         self.cancelled = threading.Event()
         self._session: Any = None
         self._versions: dict[str, int] = {}
+        self._first = -1  # the notebook session's latest SQL execution before the run
 
     def cancel(self) -> None:
         """Stops the run: its Spark Connect operations are interrupted."""
@@ -202,6 +208,13 @@ class SdpRun:
         if rows is not None:
             step.rows_out = rows
             step.sources["rows_out"] = "delta commits"
+        elif is_classic(spark):  # its Connect server runs in this JVM: the write's own SQL metrics
+            drain_listener_bus(spark)
+            rows = rows_written(spark, self._first, target)
+            if rows is not None:
+                step.rows_out, step.sources["rows_out"] = rows, "SQL metrics of the flow's write"
+        else:
+            step.extra["rows_note"] = CONNECT
 
     def run(self, spark: Any) -> PipelineMetrics:
         """Registers the definitions and runs the graph on ``spark``'s Spark; returns the metrics."""
@@ -227,6 +240,7 @@ class SdpRun:
                         self._step(flow)
                 for name, (target, where) in self._targets().items():
                     self._versions[name] = _delta_rows(spark, target, where, 0)[0]
+                self._first = latest_execution(spark)
                 self.on_update(m)
                 if self.cancelled.is_set():
                     raise PipelineCancelledError("cancelled", pipeline=self.spec.name)

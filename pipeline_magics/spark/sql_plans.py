@@ -21,7 +21,9 @@ from .kind import is_classic
 
 #: separates the items of a Scala collection's ``mkString`` (metric values may hold newlines)
 _SEP = "\u0001"
-_ROWS_METRIC = re.compile(r"SQLPlanMetric\(number of output rows,(\d+),")
+_METRIC = re.compile(r"SQLPlanMetric\((number of output rows|number of files read|size of files read),(\d+),")
+_OBSERVATION = re.compile(r"CollectMetrics (\S+), ")
+_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 _EDGE = re.compile(r"SparkPlanGraphEdge\((\d+),(\d+)\)")
 #: a scan's description: its files (``Location: InMemoryFileIndex(1 paths)[file:/...]``), filters pushed into it
 _LOCATION = re.compile(r"Location: \w+\(\d+ paths?\)\[([^\]]*)\]")
@@ -34,7 +36,8 @@ SCANS = ("Scan", "FileScan", "BatchScan")
 @dataclass
 class PlanNode:
     """One operator of an executed plan: its name (``Filter``, ``Scan csv``) and output rows; for a scan,
-    its location, whether filters were pushed into it, and which of the given sources it names."""
+    its location, whether filters were pushed into it, which of the given sources it names, the files and
+    bytes it read; for a ``CollectMetrics``, its Observation's name (in ``names``)."""
 
     id: int
     name: str
@@ -43,6 +46,8 @@ class PlanNode:
     filtered: bool = False
     names: frozenset[str] = frozenset()
     children: list[int] = field(default_factory=list)
+    files_read: int | None = None
+    bytes_read: int | None = None
 
 
 @dataclass
@@ -148,8 +153,8 @@ def _plan(store: Any, execution_id: int, sources: tuple[str, ...]) -> ExecutedPl
         name = str(node.name()).strip()
         if name.startswith("WholeStageCodegen"):
             continue  # a cluster of the nodes below, which have the figures
-        metric = _ROWS_METRIC.search(str(node.metrics().mkString(_SEP)))
-        value = values.get(metric.group(1), "") if metric else ""
+        metrics = {m: values.get(i, "") for m, i in _METRIC.findall(str(node.metrics().mkString(_SEP)))}
+        value = metrics.get("number of output rows", "")
         plan_node = PlanNode(int(node.id()), name, int(value) if value.isdigit() else None)
         if name.startswith(SCANS):
             desc = str(node.desc())
@@ -157,6 +162,12 @@ def _plan(store: Any, execution_id: int, sources: tuple[str, ...]) -> ExecutedPl
             plan_node.location = location.group(1) if location else None
             plan_node.filtered = bool(_FILTERED.search(desc))
             plan_node.names = frozenset(s for s in sources if _names(desc, s))
+            files = metrics.get("number of files read", "")
+            plan_node.files_read = int(files) if files.isdigit() else None
+            plan_node.bytes_read = _bytes(metrics.get("size of files read", ""))
+        elif name == "CollectMetrics":
+            observation = _OBSERVATION.search(str(node.desc()))
+            plan_node.names = frozenset([observation.group(1)] if observation else [])
         nodes[plan_node.id] = plan_node
     parent: dict[int, int] = {}
     for child, to in _EDGE.findall(str(graph.edges().mkString(_SEP))):
@@ -164,3 +175,71 @@ def _plan(store: Any, execution_id: int, sources: tuple[str, ...]) -> ExecutedPl
         if int(to) in nodes:
             nodes[int(to)].children.append(int(child))
     return ExecutedPlan(execution_id, nodes, parent)
+
+
+def _bytes(shown: str) -> int | None:
+    """A size as the status store shows it (``155.3 KiB``), in bytes (to the shown precision)."""
+    number, _, unit = shown.partition(" ")
+    try:
+        return int(float(number) * _UNITS[unit])
+    except (KeyError, ValueError):
+        return None
+
+
+def _location(df: Any) -> Any:
+    """The file index of the one relation ``df`` reads (raises if it reads none, or several)."""
+    leaves = df._jdf.queryExecution().analyzed().collectLeaves()
+    if leaves.size() != 1:
+        raise ValueError("not one relation")
+    return leaves.apply(0).relation().location()
+
+
+def root_path(df: Any) -> str | None:
+    """Where the one file relation ``df`` reads lies (a catalog table's location), as its scans show it."""
+    try:
+        return str(_location(df).rootPaths().head().toString())
+    except Exception:  # noqa: BLE001 - not a file source, or a Spark Connect DataFrame
+        return None
+
+
+def file_totals(df: Any) -> tuple[int, int] | None:
+    """The files and bytes of the file index ``df`` reads (one source), as listed when it was planned; no job.
+
+    Delta tables: their snapshot's figures (from its checksum or its computed state)."""
+    try:
+        location = _location(df)
+        if "Tahoe" in location.getClass().getName():
+            snapshot = location.getSnapshot()
+            return int(snapshot.numOfFiles()), int(snapshot.sizeInBytes())
+        return len(location.inputFiles()), int(location.sizeInBytes())
+    except Exception:  # noqa: BLE001 - not a file source (a JDBC or Kafka relation), or no such API here
+        return None
+
+
+#: the operators that write a table, whose output rows are the rows written
+_WRITES = ("Execute InsertInto", "Execute CreateDataSourceTableAsSelect", "Execute SaveIntoDataSource", "AppendData",
+           "OverwriteByExpression", "OverwritePartitionsDynamic")
+
+
+def rows_written(spark: Any, after: int, table: str) -> int | None:
+    """The rows the SQL executions after execution ``after`` wrote into ``table`` (as their write operators
+    counted them), or None if none wrote it. Classic sessions only; no Spark job."""
+    if not is_classic(spark):
+        return None
+    name = table.replace("`", "")
+    with _unlogged():
+        store = _store(spark)
+        count = int(store.executionsCount())
+        recent = min(count, max(0, latest_execution(spark) - after))
+        executions = store.executionsList(count - recent, recent)
+        total = None
+        for i in range(executions.size()):
+            plan = _plan(store, int(executions.apply(i).executionId()), ())
+            graph = store.planGraph(plan.execution_id).allNodes()
+            descs = {int(graph.apply(j).id()): str(graph.apply(j).desc()) for j in range(graph.size())
+                     if str(graph.apply(j).name()).startswith(_WRITES)}
+            for node_id, desc in descs.items():
+                rows = plan.nodes[node_id].rows
+                if rows is not None and _names(desc.replace("`", ""), name):
+                    total = (total or 0) + rows
+        return total
