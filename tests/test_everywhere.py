@@ -495,15 +495,18 @@ def _run_child(target: str, pg: Any, tmp: Any, timeout: float = 600.0) -> ChildR
 
 
 @pytest.fixture(scope="module")
-def child_runs(pg, tmp_path_factory):
-    """Both cluster targets, each run in a thread of its own: their JVMs spend much of their time starting."""
+def child_runs(pg, tmp_path_factory, request):
+    """The selected cluster targets (``-k 'not standalone'`` leaves that one out), each run in a thread of its
+    own: their JVMs spend much of their time starting."""
     if TARGET != "local":
         pytest.skip("a child run launches no children")
     import pyspark.sql  # noqa: F401 - here, before two threads import it at once (a half-imported module)
 
     pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="everywhere")
+    selected = {item.callspec.params["target"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_subset_on"}
     runs = {t: pool.submit(_run_child, t, pg, tmp_path_factory.mktemp(f"child-{t}"))
-            for t in ("standalone", "connect")}
+            for t in ("standalone", "connect") if t in selected}
     yield runs
     pool.shutdown(wait=True)
 
