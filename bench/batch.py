@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from .common import WORK, interleaved, jvm_pid, machine, paired_ratio, session, summary, write_part
+from .common import GOALS, WORK, interleaved, interval, jvm_pid, machine, paired_ratio, session, summary, undecided, write_part
 from .data import ensure_data
 
 SPEC = """
@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "pipeline_lineage": pipeline("pipeline_lineage", True, f"file:{events}")}
     started = time.time()
     # three warm-up rounds: the JVM goes on compiling the hot code for the first few runs
-    times, cpu = interleaved(variants, args.repeats, warmup=3, pid=jvm_pid(spark))
+    overhead = 1 + GOALS["batch.metrics_overhead"]
+    times, cpu = interleaved(variants, args.repeats, warmup=3, pid=jvm_pid(spark), more=undecided({
+        ("pipeline", "pyspark"): GOALS["batch.pipeline_over_pyspark"], ("pipeline", "pipeline_no_metrics"): overhead,
+        ("pipeline_lineage", "pipeline"): 1 + GOALS["batch.lineage_overhead"]}))
     written = {n: spark.read.format("delta").load(p).count() for n, p in paths.items()}
     assert len(set(written.values())) == 1 and rows["pipeline"] == written["pipeline"], (written, rows)
     medians = {n: summary(t) for n, t in times.items()}
@@ -83,11 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
         "paired": {"pipeline_over_pyspark": paired_ratio(times["pipeline"], times["pyspark"]),
                    "metrics_overhead": paired_ratio(times["pipeline"], times["pipeline_no_metrics"]) - 1,
                    "lineage_overhead": paired_ratio(times["pipeline_lineage"], times["pipeline"]) - 1},
+        "interval": {"pipeline_over_pyspark": interval(times["pipeline"], times["pyspark"]),
+                     "metrics_overhead": [x - 1 for x in interval(times["pipeline"], times["pipeline_no_metrics"])],
+                     "lineage_overhead": [x - 1 for x in interval(times["pipeline_lineage"], times["pipeline"])]},
         "cpu": {"pipeline_over_pyspark": cpu_medians["pipeline"]["median"] / cpu_medians["pyspark"]["median"],
                 "metrics_overhead": cpu_medians["pipeline"]["median"] / cpu_medians["pipeline_no_metrics"]["median"] - 1,
                 "seconds": cpu_medians},
         "seconds": medians,
-        "rows_in": data["orders"], "rows_written": written["pipeline"], "repeats": args.repeats,
+        "rows_in": data["orders"], "rows_written": written["pipeline"], "repeats": len(times["pipeline"]),
         "wall_seconds": round(time.time() - started, 1),
         "machine": machine(spark),
     }

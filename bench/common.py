@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,11 @@ from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
+#: what each comparison must stay within (ratios; the overheads as fractions)
+GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "batch.lineage_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
+         "scd.pipeline_over_pyspark": 1.05, "interactive.warm_ratio": 1.10, "interactive.warm_added_ms": 100,
+         "interactive.cold_ratio": 1.05, "diff.pipeline_over_pyspark": 1.05,
+         "steps.selective_over_pyspark": 1.03, "steps.many_over_pyspark": 1.05}
 #: generated data and scratch output (outside the repository; reused between runs)
 WORK = os.environ.get("PIPELINE_BENCH_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline_magics_bench"))
 
@@ -105,16 +111,19 @@ def wait_quiet(max_wait: float = float(os.environ.get("PIPELINE_BENCH_QUIET_WAIT
 
 
 def interleaved(variants: dict[str, Callable[[int], Any]], repeats: int, warmup: int = 1, pid: int | None = None,
-                log: Callable[[str], None] = print) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+                log: Callable[[str], None] = print, more: Callable[[dict[str, list[float]]], bool] | None = None,
+                ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Runs every variant ``repeats`` times, interleaved: round r starts at variant r (mod n), so that
-    no variant is always first or last; ``warmup`` rounds first are not counted.
+    no variant is always first or last; ``warmup`` rounds first are not counted. While ``more`` says
+    the rounds so far cannot tell (see :func:`undecided`), adds rounds, up to three times ``repeats``.
 
     Returns wall seconds and CPU seconds (this process + the JVM ``pid``) per variant.
     """
     names = list(variants)
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(-warmup, repeats):
+    r = -warmup
+    while r < repeats or (more is not None and r < 3 * repeats and more(wall)):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             wait_quiet()
@@ -127,6 +136,7 @@ def interleaved(variants: dict[str, Callable[[int], Any]], repeats: int, warmup:
             if r >= 0:
                 wall[name].append(seconds)
                 cpu[name].append(used)
+        r += 1
     return wall, cpu
 
 
@@ -138,6 +148,24 @@ def summary(times: list[float]) -> dict[str, Any]:
 def paired_ratio(a: list[float], b: list[float]) -> float:
     """The median of the per-round ratios a/b (pairs taken in the same round)."""
     return statistics.median(x / y for x, y in zip(a, b))
+
+
+def interval(a: list[float], b: list[float], draws: int = 2000) -> list[float]:
+    """A 95 % bootstrap interval of the median per-round ratio a/b: the rounds resampled with
+    replacement (a fixed seed, so the same rounds give the same interval)."""
+    ratios = [x / y for x, y in zip(a, b)]
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
+    return [round(medians[int(0.025 * draws)], 4), round(medians[int(0.975 * draws) - 1], 4)]
+
+
+def undecided(goals: dict[tuple[str, str], float]) -> Callable[[dict[str, list[float]]], bool]:
+    """For :func:`interleaved`: whether the interval of some ratio ``a/b`` still straddles its goal, so
+    that more rounds are needed to call it met or missed."""
+    def check(times: dict[str, list[float]]) -> bool:
+        spans = [(interval(times[a], times[b]), goal) for (a, b), goal in goals.items() if len(times[a]) > 2]
+        return any(low <= goal < high for (low, high), goal in spans)
+    return check
 
 
 def write_part(name: str, data: dict[str, Any]) -> str:

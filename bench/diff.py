@@ -13,7 +13,7 @@ import shutil
 import time
 from functools import reduce
 
-from .common import WORK, interleaved, jvm_pid, machine, paired_ratio, session, summary, write_part
+from .common import GOALS, WORK, interleaved, interval, jvm_pid, machine, paired_ratio, session, summary, undecided, write_part
 
 COLUMNS = ("name", "value", "qty")
 
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         found["pyspark"] = by_hand(spark, path)
 
     started = time.time()
-    times, cpu = interleaved({"pyspark": pyspark, "pipeline": pipeline}, args.repeats, warmup=1, pid=jvm_pid(spark))
+    times, cpu = interleaved({"pyspark": pyspark, "pipeline": pipeline}, args.repeats, warmup=1, pid=jvm_pid(spark),
+                             more=undecided({("pipeline", "pyspark"): GOALS["diff.pipeline_over_pyspark"]}))
     diff, hand = found["pipeline"], found["pyspark"]
     assert diff.counts == {k: hand[k] for k in ("added", "removed", "changed")}, (diff.counts, hand)
     assert diff.columns == {c: hand[c] for c in COLUMNS}, (diff.columns, hand)
@@ -96,9 +97,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "pipeline_over_pyspark": medians["pipeline"]["median"] / medians["pyspark"]["median"],
         "paired": {"pipeline_over_pyspark": paired_ratio(times["pipeline"], times["pyspark"])},
+        "interval": {"pipeline_over_pyspark": interval(times["pipeline"], times["pyspark"])},
         "cpu": {"pipeline_over_pyspark": summary(cpu["pipeline"])["median"] / summary(cpu["pyspark"])["median"]},
         "rows_per_second": rates, "seconds": medians, "rows": args.rows, "counts": diff.counts,
-        "repeats": args.repeats, "wall_seconds": round(time.time() - started, 1), "machine": machine(spark),
+        "repeats": len(times["pipeline"]), "wall_seconds": round(time.time() - started, 1), "machine": machine(spark),
     }
     print(f"diff: pipeline/pyspark {result['pipeline_over_pyspark']:.3f} "
           f"({rates['pipeline']['median']:,.0f} vs {rates['pyspark']['median']:,.0f} rows/s)")

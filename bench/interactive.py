@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 
-from .common import (ROOT, WORK, cpu_seconds, interleaved, jvm_pid, loadavg, machine, paired_ratio, session, summary,
-                     write_part)
+from .common import (GOALS, ROOT, WORK, cpu_seconds, interleaved, interval, jvm_pid, loadavg, machine, paired_ratio,
+                     session, summary, undecided, write_part)
 
 SPEC = os.path.join(ROOT, "examples", "quickstart.yaml")
 DATA = os.path.join(ROOT, "examples", "data")
@@ -106,7 +106,8 @@ def cold(repeats: int) -> dict:
                 figures[kind]["cpu"].append(times["cpu"])
         return go
 
-    interleaved({"pyspark": child("pyspark"), "pipeline": child("pipeline")}, repeats, warmup=1)
+    interleaved({"pyspark": child("pyspark"), "pipeline": child("pipeline")}, repeats, warmup=1,
+                more=undecided({("pipeline", "pyspark"): GOALS["interactive.cold_ratio"]}))
     return figures
 
 
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     variants = {"pyspark": lambda r: by_hand(spark, DATA, os.path.join(lakes["pyspark"], TABLE)),
                 "pipeline": pipeline}
     # three warm-up rounds: the JVM goes on compiling the hot code for the first few runs
-    times, cpu = interleaved(variants, args.repeats, warmup=3, pid=jvm_pid(spark))
+    times, cpu = interleaved(variants, args.repeats, warmup=3, pid=jvm_pid(spark),
+                             more=undecided({("pipeline", "pyspark"): GOALS["interactive.warm_ratio"]}))
     tables = {n: sorted(spark.read.format("delta").load(os.path.join(p, TABLE)).collect()) for n, p in lakes.items()}
     assert tables["pyspark"] == tables["pipeline"] and rows["pipeline"] == len(tables["pipeline"]), (tables, rows)
     load["end"] = loadavg()
@@ -159,13 +161,15 @@ def main(argv: list[str] | None = None) -> dict | None:
                    "cold_ratio": paired_ratio(c["pipeline"]["total"], c["pyspark"]["total"]),
                    "cold_after_interpreter_ratio": paired_ratio(c["pipeline"]["after_interpreter"],
                                                                 c["pyspark"]["after_interpreter"])},
+        "interval": {"warm_ratio": interval(times["pipeline"], times["pyspark"]),
+                     "cold_ratio": interval(c["pipeline"]["total"], c["pyspark"]["total"])},
         "cpu": {"warm_ratio": cpu_medians["pipeline"]["median"] / cpu_medians["pyspark"]["median"],
                 "cold_ratio": cold_cpu["pipeline"]["median"] / cold_cpu["pyspark"]["median"],
                 "seconds": {"warm": cpu_medians, "cold": cold_cpu}},
         "seconds": {"warm": medians, "cold": cold_seconds, "cold_after_interpreter": after_interpreter},
         "added_ms": added,
         "rows_in": len(read_lines(os.path.join(DATA, "orders.csv"))) - 1,
-        "rows_written": rows["pipeline"], "repeats": args.repeats, "cold_repeats": args.cold_repeats,
+        "rows_written": rows["pipeline"], "repeats": len(times["pipeline"]), "cold_repeats": len(c["pipeline"]["total"]),
         "load_average": load,
         "wall_seconds": round(time.time() - started, 1),
         "machine": machine(spark),

@@ -18,12 +18,8 @@ import subprocess
 import sys
 import time
 
-from .common import RESULTS, ROOT, loadavg
+from .common import GOALS, RESULTS, ROOT, loadavg
 
-GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "batch.lineage_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
-         "scd.pipeline_over_pyspark": 1.05, "interactive.warm_ratio": 1.10, "interactive.warm_added_ms": 100,
-         "interactive.cold_ratio": 1.05, "diff.pipeline_over_pyspark": 1.05,
-         "steps.selective_over_pyspark": 1.03, "steps.many_over_pyspark": 1.05}
 
 
 def run_part(module: str, extra: list[str]) -> dict:
@@ -33,57 +29,91 @@ def run_part(module: str, extra: list[str]) -> dict:
         return json.load(fh)
 
 
-def table(latest: dict) -> str:
+def figures(latest: dict) -> list[tuple[str, str, float, list | None, str]]:
+    """Each goal's figures: (label, goal key, per-round median, its 95 % interval, medians)."""
+    rows = []
+
+    def add(label: str, part: str, key: str, goal: str, detail: str, entry: dict | None = None) -> None:
+        entry = entry or latest[part]
+        paired = entry["paired"][key] if isinstance(entry["paired"], dict) else entry["paired"]
+        span = entry.get("interval")
+        span = span.get(key) if isinstance(span, dict) else span
+        rows.append((label, goal, paired, span, detail))
+
     b, s = latest["batch"], latest["streaming"]
-    rows = [
-        ("batch: Pipeline.run / PySpark (wall)", b["pipeline_over_pyspark"], GOALS["batch.pipeline_over_pyspark"],
-         f"{b['seconds']['pipeline']['median']:.2f}s vs {b['seconds']['pyspark']['median']:.2f}s"),
-        ("batch: metrics on / off - 1 (wall)", b["metrics_overhead"], GOALS["batch.metrics_overhead"],
-         f"{b['seconds']['pipeline']['median']:.2f}s vs {b['seconds']['pipeline_no_metrics']['median']:.2f}s"),
-        ("streaming: PySpark / pipeline rec/s", s["pipeline_over_pyspark"], GOALS["streaming.pipeline_over_pyspark"],
-         f"{s['records_per_second']['pyspark']['median']:,.0f} vs {s['records_per_second']['pipeline']['median']:,.0f} rec/s"),
-    ]
+    sec = b["seconds"]
+    add("batch: Pipeline.run / PySpark (wall)", "batch", "pipeline_over_pyspark", "batch.pipeline_over_pyspark",
+        f"{sec['pipeline']['median']:.2f}s vs {sec['pyspark']['median']:.2f}s")
+    add("batch: metrics on / off - 1 (wall)", "batch", "metrics_overhead", "batch.metrics_overhead",
+        f"{sec['pipeline']['median']:.2f}s vs {sec['pipeline_no_metrics']['median']:.2f}s")
     if "lineage_overhead" in b:
-        rows.insert(2, ("batch: lineage on / off - 1 (wall)", b["lineage_overhead"], GOALS["batch.lineage_overhead"],
-                        f"{b['seconds']['pipeline_lineage']['median']:.2f}s vs {b['seconds']['pipeline']['median']:.2f}s"))
+        add("batch: lineage on / off - 1 (wall)", "batch", "lineage_overhead", "batch.lineage_overhead",
+            f"{sec['pipeline_lineage']['median']:.2f}s vs {sec['pipeline']['median']:.2f}s")
+    rate = s["records_per_second"]
+    add("streaming: PySpark / pipeline rec/s", "streaming", "pipeline_over_pyspark", "streaming.pipeline_over_pyspark",
+        f"{rate['pyspark']['median']:,.0f} vs {rate['pipeline']['median']:,.0f} rec/s")
     if "scd" in latest:
-        c = latest["scd"]
-        rows.append(("scd2: Pipeline.run / PySpark MERGE (wall)", c["pipeline_over_pyspark"],
-                     GOALS["scd.pipeline_over_pyspark"], f"{c['rows_per_second']['pipeline']['median']:,.0f} vs "
-                     f"{c['rows_per_second']['pyspark']['median']:,.0f} changes/s"))
+        rate = latest["scd"]["rows_per_second"]
+        add("scd2: Pipeline.run / PySpark MERGE (wall)", "scd", "pipeline_over_pyspark", "scd.pipeline_over_pyspark",
+            f"{rate['pipeline']['median']:,.0f} vs {rate['pyspark']['median']:,.0f} changes/s")
     if "diff" in latest:
-        d = latest["diff"]
-        rows.append(("diff: run.diff.compare / PySpark (wall)", d["pipeline_over_pyspark"],
-                     GOALS["diff.pipeline_over_pyspark"], f"{d['rows_per_second']['pipeline']['median']:,.0f} vs "
-                     f"{d['rows_per_second']['pyspark']['median']:,.0f} rows/s"))
+        rate = latest["diff"]["rows_per_second"]
+        add("diff: run.diff.compare / PySpark (wall)", "diff", "pipeline_over_pyspark", "diff.pipeline_over_pyspark",
+            f"{rate['pipeline']['median']:,.0f} vs {rate['pyspark']['median']:,.0f} rows/s")
     if "interactive" in latest:
         i = latest["interactive"]
         warm, cold = i["seconds"]["warm"], i["seconds"]["cold"]
-        rows += [("quickstart warm: cell / PySpark (wall)", i["warm_ratio"], GOALS["interactive.warm_ratio"],
-                  f"{warm['pipeline']['median']:.2f}s vs {warm['pyspark']['median']:.2f}s"),
-                 ("quickstart warm: cell - PySpark (ms)", i["warm_added_ms"], GOALS["interactive.warm_added_ms"],
-                  f"per round {i['added_ms']['min']:+.0f} to {i['added_ms']['max']:+.0f} ms"),
-                 ("quickstart cold: first cell / PySpark", i["cold_ratio"], GOALS["interactive.cold_ratio"],
-                  f"{cold['pipeline']['median']:.2f}s vs {cold['pyspark']['median']:.2f}s from process start")]
+        add("quickstart warm: cell / PySpark (wall)", "interactive", "warm_ratio", "interactive.warm_ratio",
+            f"{warm['pipeline']['median']:.2f}s vs {warm['pyspark']['median']:.2f}s; "
+            f"{i['warm_added_ms']:+.0f} ms a cell (goal < {GOALS['interactive.warm_added_ms']} ms)")
+        add("quickstart cold: first cell / PySpark", "interactive", "cold_ratio", "interactive.cold_ratio",
+            f"{cold['pipeline']['median']:.2f}s vs {cold['pyspark']['median']:.2f}s from process start")
     if "steps" in latest:
         t = latest["steps"]
-        rows.append(("selective Parquet filter: pipeline / PySpark", t["selective_over_pyspark"],
-                     GOALS["steps.selective_over_pyspark"], f"{t['seconds']['selective_pipeline']['median']:.2f}s vs "
-                     f"{t['seconds']['selective_pyspark']['median']:.2f}s"))
-        rows += [(f"{n} chained steps: pipeline / PySpark", m["pipeline_over_pyspark"], GOALS["steps.many_over_pyspark"],
-                  f"{m['added_ms_per_step']:+.1f} ms a step") for n, m in t["many"].items()]
-    out = [f"{'comparison':<40} {'value':>8} {'goal':>7}  {'ok':<3} medians"]
-    for name, value, goal, detail in rows:
-        if "(ms)" in name:
-            shown, limit, ok = f"{value:+.0f}", f"<{goal:.0f}", value < goal
-        else:
-            percent = "metrics" in name or "lineage" in name
-            shown = f"{value:+.2%}" if percent else f"{value:.3f}"
-            limit, ok = "≤" + (f"{goal:.0%}" if percent else f"{goal:.2f}"), value <= goal
-        out.append(f"{name:<40} {shown:>8} {limit:>7}  {'yes' if ok else 'NO':<3} {detail}")
+        add("selective Parquet filter: pipeline / PySpark", "steps", "selective_over_pyspark",
+            "steps.selective_over_pyspark", f"{t['seconds']['selective_pipeline']['median']:.2f}s vs "
+            f"{t['seconds']['selective_pyspark']['median']:.2f}s")
+        for n, m in t["many"].items():
+            add(f"{n} chained steps: pipeline / PySpark", "steps", "", "steps.many_over_pyspark",
+                f"{m['added_ms_per_step']:+.1f} ms a step", entry=m)
+    return rows
+
+
+def verdict(goal: float, value: float, span: list | None) -> str:
+    """'yes' when the interval's upper end is within the goal, 'NO' when its lower end is over it,
+    '?' when it straddles the goal (more rounds, ``--repeats``, can tell)."""
+    low, high = span or (value, value)
+    return "yes" if high <= goal else "NO" if low > goal else "?"
+
+
+def met(latest: dict) -> dict[str, bool]:
+    out: dict[str, bool] = {}
+    for _label, key, value, span, _detail in figures(latest):
+        goal = GOALS[key] + (1 if "overhead" in key else 0)
+        out[key] = out.get(key, True) and verdict(goal, 1 + value if "overhead" in key else value,
+                                                   [1 + x for x in span] if span and "overhead" in key else span) == "yes"
+    if "interactive" in latest:
+        out["interactive.warm_added_ms"] = latest["interactive"]["warm_added_ms"] < GOALS["interactive.warm_added_ms"]
+    return out
+
+
+def table(latest: dict) -> str:
+    out = [f"{'comparison':<44} {'value':>8} {'95% interval':>17} {'goal':>7}  {'met':<3} medians"]
+    for label, key, value, span, detail in figures(latest):
+        overhead = "overhead" in key
+        goal = GOALS[key]
+        shown = (lambda x: f"{x:+.2%}") if overhead else (lambda x: f"{x:.3f}")
+        ok = verdict(1 + goal if overhead else goal, 1 + value if overhead else value,
+                     [1 + x for x in span] if span and overhead else span)
+        limit = "≤" + (f"{goal:.0%}" if overhead else f"{goal:.2f}")
+        between = f"{shown(span[0])} to {shown(span[1])}" if span else "—"
+        out.append(f"{label:<44} {shown(value):>8} {between:>17} {limit:>7}  {ok:<3} {detail}")
+    b, s = latest["batch"], latest["streaming"]
     out.append(f"CPU time (JVM + Python): batch {b['cpu']['pipeline_over_pyspark']:.3f}, metrics "
                f"{b['cpu']['metrics_overhead']:+.2%}, streaming {s['cpu']['pipeline_over_pyspark']:.3f}  "
                f"(load average during the runs: {latest['load_average']})")
+    out.append("value: the median of the per-round ratios; met: yes when its interval is within the goal, "
+               "? when the interval straddles it (raise --repeats)")
     return "\n".join(out)
 
 
@@ -103,43 +133,16 @@ def main(argv: list[str] | None = None) -> None:
     load["end"] = loadavg()
     b, s = parts["batch"], parts["streaming"]
     latest = {
-        "batch": {k: b[k] for k in ("pipeline_over_pyspark", "metrics_overhead", "lineage_overhead", "paired", "cpu",
-                                    "seconds", "rows_in", "rows_written", "repeats") if k in b},
-        "streaming": {k: s[k] for k in ("pipeline_over_pyspark", "paired", "cpu", "records_per_second", "seconds",
-                                        "records", "records_per_batch", "partitions", "repeats")},
-        **({"scd": {k: parts["scd"][k] for k in ("pipeline_over_pyspark", "paired", "cpu", "rows_per_second",
-                                                  "seconds", "changes", "keys", "repeats")}} if "scd" in parts else {}),
-        **({"interactive": {k: parts["interactive"][k] for k in (
-            "warm_ratio", "warm_added_ms", "cold_ratio", "paired", "cpu", "seconds", "added_ms", "rows_in",
-            "rows_written", "repeats", "cold_repeats")}} if "interactive" in parts else {}),
-        **({"diff": {k: parts["diff"][k] for k in ("pipeline_over_pyspark", "paired", "cpu", "rows_per_second",
-                                                    "seconds", "rows", "counts", "repeats")}} if "diff" in parts else {}),
-        **({"steps": {k: parts["steps"][k] for k in ("selective_over_pyspark", "selective_skipped", "paired", "many",
-                                                      "seconds", "rows_in", "repeats")}} if "steps" in parts else {}),
+        **{name: {k: v for k, v in part.items() if k not in ("machine", "wall_seconds", "load_average")}
+           for name, part in parts.items()},
         "goals": GOALS,
-        "met": {"batch.pipeline_over_pyspark": b["pipeline_over_pyspark"] <= GOALS["batch.pipeline_over_pyspark"],
-                "batch.metrics_overhead": b["metrics_overhead"] <= GOALS["batch.metrics_overhead"],
-                **({"batch.lineage_overhead": b["lineage_overhead"] <= GOALS["batch.lineage_overhead"]}
-                   if "lineage_overhead" in b else {}),
-                "streaming.pipeline_over_pyspark": s["pipeline_over_pyspark"] <= GOALS["streaming.pipeline_over_pyspark"],
-                **({"scd.pipeline_over_pyspark": parts["scd"]["pipeline_over_pyspark"] <= GOALS["scd.pipeline_over_pyspark"]}
-                   if "scd" in parts else {}),
-                **({"interactive.warm_ratio": parts["interactive"]["warm_ratio"] <= GOALS["interactive.warm_ratio"],
-                    "interactive.warm_added_ms": parts["interactive"]["warm_added_ms"] < GOALS["interactive.warm_added_ms"],
-                    "interactive.cold_ratio": parts["interactive"]["cold_ratio"] <= GOALS["interactive.cold_ratio"]}
-                   if "interactive" in parts else {}),
-                **({"diff.pipeline_over_pyspark": parts["diff"]["pipeline_over_pyspark"]
-                    <= GOALS["diff.pipeline_over_pyspark"]} if "diff" in parts else {}),
-                **({"steps.selective_over_pyspark": parts["steps"]["selective_over_pyspark"]
-                    <= GOALS["steps.selective_over_pyspark"],
-                    "steps.many_over_pyspark": all(m["pipeline_over_pyspark"] <= GOALS["steps.many_over_pyspark"]
-                                                   for m in parts["steps"]["many"].values())}
-                   if "steps" in parts else {})},
+        "met": {},
         "machine": {**b["machine"], "kafka": s["machine"].get("kafka")},
         "load_average": load,
         "wall_seconds": round(time.time() - started, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    latest["met"] = met(latest)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w", encoding="utf-8") as fh:
         json.dump(latest, fh, indent=2)

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 
-from .common import WORK, interleaved, jvm_pid, machine, paired_ratio, session, summary, write_part
+from .common import GOALS, WORK, interleaved, interval, jvm_pid, machine, paired_ratio, session, summary, undecided, write_part
 from .data import ensure_data
 
 SELECTIVE = """
@@ -86,15 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
         **{f"many{n}_pipeline": many(n) for n in args.steps},
     }
     started = time.time()
-    times, cpu = interleaved(variants, args.repeats, warmup=args.warmup, pid=jvm_pid(spark))
+    goals = {("selective_pipeline", "selective_pyspark"): GOALS["steps.selective_over_pyspark"],
+             **{(f"many{n}_pipeline", f"many{n}_pyspark"): GOALS["steps.many_over_pyspark"] for n in args.steps}}
+    times, cpu = interleaved(variants, args.repeats, warmup=args.warmup, pid=jvm_pid(spark), more=undecided(goals))
     assert spark.read.parquet(f"{out}/selective_pipeline").count() == cut
     medians = {n: summary(t) for n, t in times.items()}
     result: dict = {
         "selective_over_pyspark": medians["selective_pipeline"]["median"] / medians["selective_pyspark"]["median"],
         "selective_skipped": skipped,
         "paired": {"selective_over_pyspark": paired_ratio(times["selective_pipeline"], times["selective_pyspark"])},
+        "interval": {"selective_over_pyspark": interval(times["selective_pipeline"], times["selective_pyspark"])},
         "many": {},
-        "seconds": medians, "rows_in": data["orders"], "repeats": args.repeats,
+        "seconds": medians, "rows_in": data["orders"], "repeats": len(times["selective_pipeline"]),
         "wall_seconds": round(time.time() - started, 1), "machine": machine(spark),
     }
     for n in args.steps:
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         added = sorted((p - h) / (n + 4) for p, h in zip(pipe, hand))  # per step of the spec
         result["many"][str(n)] = {
             "pipeline_over_pyspark": medians[f"many{n}_pipeline"]["median"] / medians[f"many{n}_pyspark"]["median"],
-            "paired": paired_ratio(pipe, hand), "added_ms_per_step": 1000 * added[len(added) // 2]}
+            "paired": paired_ratio(pipe, hand), "interval": interval(pipe, hand), "added_ms_per_step": 1000 * added[len(added) // 2]}
     print(f"selective: pipeline/pyspark {result['selective_over_pyspark']:.3f} "
           f"(the extract skipped {skipped.get('files')} files, read {skipped.get('rows_read')} rows)")
     for n, m in result["many"].items():

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 
-from .common import ROOT, WORK, interleaved, jvm_pid, machine, paired_ratio, session, summary, write_part
+from .common import GOALS, ROOT, WORK, interleaved, interval, jvm_pid, machine, paired_ratio, session, summary, undecided, write_part
 
 RECORDS = int(os.environ.get("PIPELINE_BENCH_STREAM_ROWS", "1000000"))
 PER_BATCH = int(os.environ.get("PIPELINE_BENCH_STREAM_BATCH", "250000"))
@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
             by_hand(spark, kafka.bootstrap, topic, path, path + "_cp")
 
         started = time.time()
-        wall, cpu = interleaved({"pyspark": hand, "pipeline": pipeline}, args.repeats, warmup=2, pid=jvm_pid(spark))
+        wall, cpu = interleaved({"pyspark": hand, "pipeline": pipeline}, args.repeats, warmup=2, pid=jvm_pid(spark),
+                                 more=undecided({("pipeline", "pyspark"): GOALS["streaming.pipeline_over_pyspark"]}))
         landed = {name: spark.read.format("delta").load(os.path.join(out, name)).count()
-                  for name in (f"pyspark_{args.repeats - 1}", f"pipeline_{args.repeats - 1}")}
+                  for name in (f"pyspark_{len(wall['pyspark']) - 1}", f"pipeline_{len(wall['pipeline']) - 1}")}
         assert set(landed.values()) == {args.records}, landed
         assert set(counted.values()) == {args.records}, counted  # the metrics count every record
     rates = {name: [args.records / s for s in times] for name, times in wall.items()}
@@ -112,12 +113,13 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "pipeline_over_pyspark": medians["pyspark"]["median"] / medians["pipeline"]["median"],
         "paired": {"pipeline_over_pyspark": paired_ratio(rates["pyspark"], rates["pipeline"])},
+        "interval": {"pipeline_over_pyspark": interval(rates["pyspark"], rates["pipeline"])},
         "records_per_second": medians,
         "seconds": {name: summary(times) for name, times in wall.items()},
         "cpu": {"pipeline_over_pyspark": summary(cpu["pipeline"])["median"] / summary(cpu["pyspark"])["median"],
                 "seconds": {name: summary(times) for name, times in cpu.items()}},
         "records": args.records, "records_per_batch": PER_BATCH, "partitions": PARTITIONS,
-        "repeats": args.repeats, "wall_seconds": round(time.time() - started, 1),
+        "repeats": len(wall["pipeline"]), "wall_seconds": round(time.time() - started, 1),
         "machine": {**machine(spark), "kafka": kafka.backend},
     }
     print(f"streaming: pyspark/pipeline throughput {result['pipeline_over_pyspark']:.3f}")
