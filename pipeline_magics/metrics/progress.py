@@ -9,9 +9,6 @@ from typing import Any, Callable
 
 from .queries import QUERIES, QueryStore
 
-#: the name notebook/widgets.py still imports; QUERIES (metrics/queries.py) is the owner's
-HUB = QUERIES
-
 
 def listen(spark: Any, hub: QueryStore = QUERIES) -> None:
     """Feeds ``hub`` from ``spark``'s streaming listener (added once per session), on Spark Connect too."""

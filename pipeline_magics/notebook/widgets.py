@@ -1,6 +1,6 @@
 """ipywidgets views over a run's state: step table, streaming query panels, Cancel and Stop.
 
-Thin on purpose: the run's status (``run_state``) updates ``PipelineMetrics`` and the
+Thin on purpose: the run's status (``metrics/status.py`` ``RunStatus``) updates ``PipelineMetrics`` and the
 listener updates each query's ``QueryRecord`` (the record the metrics read too); these
 classes only draw them, throttled to a few updates a second.
 """
@@ -16,10 +16,11 @@ except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency
     raise ImportError("the live view needs ipywidgets: pip install ipywidgets (or use --no-widgets)") from exc
 
 from ..metrics.model import PipelineMetrics, fmt_took
-from ..run.pipeline import STATUS_COLOURS, steps_table
-from ..metrics.progress import HUB, Throttle, sparkline
-from ..metrics.queries import QueryRecord, QueryStore
-from ..metrics.status import TERMINAL as FINAL
+from ..metrics.progress import Throttle, sparkline
+from ..metrics.queries import QUERIES, QueryRecord, QueryStore
+from ..metrics.status import TERMINAL
+from ..render.palette import STATUS_COLOURS
+from ..run.pipeline import steps_table
 
 
 class QueryPanel:
@@ -49,7 +50,7 @@ class QueryPanel:
             f"processed {s.processed_rows_per_second or 0:,.1f} rows/s · "
             f"total {s.total_rows:,} rows · last batch {s.last_batch_ms if s.last_batch_ms is not None else '—'} ms")
         self.chart.value = sparkline(s.rates)
-        self.stop_button.disabled = s.status in FINAL
+        self.stop_button.disabled = s.status in TERMINAL
 
 
 class PipelineView:
@@ -59,7 +60,7 @@ class PipelineView:
     and for how long; once over, the title shows the run's state and Cancel goes away.
     """
 
-    def __init__(self, metrics: PipelineMetrics | None, on_cancel: Callable[[], None], hub: QueryStore = HUB,
+    def __init__(self, metrics: PipelineMetrics | None, on_cancel: Callable[[], None], hub: QueryStore = QUERIES,
                  name: str = "", spark_starting: bool = False) -> None:
         self.metrics = metrics
         self.hub = hub
@@ -103,10 +104,10 @@ class PipelineView:
                             f"<span style='color:{colour}' class='pipeline-status'>{m.status}</span>"
                             f" · {html.escape(fmt_took(m))}")
         self.table.value = steps_table(m)
-        running = m.status not in FINAL and self.stage_progress is not None
+        running = m.status not in TERMINAL and self.stage_progress is not None
         self.stages.value = (f"<span class='pipeline-stages' style='color:#555'>{html.escape(str(self.stage_progress))}"
                              "</span>" if running else "")
-        if m.status in FINAL and not self.active_queries():  # the title says how it ended; nothing to cancel
+        if m.status in TERMINAL and not self.active_queries():  # the title says how it ended; nothing to cancel
             self.cancel_button.layout.display = "none"
 
     def active_queries(self) -> bool:
@@ -121,7 +122,7 @@ class PipelineView:
 
         def changed(_: QueryRecord) -> None:
             panel.refresh()
-            if state.status in FINAL:
+            if state.status in TERMINAL:
                 if self.metrics is not None:  # a query's end changes the run's status only when recomputed
                     self.metrics.refresh()
                 self.refresh()

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from .palette import KIND_COLOURS, NODE_STATUS_COLOURS as STATUS_COLOURS
+from .palette import KIND_COLOURS, NODE_STATUS_COLOURS
 from .svg import (DETAIL_WIDTH, GRAPHVIZ_HINT, _dot, _mermaid, _short, _wrap, graph_format,  # noqa: F401
                   render_svg, svg_img)
 from ..secrets.redaction import MASK, redact
@@ -50,7 +50,7 @@ class Node:
     def colours(self) -> tuple[str, str]:
         """(fill, border): by status once the step has one, else by kind."""
         if self.status is not None:
-            return STATUS_COLOURS.get(self.status, STATUS_COLOURS["pending"])
+            return NODE_STATUS_COLOURS.get(self.status, NODE_STATUS_COLOURS["pending"])
         return KIND_COLOURS[self.kind]
 
     @property

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 from . import base
 from .base import HOST, ServiceUnavailable, free_port, tail
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 CHROMIUM = os.environ.get("PIPELINE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -84,11 +85,14 @@ class JupyterLab:
 
 
 @contextlib.contextmanager
-def jupyter_lab(root_dir: str | None = None, env: dict[str, str] | None = None) -> Iterator[JupyterLab]:
+def jupyter_lab(root_dir: str | None = None, env: dict[str, str] | None = None,
+                make_lab: bool = False) -> Iterator[JupyterLab]:
     """A JupyterLab server on 127.0.0.1 for the duration of the ``with`` block.
 
     ``env`` is added to the server's environment, which its kernels inherit
     (service addresses, ``PIPELINE_CHECKPOINT_ROOT``, ...); a None value removes a variable.
+    ``make_lab``: started the way the README says, with ``make lab`` (this venv as its ``VENV``),
+    the test's address, token and root passed in ``JUPYTER_ARGS``.
     """
     jupyter = os.path.join(os.path.dirname(sys.executable), "jupyter")
     if not os.path.exists(jupyter):
@@ -126,10 +130,12 @@ def jupyter_lab(root_dir: str | None = None, env: dict[str, str] | None = None) 
         for attempt in range(3):
             port = free_port()
             open(log, "w").close()
-            proc = base.spawn("jupyter lab", [
-                jupyter, "lab", "--no-browser", "--allow-root", f"--ServerApp.ip={HOST}", f"--ServerApp.port={port}",
-                "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
-                log=log, env=child_env, cwd=root)
+            args = ["--no-browser", f"--ServerApp.ip={HOST}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                    f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+            command = ([shutil.which("make") or "make", "--no-print-directory", "-C", ROOT, "lab",
+                        f"VENV={os.path.dirname(os.path.dirname(sys.executable))}", "JUPYTER_ARGS=" + " ".join(args)]
+                       if make_lab else [jupyter, "lab", "--allow-root", *args])
+            proc = base.spawn("jupyter lab", command, log=log, env=child_env, cwd=root)
             lab = JupyterLab(f"http://{HOST}:{port}", token, root, log, proc)
             if _answers(lab):
                 break

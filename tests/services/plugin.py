@@ -176,7 +176,8 @@ def connect_server():
 
 @pytest.fixture(scope="session")
 def jupyter_server(tmp_path_factory):
-    """One JupyterLab for the browser tests: its root is a temporary folder, its kernels run this venv's Python."""
+    """One JupyterLab for the browser tests, started with ``make lab`` as the README says: its root is a
+    temporary folder, its kernels run this venv's Python."""
     root = tmp_path_factory.mktemp("lab")
     # the labextension of this checkout, found as an installed package's would be (JUPYTER_PATH comes first)
     jupyter_path = tmp_path_factory.mktemp("jupyter-path")
@@ -187,7 +188,7 @@ def jupyter_server(tmp_path_factory):
            # widgets on; no Spark Connect; not logged in to Vault (the form does that)
            "PIPELINE_WIDGETS": None, "SPARK_REMOTE": None, "PIPELINE_SPARK_REMOTE": None,
            "VAULT_TOKEN": None, "PIPELINE_TEST_VAULT_TOKEN": None}
-    with or_skip("JupyterLab"), jupyter_lab(str(root), env=env) as server:
+    with or_skip("JupyterLab"), jupyter_lab(str(root), env=env, make_lab=True) as server:
         yield server
 
 
