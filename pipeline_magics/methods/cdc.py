@@ -115,16 +115,23 @@ def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc, null
     key's latest change. ``null_safe=False`` resolves the changes with a NULL in a key as if the
     table had no rows for them (cheaper joins; the caller applies those changes apart).
     """
-    from pyspark.sql import Window
+    cols = [c for c in events.columns if c not in (SEQ, DEL, PRIO)]
+    timeline = _timeline(events, target, deletes, cdc, cols, null_safe)
+    return (_resolve_scd1 if cdc.mode == "scd1" else _resolve_scd2)(timeline, list(cdc.keys), cols)
+
+
+def _timeline(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc, cols: list[str],
+              null_safe: bool) -> Any:
+    """Every event of the keys the changes touch: the changes, the stored rows (scd2: each row, and the
+    delete its ``__END_AT`` shows when no stored row starts there) and the kept deletes."""
     from pyspark.sql import functions as F
 
-    keys, cols = list(cdc.keys), [c for c in events.columns if c not in (SEQ, DEL, PRIO)]
+    keys = list(cdc.keys)
     affected = events.select(*[_q(k) for k in keys]).distinct()
     parts = [events]
     if target is not None:
         stored = _semi(target, affected, cdc.keys, null_safe)
         if cdc.mode == "scd2":
-            # each stored row, and where it ends a delete (unless a stored row starts there: that one wins)
             def event(values: list[Any], seq: Any, deleted: bool, prio: int, old_end: Any) -> Any:
                 return F.struct(*values, seq.alias(SEQ), F.lit(deleted).alias(DEL), F.lit(prio).alias(PRIO),
                                 old_end.alias(OLD_END))
@@ -140,28 +147,55 @@ def resolve(events: Any, target: Any | None, deletes: Any | None, cdc: Cdc, null
     if deletes is not None:
         parts.append(_semi(deletes, affected, cdc.keys, null_safe).select(
             *[F.col(_q(k)) for k in keys], F.col(SEQ), F.lit(True).alias(DEL), F.lit(STORED).alias(PRIO)))
-    every = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
-    if OLD_END not in every.columns:
-        every = every.withColumn(OLD_END, F.lit(None).cast(every.schema[SEQ].dataType))
+    timeline = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    if OLD_END not in timeline.columns:
+        timeline = timeline.withColumn(OLD_END, F.lit(None).cast(timeline.schema[SEQ].dataType))
+    return timeline
+
+
+def _tie_break() -> list[Any]:
+    """A tie on the sequence: what is stored wins, then a delete."""
+    from pyspark.sql import functions as F
+
+    return [F.col(PRIO).asc(), F.col(DEL).desc()]
+
+
+def _unkept_delete() -> Any:
+    """A delete that is not kept aside yet."""
+    from pyspark.sql import functions as F
+
+    return (F.col(PRIO) != STORED) & F.col(DEL)
+
+
+def _resolve_scd1(timeline: Any, keys: list[str], cols: list[str]) -> Any:
+    """A key's latest event wins: inserted, updated or deleted as what is stored now requires."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
     by_key = Window.partitionBy(*[F.col(_q(k)) for k in keys])
-    first = [F.col(PRIO).asc(), F.col(DEL).desc()]  # a tie: what is stored wins, then a delete
-    unkept_delete = (F.col(PRIO) != STORED) & F.col(DEL)
-    if cdc.mode == "scd1":
-        latest = by_key.orderBy(F.col(SEQ).desc(), *first)
-        current = F.max(F.when((F.col(PRIO) == STORED) & ~F.col(DEL), 1).otherwise(0)).over(by_key)
-        winners = (every.withColumn("__pm_rank", F.row_number().over(latest)).withColumn("__pm_current", current)
-                   .filter("__pm_rank = 1"))
-        action = (F.when(F.col(PRIO) != NEW, "none")
-                  .when(F.col(DEL), F.when(F.col("__pm_current") == 1, "delete").otherwise("none"))
-                  .when(F.col("__pm_current") == 1, "update").otherwise("insert"))
-        return winners.select(*[F.col(_q(c)) for c in cols], action.alias(ACTION), F.col(SEQ),
-                              unkept_delete.alias(RECORD))
-    once = (every.withColumn("__pm_rank", F.row_number().over(
-        Window.partitionBy(*[F.col(_q(k)) for k in keys], F.col(SEQ)).orderBy(*first)))
-        .filter("__pm_rank = 1"))
-    in_order = by_key.orderBy(SEQ)
-    ended = (once.withColumn(END, F.lead(SEQ).over(in_order))
-             .withColumn(RECORD, unkept_delete & F.coalesce(F.lag(DEL).over(in_order), F.lit(True))))
+    latest = by_key.orderBy(F.col(SEQ).desc(), *_tie_break())
+    current = F.max(F.when((F.col(PRIO) == STORED) & ~F.col(DEL), 1).otherwise(0)).over(by_key)
+    winners = (timeline.withColumn("__pm_rank", F.row_number().over(latest)).withColumn("__pm_current", current)
+               .filter("__pm_rank = 1"))
+    action = (F.when(F.col(PRIO) != NEW, "none")
+              .when(F.col(DEL), F.when(F.col("__pm_current") == 1, "delete").otherwise("none"))
+              .when(F.col("__pm_current") == 1, "update").otherwise("insert"))
+    return winners.select(*[F.col(_q(c)) for c in cols], action.alias(ACTION), F.col(SEQ),
+                          _unkept_delete().alias(RECORD))
+
+
+def _resolve_scd2(timeline: Any, keys: list[str], cols: list[str]) -> Any:
+    """One event per key and sequence, in order: each ends where the next starts; a new one is inserted,
+    a stored one whose end moved is updated; a delete after no row is kept aside."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    key_cols = [F.col(_q(k)) for k in keys]
+    deduped = (timeline.withColumn("__pm_rank", F.row_number().over(
+        Window.partitionBy(*key_cols, F.col(SEQ)).orderBy(*_tie_break()))).filter("__pm_rank = 1"))
+    in_order = Window.partitionBy(*key_cols).orderBy(SEQ)
+    ended = (deduped.withColumn(END, F.lead(SEQ).over(in_order))
+             .withColumn(RECORD, _unkept_delete() & F.coalesce(F.lag(DEL).over(in_order), F.lit(True))))
     action = (F.when(F.col(DEL), "none").when(F.col(PRIO) == NEW, "insert")
               .when(F.col(OLD_END).eqNullSafe(F.col(END)), "none").otherwise("update"))
     return ended.select(*[F.col(_q(c)) for c in cols], F.col(SEQ).alias(START), F.col(END), action.alias(ACTION),
@@ -224,54 +258,85 @@ def apply(changes: Any, path: str | None, table: str | None, cdc: Cdc, marker: s
     latest commit carries it, everything is in and nothing is done.
     """
     from pyspark.sql import Observation
-    from pyspark.sql import functions as F
 
     spark = changes.sparkSession
     events = normalize(changes, cdc)
+    where = deletes_target(path, table)
+    before = _state_before(spark, path, table, where, events, cdc, marker)
+    if before is None:
+        return  # all of it is in: the MERGE, and the kept deletes written after it
+    target, kept_before = before
+    counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if counts_merge_source(spark) else None
+    with delta.user_metadata(spark, marker := marker or f"pipeline_magics_cdc_{uuid.uuid4().hex}"):
+        seen = _merge_counting(resolve(events, target, kept_before, cdc, null_safe=counted is None),
+                               path, table, cdc, counted)
+        if (seen.get("kept") == 0 and seen.get("null_keys") == 0) or (counted is None and not cdc.delete_when):
+            return
+        # left out of a counted MERGE, a change with a NULL key may apply ({}: not known, so maybe)
+        null_keys = counted is not None and seen.get("null_keys") != 0
+        _after_merge(spark, path, table, where, events, kept_before, cdc, marker, null_keys)
+
+
+def _state_before(spark: Any, path: str | None, table: str | None, where: tuple[str | None, str | None],
+                  events: Any, cdc: Cdc, marker: str | None) -> tuple[Any, Any | None] | None:
+    """The target to resolve against (created when missing) and the deletes kept so far; None when the
+    changes tagged ``marker`` are in already, kept deletes included."""
     target = _read(spark, path, table)
     if target is None:
         _create(events, path, table, cdc)
         target = _read(spark, path, table)
-    where = deletes_target(path, table)
     kept_before = _read(spark, *where)
     if marker is not None:  # the same changes again: a retry, or a micro-batch replayed after a restart?
         if kept_before is not None and _last_commits(spark, *where, marker):
-            return  # all of it is in: the MERGE, and the kept deletes written after it
+            return None
         merged = _last_commits(spark, path, table, marker)
         if merged:  # the MERGE is in, what followed it may not be: resolve as then, against the table before it
             target = _read(spark, path, table, merged["first_version"] - 1)
-    counted = Observation(f"pipeline_magics_cdc_{uuid.uuid4().hex[:12]}") if counts_merge_source(spark) else None
-    resolved = resolve(events, target, kept_before, cdc, null_safe=counted is None)
-    null_key = reduce(lambda a, b: a | b, [F.col(_q(k)).isNull() for k in cdc.keys])
+    return target, kept_before
+
+
+def _null_key(cdc: Cdc) -> Any:
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a | b, [F.col(_q(k)).isNull() for k in cdc.keys])
+
+
+def _merge_counting(resolved: Any, path: str | None, table: str | None, cdc: Cdc, counted: Any | None) -> dict:
+    """The MERGE of the resolved changes; with ``counted``, it counts as it reads them the deletes to keep
+    aside and the changes with a NULL key (left out: they were resolved as if their key were new)."""
+    from pyspark.sql import functions as F
+
     source = resolved
     if counted is not None:
-        # a change with a NULL key was resolved here as if its key were new: any of them may apply
+        null_key = _null_key(cdc)
         figures = [F.coalesce(F.sum(F.when(cond, 1).otherwise(0)), F.lit(0)).alias(name) for name, cond in
                    (("kept", F.col(RECORD) & ~null_key), ("null_keys", null_key))]
         source = resolved.observe(counted, *figures).filter(~null_key)
-    marker = marker or f"pipeline_magics_cdc_{uuid.uuid4().hex}"
-    again = None
+    _merge(source.filter(F.col(ACTION) != "none").drop(SEQ, RECORD), path, table, cdc, null_safe=counted is None)
+    return observed(counted) if counted is not None else {}
+
+
+def _after_merge(spark: Any, path: str | None, table: str | None, where: tuple[str | None, str | None],
+                 events: Any, kept_before: Any | None, cdc: Cdc, marker: str, null_keys: bool) -> None:
+    """The changes resolved once more, NULL-safely, against the table as it was before the MERGE: a
+    second MERGE for those with a NULL key (when ``null_keys``), then the deletes to keep aside appended
+    to the side table."""
+    from pyspark.sql import functions as F
+
+    commit = delta_commit(spark, marker, path, table, history=delta.commit_metrics)  # None: the MERGE
+    before = _read(spark, path, table, commit["first_version"] - 1 if commit else None)  # changed nothing
+    again = persist(spark, resolve(events, before, kept_before, cdc))
     try:
-        with delta.user_metadata(spark, marker):
-            _merge(source.filter(F.col(ACTION) != "none").drop(SEQ, RECORD), path, table, cdc,
-                   null_safe=counted is None)
-            seen = observed(counted) if counted is not None else {}
-            if (seen.get("kept") == 0 and seen.get("null_keys") == 0) or (counted is None and not cdc.delete_when):
-                return
-            commit = delta_commit(spark, marker, path, table, history=delta.commit_metrics)  # None: the MERGE
-            before = _read(spark, path, table, commit["first_version"] - 1 if commit else None)  # changed nothing
-            again = persist(spark, resolve(events, before, kept_before, cdc))
-            if counted is not None and seen.get("null_keys") != 0:  # {}: not known, so maybe
-                _merge(again.filter(null_key & (F.col(ACTION) != "none")).drop(SEQ, RECORD), path, table, cdc)
-            if not cdc.delete_when:
-                return
-            deletes = again.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
-            if not deletes.isEmpty():
-                writer = deletes.write.format("delta").mode("append")  # none is there already: a kept delete
-                writer.saveAsTable(where[1]) if where[1] else writer.save(where[0])  # wins a tie, is not gathered
+        if null_keys:
+            _merge(again.filter(_null_key(cdc) & (F.col(ACTION) != "none")).drop(SEQ, RECORD), path, table, cdc)
+        if not cdc.delete_when:
+            return
+        deletes = again.filter(F.col(RECORD)).select(*[F.col(_q(k)) for k in cdc.keys], F.col(SEQ))
+        if not deletes.isEmpty():
+            writer = deletes.write.format("delta").mode("append")  # none is there already: a kept delete
+            writer.saveAsTable(where[1]) if where[1] else writer.save(where[0])  # wins a tie, is not gathered
     finally:
-        if again is not None:
-            again.unpersist()
+        again.unpersist()
 
 
 def _last_commits(spark: Any, path: str | None, table: str | None, marker: str) -> dict[str, int] | None:
