@@ -139,7 +139,7 @@ soak: setup-test
 	  $(PY) -m pytest -p no:cacheprovider -q tests/test_load.py $(PYTEST_ARGS)
 
 # Pipeline.run against the same jobs by hand (batch: 20M Parquet rows; streaming: Kafka -> Delta),
-# interleaved and repeated; writes bench/results/latest.json and prints a table. ~10 min on 2 cores.
+# interleaved and repeated; writes bench/results/latest.json and prints a table. ~30 min on 2 cores.
 bench: setup-test kafka
 	$(PY) -m bench.run $(BENCH_ARGS)
 

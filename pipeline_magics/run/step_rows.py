@@ -18,12 +18,15 @@ from ..metrics.model import StepMetrics
 from ..metrics.plan_rows import SAME, StepShape, abspath, fill_same, rows_from_plans, upstream
 from ..metrics.sources import drain_listener_bus, observe_rows
 from ..spark.kind import is_classic
+from ..spark.observation import observes_any_frame
 from ..spark.sql_plans import (ExecutedPlan, PlanNode, executed_plans, file_totals, jobs_of, latest_execution,
                                 root_path)
 
 log = logging.getLogger("pipeline_magics.metrics")
 
 CONNECT = "Spark Connect keeps the SQL metrics of the plans it executes on its server"
+OLD_CONNECT = ("Spark Connect keeps the SQL metrics of the plans it executes on its server, and its client counts "
+               "a step's rows from 4.2 on")
 VIEW = ("a sql step reads it through its temp view, and Spark Connect sends an Observation's figures only to the "
         "DataFrame that holds it")
 SKIPPED = "; it skipped {files} of {total} files ({size} of {total_size})"
@@ -64,7 +67,7 @@ def observe(run: Any, planned: Any, ctx: Any, out: Any) -> Any:
 
         ctx.record["rows_observation"] = name = marker(run, planned.index)
         return out.observe(name, F.count(F.lit(1)).alias("rows"))
-    if run.load_jobs is None:
+    if run.load_jobs is None or not (run.load_jobs.on or observes_any_frame(run.spark)):
         return out
     if planned.method.observed or planned.index in _read_by_sql(run.plan) or not run.load_jobs.on:
         return observe_rows(out, marker(run, planned.index), ctx.record, ctx.after, ("rows_out",))
@@ -100,7 +103,8 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
         by_view = set().union(*query_inputs(run.plan).values())
         for s in steps:
             if s.rows_out is None and s.type != "load" and s.status == "done":
-                s.extra["rows_note"] = STREAMING if loads is None else VIEW if s.index in by_view else CONNECT
+                s.extra["rows_note"] = (STREAMING if loads is None else OLD_CONNECT if not observes_any_frame(run.spark)
+                                        else VIEW if s.index in by_view else CONNECT)
         return
     shapes = _shapes(run)
     drain_listener_bus(run.spark)

@@ -46,6 +46,18 @@ def observed(obs: Any) -> dict[str, Any]:
         return {}
 
 
+def observes_any_frame(spark: Any) -> bool:
+    """Whether an Observation may sit on any frame of a run. Always on classic Spark; on Spark Connect from
+    client 4.2: before it, the client merges a join's or a union's observations with ``dict(**left, **right)``,
+    which fails (``got multiple values for keyword argument``) when one observed frame feeds both sides,
+    as it does in an scd2 load."""
+    if is_classic(spark):
+        return True
+    import pyspark
+
+    return tuple(int(part) for part in pyspark.__version__.split(".")[:2]) >= (4, 2)
+
+
 def counts_merge_source(spark: Any) -> bool:
     """True where an Observation on the source of a Delta ``MERGE`` counts every row the MERGE reads:
     classic Spark 4.1 and later. Spark 4.0 with Delta 4.0 reports an execution that saw none of them
