@@ -56,6 +56,8 @@ def or_skip(what: str) -> Iterator[None]:
 def pytest_configure(config: pytest.Config) -> None:
     base.new_run()  # processes marked with this id belong to this run (not to a run that started it)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # every Spark the run starts reads tests/spark-conf/spark-defaults.conf (small tables: few Delta state tasks)
+    os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).resolve().parent.parent / "spark-conf"))
     # same attempts, a tenth of the waiting (a test that needs a service back within the retries sets 1)
     os.environ.setdefault("PIPELINE_RETRY_BACKOFF_SCALE", "0.1")
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
