@@ -36,6 +36,7 @@ from .base import HOST, ServiceUnavailable, free_port
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.databricks.delta.snapshotPartitions": "2",  # as tests/spark-conf/spark-defaults.conf says why
 }
 #: for the short-lived JVMs of the tests: the C1 compiler alone and the serial collector warm up
 #: far faster on a small machine (the subset on the standalone cluster ran in half the time)
