@@ -34,3 +34,19 @@ def conf_get(spark: Any, key: str) -> str | None:
         return spark.conf.get(key, None)
     except Exception:  # noqa: BLE001
         return None
+
+
+def cached_bytes(spark: Any, df: Any) -> int | None:
+    """The bytes a cached DataFrame holds (memory and disk), from Spark's cache manager; None where the session
+    will not say (Spark Connect) or ``df`` is not cached."""
+    try:
+        manager = spark._jsparkSession.sharedState().cacheManager()
+        try:
+            found = manager.lookupCachedData(df._jdf)  # Spark 4: by Dataset
+        except Exception:  # noqa: BLE001 - Spark 3.5: by its analyzed plan
+            found = manager.lookupCachedData(df._jdf.logicalPlan())
+        if found.isEmpty():
+            return None
+        return int(found.get().cachedRepresentation().cacheBuilder().sizeInBytesStats().value())
+    except Exception:  # noqa: BLE001 - no JVM of ours (Spark Connect), or a Spark that names these otherwise
+        return None
