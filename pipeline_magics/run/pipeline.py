@@ -273,7 +273,7 @@ class Pipeline:
         if diff and not preview:
             raise DiffError("--diff compares the tables with what a preview would write", code="DIFF_NEEDS_PREVIEW",
                             hint="add --preview (after a run: %pipeline diff NAME)")
-        iteration = Iteration.prepare(self.plan, kept or self.kept, until, from_step, sample, sandbox)
+        iteration = Iteration.prepare(self.plan, self.kept if kept is None else kept, until, from_step, sample, sandbox)
         if preview and iteration is not None and iteration.sandbox is not None:
             raise IterateError("--preview looks at the real targets, and --sandbox (or --sample) writes elsewhere",
                                code="ITERATE_PREVIEW", hint="drop --preview, or --sandbox and --sample")
