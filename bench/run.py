@@ -1,5 +1,5 @@
-"""``make bench``: the batch, the streaming, the SCD2, the interactive and the step-rows comparison, each in its
-own process, then one summary.
+"""``make bench``: the batch, the streaming, the SCD2, the interactive, the step-rows and the iterate comparison,
+each in its own process, then one summary.
 
 Writes ``bench/results/latest.json`` and prints a short table. Goals: batch
 pipeline/PySpark at most 1.03, metrics overhead at most 2 %, streaming
@@ -7,7 +7,8 @@ PySpark/pipeline throughput at most 1.05, SCD2 pipeline/hand-written MERGE at mo
 the quickstart as a ``%%pipeline`` cell on a warm session at most 1.10 and under 100 ms more
 than by hand, and as the first cell of a fresh process at most 1.05; a selective filter over Parquet at most
 1.03, and 50 and 200 chained steps at most 1.05 (with the time added per step); a diff of two versions of a
-1-million-row table (5% changed) at most 1.05 of the same diff by hand.
+1-million-row table (5% changed) at most 1.05 of the same diff by hand; ``--from`` the batch pipeline's last step
+on the outputs ``--until`` kept at most 1.05 of that step by hand on a cached input.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .common import RESULTS, ROOT, loadavg
 GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "batch.lineage_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
          "scd.pipeline_over_pyspark": 1.05, "interactive.warm_ratio": 1.10, "interactive.warm_added_ms": 100,
          "interactive.cold_ratio": 1.05, "diff.pipeline_over_pyspark": 1.05,
-         "steps.selective_over_pyspark": 1.03, "steps.many_over_pyspark": 1.05}
+         "steps.selective_over_pyspark": 1.03, "steps.many_over_pyspark": 1.05, "iterate.from_over_by_hand": 1.05}
 
 
 def run_part(module: str, extra: list[str]) -> dict:
@@ -72,6 +73,11 @@ def table(latest: dict) -> str:
                      f"{t['seconds']['selective_pyspark']['median']:.2f}s"))
         rows += [(f"{n} chained steps: pipeline / PySpark", m["pipeline_over_pyspark"], GOALS["steps.many_over_pyspark"],
                   f"{m['added_ms_per_step']:+.1f} ms a step") for n, m in t["many"].items()]
+    if "iterate" in latest:
+        it = latest["iterate"]
+        rows.append(("--from last step / by hand, cached input", it["from_over_by_hand"],
+                     GOALS["iterate.from_over_by_hand"], f"{it['seconds']['pipeline']['median']:.2f}s vs "
+                     f"{it['seconds']['pyspark']['median']:.2f}s"))
     out = [f"{'comparison':<40} {'value':>8} {'goal':>7}  {'ok':<3} medians"]
     for name, value, goal, detail in rows:
         if "(ms)" in name:
@@ -89,12 +95,13 @@ def table(latest: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["batch", "streaming", "scd", "interactive", "diff", "steps"], help="run one comparison (the "
+    parser.add_argument("--only", choices=["batch", "streaming", "scd", "interactive", "diff", "steps",
+                                                       "iterate"], help="run one comparison (the "
                         "others are read from their last result)")
     args, extra = parser.parse_known_args(argv)
     started, load = time.time(), {"start": loadavg()}
     parts = {}
-    for module in ("batch", "streaming", "scd", "interactive", "diff", "steps"):
+    for module in ("batch", "streaming", "scd", "interactive", "diff", "steps", "iterate"):
         if args.only in (None, module):
             parts[module] = run_part(module, extra)
         elif os.path.exists(os.path.join(RESULTS, f"{module}.json")):
@@ -116,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
                                                     "seconds", "rows", "counts", "repeats")}} if "diff" in parts else {}),
         **({"steps": {k: parts["steps"][k] for k in ("selective_over_pyspark", "selective_skipped", "paired", "many",
                                                       "seconds", "rows_in", "repeats")}} if "steps" in parts else {}),
+        **({"iterate": {k: parts["iterate"][k] for k in ("from_over_by_hand", "paired", "cpu", "seconds",
+                                                          "until_seconds", "rows_written", "repeats")}}
+           if "iterate" in parts else {}),
         "goals": GOALS,
         "met": {"batch.pipeline_over_pyspark": b["pipeline_over_pyspark"] <= GOALS["batch.pipeline_over_pyspark"],
                 "batch.metrics_overhead": b["metrics_overhead"] <= GOALS["batch.metrics_overhead"],
@@ -134,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
                     <= GOALS["steps.selective_over_pyspark"],
                     "steps.many_over_pyspark": all(m["pipeline_over_pyspark"] <= GOALS["steps.many_over_pyspark"]
                                                    for m in parts["steps"]["many"].values())}
-                   if "steps" in parts else {})},
+                   if "steps" in parts else {}),
+                **({"iterate.from_over_by_hand": parts["iterate"]["from_over_by_hand"]
+                    <= GOALS["iterate.from_over_by_hand"]} if "iterate" in parts else {})},
         "machine": {**b["machine"], "kafka": s["machine"].get("kafka")},
         "load_average": load,
         "wall_seconds": round(time.time() - started, 1),

@@ -112,7 +112,7 @@ def test_until_then_from_in_the_sandbox_with_the_sources_gone(spark, lake, tmp_p
     assert steps["per_country"].status == "done" and steps["save"].status == "done"
     target = str(sandbox / "iter_batch" / "save")
     assert steps["save"].extra["wrote_to"] == target and steps["save"].extra["cloned_from"] == str(lake / "revenue")
-    assert "real target delta" in result.metrics.to_text()
+    assert f"sandbox: wrote {target} on a shallow clone of delta {lake}/revenue (untouched)" in result.metrics.to_text()
     pd.testing.assert_frame_equal(table(spark, target), expected_revenue(20, real), check_dtype=False)
     assert delta_version(spark, lake / "revenue") == 0  # the real target: as it was
     pd.testing.assert_frame_equal(table(spark, lake / "revenue"), table_of(real))

@@ -95,8 +95,8 @@ def _write(ctx: StepContext, cfg: Any, *, real: Step, root: str, checkpoint: str
     out = to_delta(ctx, cfg)
     _index(root, ctx.pipeline, ctx.step_name, {"target": target, "method": real.method, "path": cfg.path,
                                                "written": dt.datetime.now().isoformat(timespec="seconds")})
-    ctx.record.update(wrote_to=cfg.path, real_target=target,
-                      note=f"sandbox: wrote {cfg.path} (real target {target} untouched)")
+    how = "on a shallow clone of" if "cloned_from" in ctx.record else "instead of"
+    ctx.record.update(wrote_to=cfg.path, real_target=target, note=f"sandbox: wrote {cfg.path} {how} {target} (untouched)")
     return out
 
 
