@@ -126,7 +126,7 @@ def test_until_then_from_in_the_sandbox_with_the_sources_gone(spark, lake, tmp_p
         Pipeline.from_yaml(spec, {"min_amount": "30"}).run(spark, from_step="per_country", sandbox=True, kept=kept)
     assert info.value.code == "ITERATE_STEP_CHANGED" and info.value.params["step"] == "big"
     assert "step 'big' changed since the output of 'joined' was kept" in str(info.value)
-    assert info.value.line == spec.splitlines().index("    name: big")  # the line of the step's first key
+    assert info.value.line == spec.splitlines().index("  - type: transform") + 1  # the line of step 'big
     with pytest.raises(IterateError) as info:
         Pipeline.from_yaml(spec).run(spark, from_step="per_country", kept=KeptOutputs())
     assert info.value.code == "ITERATE_NOT_KEPT" and "--until joined" in info.value.hint

@@ -89,16 +89,14 @@ class KeptOutputs:
         return self._items.get((pipeline, step))
 
     def put(self, pipeline: str, step: str, kept: Kept) -> None:
-        """Keeps ``kept``; the output it replaces is freed."""
-        old = self._items.pop((pipeline, step), None)
-        if old is not None and old.frame is not kept.frame:
-            _unpersist(old.frame)
         self._items[(pipeline, step)] = kept
 
-    def drop(self, pipeline: str | None = None) -> Any:
-        """Frees the kept outputs of ``pipeline`` (None: all); returns what was freed (``table``)."""
+    def drop(self, pipeline: str | None = None, step: str | None = None) -> Any:
+        """Frees the kept outputs of ``pipeline`` (None: all; ``step``: that one); returns what was freed (``table``)."""
+        chosen = [k for k in self._items if pipeline in (None, k[0]) and step in (None, k[1])]
         freed = self.table(pipeline)
-        for key in [k for k in self._items if pipeline is None or k[0] == pipeline]:
+        freed = freed[freed.step.isin([s for _, s in chosen])] if step is not None else freed
+        for key in chosen:
             _unpersist(self._items.pop(key).frame)
         return freed
 
@@ -210,7 +208,7 @@ class Iteration:
                            code="ITERATE_STEP_CHANGED", pipeline=name, line=line,
                            params={"step": changed, "kept": label},
                            hint=f"run --until {label} again" + (" (with the same --sample)" if changed == "--sample"
-                                                                 else "") + ", then --from")
+                                                                 else "") + f", then --from {start}")
 
     def attach(self, run: Any) -> None:
         """Puts the left-out steps and the reused outputs' figures into ``run`` (before it executes)."""
@@ -230,6 +228,8 @@ class Iteration:
             df = frames.get(p.output)
             if p.step.type == "load" or p.index in self.skip or df is None or df.isStreaming:
                 continue
+            # the output kept before goes first: a new cache of the same plan would share its entry, and go with it
+            self.kept.drop(self.plan.spec.name, p.label)
             df = persist(ctx.spark, df)
             rows = df.count()  # fills the cache: a later --from starts no job over the sources
             kept = Kept(df, fingerprint(self.plan, p.index, self.sample), time.time(), rows,
