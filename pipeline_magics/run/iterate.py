@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import IterateError
-from ..spark.cache import cached_bytes, persist
+from ..spark.cache import held_bytes, hold, release
 from ..spec.model import suggest
 from ..spec.plan import Plan, PlannedStep
 from .sandbox import sandbox_root, sandboxed
@@ -97,7 +97,7 @@ class KeptOutputs:
         freed = self.table(pipeline)
         freed = freed[freed.step.isin([s for _, s in chosen])] if step is not None else freed
         for key in chosen:
-            _unpersist(self._items.pop(key).frame)
+            release(self._items.pop(key).frame)
         return freed
 
     def table(self, pipeline: str | None = None) -> Any:
@@ -110,13 +110,6 @@ class KeptOutputs:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-def _unpersist(df: Any) -> None:
-    try:
-        df.unpersist()
-    except Exception:  # noqa: BLE001 - a session stopped since: nothing left to free
-        pass
 
 
 @dataclass
@@ -177,8 +170,8 @@ class Iteration:
                                       and p.index < self.start.index else f"not run (--until {self.until.label})"
                                       if self.until is not None else "not run")
             elif p.step.type == "extract" and self.sample is not None:
-                p = dataclasses.replace(p, method=dataclasses.replace(
-                    p.method, func=functools.partial(_sampled, func=p.method.func, sample=self.sample)))
+                p = dataclasses.replace(p, method=dataclasses.replace(  # observed: a scan's count would not stop
+                    p.method, func=functools.partial(_sampled, func=p.method.func, sample=self.sample), observed=True))
             elif p.step.type == "load" and self.sandbox is not None:
                 p = sandboxed(p, self.sandbox, spec.name, streaming=spec.mode == "streaming" and not batch)
             if self.until is not None and p.index == self.until.index:
@@ -221,31 +214,31 @@ class Iteration:
             sm.sources["rows_out"] = f"kept by --until at {kept.when}"
 
     def _keeping(self, ctx: Any, cfg: Any, *, func: Any) -> Any:
-        """The ``--until`` step: its output (a load: its input) and every output above it are cached and kept."""
+        """The ``--until`` step: its output (a load: its input) and every output above it are computed and held
+        in the executors, and kept; the step goes on with its held output."""
         out = None if ctx.step.type == "load" else func(ctx, cfg)
         frames = {**ctx.frames, **({ctx.step_name: out} if out is not None else {})}
-        for p in self.plan.steps:
-            df = frames.get(p.output)
-            if p.step.type == "load" or p.index in self.skip or df is None or df.isStreaming:
-                continue
-            # the output kept before goes first: a new cache of the same plan would share its entry, and go with it
+        chosen = [p for p in self.plan.steps if p.step.type != "load" and p.index not in self.skip
+                  and frames.get(p.output) is not None and not frames[p.output].isStreaming]
+        for p in chosen:  # what was kept before goes first: it may hold the same rows
             self.kept.drop(self.plan.spec.name, p.label)
-            df = persist(ctx.spark, df)
-            rows = df.count()  # fills the cache: a later --from starts no job over the sources
-            kept = Kept(df, fingerprint(self.plan, p.index, self.sample), time.time(), rows,
-                        cached_bytes(ctx.spark, df))
+        held = hold(ctx.spark, [frames[p.output] for p in chosen])
+        for p, df in zip(chosen, held):
+            rows = df.count()  # read from what is held: no job over the sources
+            kept = Kept(df, fingerprint(self.plan, p.index, self.sample), time.time(), rows, held_bytes(ctx.spark, df))
             self.kept.put(self.plan.spec.name, p.label, kept)
-            sm = self._metrics.steps[p.index]
             note = "kept" + (f" ({_size(kept.bytes)})" if kept.bytes is not None else "")
             if p.index == ctx.index:  # the engine fills the step's figures from its record
                 ctx.record.update(rows_out=rows, sources={"rows_out": "counted when kept"})
                 ctx.record["note"] = "; ".join(filter(None, (ctx.record.get("note"), note)))
+                out = df
                 continue
+            sm = self._metrics.steps[p.index]
             if sm.rows_out is None:
                 sm.rows_out = rows
                 sm.sources["rows_out"] = "counted when kept"
             sm.extra["note"] = "; ".join(filter(None, (sm.extra.get("note"), note)))
-        return func(ctx, cfg) if out is None else out
+        return func(ctx, cfg) if ctx.step.type == "load" else out
 
 
 def _size(n: int) -> str:
