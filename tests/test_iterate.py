@@ -131,14 +131,14 @@ def test_until_then_from_in_the_sandbox_with_the_sources_gone(spark, lake, tmp_p
         Pipeline.from_yaml(spec).run(spark, from_step="per_country", kept=KeptOutputs())
     assert info.value.code == "ITERATE_NOT_KEPT" and "--until joined" in info.value.hint
 
-    # --sample: every extract reads at most N rows (and nothing reaches a real target)
+    # --sample: every extract reads at most N rows
     os.rename(lake / "orders_gone", lake / "orders")
     os.rename(lake / "customers_gone", lake / "customers")
-    result = Pipeline.from_yaml(spec).run(spark, sample=4, sandbox=str(sandbox), kept=kept)
+    result = Pipeline.from_yaml(spec).run(spark, until="joined", sample=4, kept=kept)
     assert result.ok, result.error
     for extract in ("orders", "customers"):
         assert 0 < result.metrics.step(extract).rows_out <= 4
-        assert result.metrics.step(extract).extra["note"] == "sample: at most 4 rows"
+        assert result.metrics.step(extract).extra["note"].startswith("sample: at most 4 rows; kept")
     assert delta_version(spark, lake / "revenue") == 0
 
 
