@@ -171,7 +171,7 @@ class Iteration:
                                       if self.until is not None else "not run")
             elif p.step.type == "extract" and self.sample is not None:
                 p = dataclasses.replace(p, method=dataclasses.replace(  # observed: a scan's count would not stop
-                    p.method, func=functools.partial(_sampled, func=p.method.func, sample=self.sample), observed=True))
+                    p.method, func=functools.partial(self._sampled, func=p.method.func), observed=True))
             elif p.step.type == "load" and self.sandbox is not None:
                 p = sandboxed(p, self.sandbox, spec.name, streaming=spec.mode == "streaming" and not batch)
             if self.until is not None and p.index == self.until.index:
@@ -227,18 +227,28 @@ class Iteration:
             rows = df.count()  # read from what is held: no job over the sources
             kept = Kept(df, fingerprint(self.plan, p.index, self.sample), time.time(), rows, held_bytes(ctx.spark, df))
             self.kept.put(self.plan.spec.name, p.label, kept)
+            sm = self._metrics.steps[p.index]
             note = "kept" + (f" ({_size(kept.bytes)})" if kept.bytes is not None else "")
             if p.index == ctx.index:  # the engine fills the step's figures from its record
                 ctx.record.update(rows_out=rows, sources={"rows_out": "counted when kept"})
-                ctx.record["note"] = "; ".join(filter(None, (ctx.record.get("note"), note)))
+                ctx.record["note"] = "; ".join(filter(None, (sm.extra.get("note"), note)))
                 out = df
                 continue
-            sm = self._metrics.steps[p.index]
             if sm.rows_out is None:
                 sm.rows_out = rows
                 sm.sources["rows_out"] = "counted when kept"
             sm.extra["note"] = "; ".join(filter(None, (sm.extra.get("note"), note)))
         return func(ctx, cfg) if ctx.step.type == "load" else out
+
+
+    def _sampled(self, ctx: Any, cfg: Any, *, func: Any) -> Any:
+        """An extract reading at most N rows (or a fraction of its rows)."""
+        df = func(ctx, cfg)
+        kind, value = self.sample or ("rows", 0)
+        # the step's note, not its record: the record is read again when the step's Observation reports
+        self._metrics.steps[ctx.index].extra["note"] = (f"sample: at most {int(value):,} rows" if kind == "rows"
+                                                        else f"sample: {value:.0%}")
+        return df.limit(int(value)) if kind == "rows" else df.sample(fraction=value, seed=SEED)
 
 
 def _size(n: int) -> str:
@@ -247,14 +257,6 @@ def _size(n: int) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return ""
-
-
-def _sampled(ctx: Any, cfg: Any, *, func: Any, sample: tuple[str, float]) -> Any:
-    """An extract reading at most N rows (or a fraction of its rows)."""
-    df = func(ctx, cfg)
-    kind, value = sample
-    ctx.record["note"] = f"sample: at most {int(value):,} rows" if kind == "rows" else f"sample: {value:.0%}"
-    return df.limit(int(value)) if kind == "rows" else df.sample(fraction=value, seed=SEED)
 
 
 def _step(plan: Plan, label: str | None, option: str) -> PlannedStep | None:
