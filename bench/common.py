@@ -17,7 +17,7 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 GOALS = {"batch.pipeline_over_pyspark": 1.03, "batch.metrics_overhead": 0.02, "batch.lineage_overhead": 0.02, "streaming.pipeline_over_pyspark": 1.05,
          "scd.pipeline_over_pyspark": 1.05, "interactive.warm_ratio": 1.10, "interactive.warm_added_ms": 100,
          "interactive.cold_ratio": 1.05, "diff.pipeline_over_pyspark": 1.05,
-         "steps.selective_over_pyspark": 1.03, "steps.many_over_pyspark": 1.05}
+         "steps.selective_over_pyspark": 1.03, "steps.many_over_pyspark": 1.05, "iterate.from_over_by_hand": 1.05}
 #: generated data and scratch output (outside the repository; reused between runs)
 WORK = os.environ.get("PIPELINE_BENCH_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline_magics_bench"))
 

@@ -1,5 +1,5 @@
-"""``make bench``: the batch, the streaming, the SCD2, the interactive and the step-rows comparison, each in its
-own process, then one summary.
+"""``make bench``: the batch, the streaming, the SCD2, the interactive, the step-rows and the iterate comparison,
+each in its own process, then one summary.
 
 Writes ``bench/results/latest.json`` and prints a short table. Goals: batch
 pipeline/PySpark at most 1.03, metrics overhead at most 2 %, streaming
@@ -7,7 +7,8 @@ PySpark/pipeline throughput at most 1.05, SCD2 pipeline/hand-written MERGE at mo
 the quickstart as a ``%%pipeline`` cell on a warm session at most 1.10 and under 100 ms more
 than by hand, and as the first cell of a fresh process at most 1.05; a selective filter over Parquet at most
 1.03, and 50 and 200 chained steps at most 1.05 (with the time added per step); a diff of two versions of a
-1-million-row table (5% changed) at most 1.05 of the same diff by hand.
+1-million-row table (5% changed) at most 1.05 of the same diff by hand; ``--from`` the batch pipeline's last step
+on the outputs ``--until`` kept at most 1.05 of that step by hand on a cached input.
 """
 from __future__ import annotations
 
@@ -76,6 +77,10 @@ def figures(latest: dict) -> list[tuple[str, str, float, list | None, str]]:
         for n, m in t["many"].items():
             add(f"{n} chained steps: pipeline / PySpark", "steps", "", "steps.many_over_pyspark",
                 f"{m['added_ms_per_step']:+.1f} ms a step", entry=m)
+    if "iterate" in latest:
+        sec = latest["iterate"]["seconds"]
+        add("--from last step / by hand, cached input", "iterate", "from_over_by_hand", "iterate.from_over_by_hand",
+            f"{sec['pipeline']['median']:.2f}s vs {sec['pyspark']['median']:.2f}s")
     return rows
 
 
@@ -119,12 +124,13 @@ def table(latest: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["batch", "streaming", "scd", "interactive", "diff", "steps"], help="run one comparison (the "
+    parser.add_argument("--only", choices=["batch", "streaming", "scd", "interactive", "diff", "steps",
+                                                       "iterate"], help="run one comparison (the "
                         "others are read from their last result)")
     args, extra = parser.parse_known_args(argv)
     started, load = time.time(), {"start": loadavg()}
     parts = {}
-    for module in ("batch", "streaming", "scd", "interactive", "diff", "steps"):
+    for module in ("batch", "streaming", "scd", "interactive", "diff", "steps", "iterate"):
         if args.only in (None, module):
             parts[module] = run_part(module, extra)
         elif os.path.exists(os.path.join(RESULTS, f"{module}.json")):

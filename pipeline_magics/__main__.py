@@ -27,8 +27,11 @@ from .spec.model import parse_vars
 
 def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metrics: Sequence[str] = (),
         name: str | None = None, mode: str | None = None, out: Any = None,
-        timeout: float | None = None, lineage: str | None = None) -> int:
-    """Runs one spec file; prints the step table and a preview; returns the exit code."""
+        timeout: float | None = None, lineage: str | None = None, iterate: dict[str, Any] | None = None) -> int:
+    """Runs one spec file; prints the step table and a preview; returns the exit code.
+
+    ``iterate``: ``--until``/``--from``/``--sample``/``--sandbox`` (``options.iterate_options``); outputs kept
+    by ``--until`` live only as long as this process, so ``--from`` finds none here."""
     out = out or sys.stdout  # the stdout of the call (a test's capture), not of the import
     pipeline = Pipeline.from_file(spec_path, variables, name=name, mode=mode)
     if dry_run:
@@ -36,7 +39,7 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
         return 0
     previous = signal.signal(signal.SIGTERM, lambda *_: pipeline.cancel())
     try:
-        result = pipeline.run(metrics=list(metrics), timeout=timeout, lineage=lineage,
+        result = pipeline.run(metrics=list(metrics), timeout=timeout, lineage=lineage, **(iterate or {}),
                               emit=lambda kind, frame: print(frame.to_string(index=False), file=out))
         if result.stream is not None and result.stream.active and timeout is not None:
             result.stop()  # --timeout passed: the run ends here
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run a spec file")
     p_run.add_argument("spec")
     p_run.add_argument("--name", help="the pipeline's name (overrides the spec's 'name')")
-    options.add(p_run, "mode", "var", "dry_run", "metrics", "timeout", "lineage")
+    options.add(p_run, "mode", "var", "dry_run", "metrics", "timeout", "lineage", *options.ITERATE)
     p_test = sub.add_parser("test", help="run a spec file's tests (exit 1 when one fails)")
     p_test.add_argument("spec")
     options.add(p_test, "var")
@@ -142,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "test":
             return test(args.spec, parse_vars(args.var), args.junit_xml, args.test)
         return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode,
-                   timeout=args.timeout, lineage=args.lineage)
+                   timeout=args.timeout, lineage=args.lineage, iterate=options.iterate_options(args))
     except PipelineError as exc:  # one line; the exit status is the error class's (a spec to fix: 2)
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code

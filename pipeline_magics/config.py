@@ -40,6 +40,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("checkpoint_root", "PIPELINE_CHECKPOINT_ROOT", None,
             "folder of streaming checkpoints (<root>/<pipeline>/<step>); default: the session's "
             "spark.sql.streaming.checkpointLocation, else ~/.pipeline_magics/checkpoints"),
+    Setting("sandbox", "PIPELINE_SANDBOX", "~/.pipeline_magics/sandbox",
+            "folder of the sandbox tables --sandbox writes instead of the real targets (<folder>/<pipeline>/<step>)"),
     Setting("graph", "PIPELINE_GRAPH", "auto", "how pipelines are drawn: auto, svg, mermaid or text"),
     Setting("widgets", "PIPELINE_WIDGETS", "1", "live widgets in a kernel with a widget frontend (0 turns them off)",
             flag=True),

@@ -160,3 +160,11 @@ class DiffError(PipelineError):
     """``%pipeline diff`` cannot compare what was asked: no such run, step or recorded version."""
 
     code = "DIFF_UNAVAILABLE"
+
+
+class IterateError(PipelineError):
+    """``--until``, ``--from``, ``--sample`` or ``--sandbox`` cannot do what was asked (no such step, nothing
+    kept, a step above changed since its output was kept)."""
+
+    code = "ITERATE"
+    exit_code = 2

@@ -30,6 +30,15 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                  "help": "send OpenLineage events to the console or a JSON-lines file (default: "
                                          "the lineage setting, else OPENLINEAGE_URL / OPENLINEAGE_CONFIG, else off)"}),
     "spark": (("--spark",), {"metavar": "EXPR", "help": "the notebook variable holding the SparkSession"}),
+    "until": (("--until",), {"metavar": "STEP", "help": "run only what STEP needs, and STEP (no load); keep its "
+                                                       "outputs for a later --from"}),
+    "from_step": (("--from",), {"dest": "from_step", "metavar": "STEP",
+                                "help": "reuse the kept outputs STEP reads; run STEP and what follows"}),
+    "sample": (("--sample",), {"metavar": "N|N%", "help": "every extract reads at most N rows (or N%%); "
+                                                          "implies --sandbox"}),
+    "sandbox": (("--sandbox",), {"nargs": "?", "const": "", "metavar": "DIR",
+                                 "help": "every load writes a Delta table under DIR/NAME/STEP (default: "
+                                         "$PIPELINE_SANDBOX); real targets untouched"}),
     "diff": (("--diff",), {"action": "store_true",
                            "help": "with --preview: compare each table with what its load would leave, row by row"}),
 }
@@ -57,3 +66,12 @@ def add(parser: argparse.ArgumentParser, *names: str, table: dict[str, Any] = OP
 def diff_keys(text: str | None) -> list[str] | None:
     """``--keys a,b`` as a list (None: not given)."""
     return [k.strip() for k in text.split(",") if k.strip()] if text else None
+
+
+ITERATE = ("until", "from_step", "sample", "sandbox")
+
+
+def iterate_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Pipeline.run``'s keywords for the ``ITERATE`` options of parsed ``args`` (``--sandbox`` alone: True)."""
+    sandbox = args.sandbox if args.sandbox else (True if args.sandbox == "" else None)
+    return dict(until=args.until, from_step=args.from_step, sample=args.sample, sandbox=sandbox)

@@ -135,6 +135,8 @@ class PipelineMetrics:
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
                         f"{fmt_count(s.rows_out):>10} rows {fmt_seconds(s.duration):>8}")
+            if s.extra.get("note"):  # what an iterating run did with it: reused, kept, sampled, sandboxed
+                rows.append(f"     {s.extra['note']}")
             if reasons and s.rows_out is None and s.extra.get("rows_note"):
                 rows.append(f"     rows not counted: {s.extra['rows_note']}")
             if s.failed_rows is not None:

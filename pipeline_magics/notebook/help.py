@@ -275,7 +275,8 @@ def type_name(annotation: Any) -> str:
 SUBCOMMAND_WORDS = {"vault": ("login", "logout", "status"), "metrics": ("--format",), "stop": ("--all",),
                     "audit": ("--pipeline", "--last", "--json"), "history": ("--last",), "test": ("--var",),
                     "export": ("--sdp",), "doctor": ("--spark",), "diff": ("--run", "--against", "--step", "--keys"),
-                    "sdp": ("run", "dry-run", "--full-refresh", "--full-refresh-all", "--refresh", "--metrics")}
+                    "sdp": ("run", "dry-run", "--full-refresh", "--full-refresh-all", "--refresh", "--metrics"),
+                    "sandbox": ("clear", "--dir")}
 FORMATS = ("prometheus", "json", "text")
 
 
@@ -306,7 +307,8 @@ def complete(text_until_cursor: str, *, subcommands: Sequence[str], pipelines: I
     else:
         command = args[0]
         candidates = list(SUBCOMMAND_WORDS.get(command, ()))
-        if command in ("status", "stop", "metrics", "history", "export", "diff") and len(args) == 1:
+        if command in ("status", "stop", "metrics", "history", "export", "diff", "uncache", "sandbox") and \
+                (len(args) == 1 or args == ["sandbox", "clear"]):
             candidates += names
         elif command in ("explain", "test") and len(args) == 1:
             candidates += names + _spec_files(current, cwd)

@@ -36,6 +36,7 @@ from .completion import add_spec_matcher
 from .doctor import doctor_command
 from .lineage import lineage_command
 from .diff import diff_command
+from .iterate import IterateCommands, run_options
 
 
 def shared(*names: str) -> Any:
@@ -50,12 +51,12 @@ def shared(*names: str) -> Any:
 
 
 SUBCOMMANDS = ("run", "test", "history", "list", "status", "stop", "metrics", "explain", "schema", "last-error",
-               "help", "vault", "audit", "export", "sdp", "doctor", "lineage", "diff")
+               "help", "vault", "audit", "export", "sdp", "doctor", "lineage", "diff", "uncache", "sandbox")
 SIMPLE_TYPES = (str, int, float, bool)
 
 
 @magics_class
-class PipelineMagics(SettingsMagics):
+class PipelineMagics(SettingsMagics, IterateCommands):
     """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic; every setting of config.py is a traitlet."""
 
     preview_rows = Int(10, help="Rows of the last DataFrame shown under the result.").tag(config=True)
@@ -75,7 +76,7 @@ class PipelineMagics(SettingsMagics):
     @argument("--preview", action="store_true", help="read and transform, write nothing: what each load would do")
     @shared("diff", "no_widgets", "metrics")
     @argument("--export", action="store_true", help="bind every named DataFrame as a notebook variable")
-    @shared("timeout", "spark", "lineage")
+    @shared("timeout", "spark", "lineage", "until", "from_step", "sample", "sandbox")
     @line_cell_magic
     def pipeline(self, line: str, cell: str | None = None) -> Any:
         """Runs a YAML pipeline spec (cell magic), or a subcommand (line magic).
@@ -132,8 +133,7 @@ class PipelineMagics(SettingsMagics):
         self.pipelines[pipeline.name] = pipeline
         if args.test:
             return show_tests(pipeline.test(spark))
-        options = dict(metrics=args.metrics, emit=self._emit, raise_on_error=False, timeout=args.timeout,
-                       preview=args.preview, lineage=args.lineage, diff=args.diff)
+        options = run_options(self, args)
         if self._live(args):
             return start_live(pipeline, spark, options, self.preview_rows)
         try:

@@ -20,7 +20,7 @@ from ..spec.plan import Plan, PlannedStep
 from ..secrets.redaction import mask_text
 from . import step_rows
 from .retry import backoff_delay, is_transient, policy_for, resolve_policy
-from ..metrics.status import RUNNING, RunStatus
+from ..metrics.status import RUNNING, SKIPPED, RunStatus
 from ..spark.tags import _INTERRUPT_BEFORE, add_tag, interrupt_tag, remove_tag  # noqa: F401
 from .step_rows import LoadJobs
 from .streaming import is_query, stop_queries
@@ -57,6 +57,9 @@ class Run:
     finished: threading.Event = field(default_factory=threading.Event)
     #: batch runs with metrics: the Spark jobs of each load, whose plans count the other steps' rows
     load_jobs: LoadJobs | None = None
+    #: steps this run leaves out (``--until``/``--from``): index -> (the kept output standing in for it, or
+    #: None) and the note its row in the step table shows
+    skip: dict[int, tuple[Any, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         spec = self.plan.spec
@@ -107,7 +110,10 @@ def execute(run: Run) -> None:
                 raise PipelineCancelledError("the run was cancelled", pipeline=spec.name,
                                              step_index=planned.index, step_name=planned.step.name,
                                              step_type=planned.step.type, method=planned.step.method)
-            _run_step(run, planned)
+            if planned.index in run.skip:
+                _left_out(run, planned, *run.skip[planned.index])
+            else:
+                _run_step(run, planned)
         run.state.steps_over(run.cancelled.is_set())  # done, unless a streaming query runs on
     except PipelineError as exc:
         if run.cancelled.is_set() and not isinstance(exc, PipelineCancelledError):
@@ -209,6 +215,17 @@ def _run_step(run: Run, planned: PlannedStep) -> None:
     finally:
         sm.end = time.time()
         run.on_update(run)
+
+
+def _left_out(run: Run, planned: PlannedStep, frame: Any, note: str) -> None:
+    """A step the run does not run; a kept output (``frame``) stands in for its own, view included."""
+    run.state.step_left_out(planned.index, SKIPPED)
+    run.metrics.steps[planned.index].extra["note"] = note
+    if frame is not None:
+        run.frames[planned.output] = frame
+        if planned.step.name:
+            frame.createOrReplaceTempView(planned.step.name)
+            run.views.append(planned.step.name)
 
 
 def read_pending(run: Run) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 from . import history, lineage as run_lineage
 from .engine import Run, execute, release
-from ..errors import DiffError, PipelineError
+from ..errors import DiffError, IterateError, PipelineError
 from ..render.graph import build_graph, frame_rows
 from ..render.palette import STATUS_COLOURS
 from ..metrics.model import PipelineMetrics, StepMetrics, fmt_count, fmt_rules, fmt_seconds, fmt_took
@@ -20,6 +20,7 @@ from ..secrets.policy import SecurityPolicy
 from ..render.svg import GRAPHVIZ_HINT, svg_img
 from ..spark.session import active_session, get_session
 from .diff import DiffSet
+from .iterate import Iteration, KeptOutputs
 from .preview import diffs_of, loads_of, preview_plan
 from .preview import render_html as loads_html
 from ..spec.model import PipelineSpec, parse_spec
@@ -125,7 +126,7 @@ class PipelineResult:
 def steps_table(metrics: PipelineMetrics) -> str:
     """The step table as HTML: status, rows in and out, time (the live view shows the same)."""
     rows = "".join(
-        f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}</td><td>{s.type}.{s.method}</td>"
+        f"<tr><td>{s.index + 1}</td><td>{html.escape(s.step)}{_note(s)}</td><td>{s.type}.{s.method}</td>"
         f"<td style='color:{STATUS_COLOURS.get(s.status, '#000')}'>{s.status}</td>"
         f"<td style='text-align:right'{_why(s, 'rows_in')}>{fmt_count(s.rows_in)}</td>"
         f"<td style='text-align:right'{_why(s, 'rows_out')}>{fmt_count(s.rows_out)}</td>"
@@ -134,6 +135,12 @@ def steps_table(metrics: PipelineMetrics) -> str:
         f"<td style='text-align:right'>{fmt_seconds(s.duration)}</td></tr>" for s in metrics.steps)
     return ("<table><thead><tr><th>#</th><th>step</th><th>method</th><th>status</th><th>rows in</th>"
             f"<th>rows out</th><th>failed</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _note(step: StepMetrics) -> str:
+    """What an iterating run did with the step (reused, kept, sampled, where it wrote), under its name."""
+    note = step.extra.get("note")
+    return f"<br><small>{html.escape(note)}</small>" if note else ""
 
 
 def _why(step: StepMetrics, figure: str) -> str:
@@ -215,6 +222,8 @@ class Pipeline:
         check_tests(self.plan)
         self._run: Run | None = None
         self.stream: StreamingRun | None = None
+        #: outputs ``run(until=...)`` kept, for a later ``run(from_step=...)`` (the magic passes the kernel's)
+        self.kept = KeptOutputs()
         #: (text, vars, defaults, name, mode) it was parsed from, for ``export --sdp``
         self.source: tuple[str, dict[str, Any], dict[str, Any], str | None, str | None] | None = None
 
@@ -243,7 +252,9 @@ class Pipeline:
     def run(self, spark: Any = None, collect_metrics: bool = True, *, metrics: list[str] | tuple[str, ...] = (),
             on_update: Callable[[Run], None] | None = None, emit: Callable[[str, Any], None] | None = None,
             raise_on_error: bool = True, timeout: float | None = None, preview: bool = False,
-            spark_start: float | None = None, lineage: str | None = None, diff: bool = False) -> PipelineResult:
+            spark_start: float | None = None, lineage: str | None = None, diff: bool = False,
+            until: str | None = None, from_step: str | None = None, sample: str | int | None = None,
+            sandbox: str | bool | None = None, kept: KeptOutputs | None = None) -> PipelineResult:
         """Runs the pipeline; on failure raises the ``PipelineError`` (its result is ``error.result``).
 
         Streaming: the queries keep running after this returns, unless every load has a
@@ -256,17 +267,26 @@ class Pipeline:
         with no session running, the time this call takes to start one. The run's time includes it.
         ``lineage``: console or file:PATH sends OpenLineage events (default: the ``lineage`` setting,
         else the OpenLineage client's own configuration; off when there is none).
+        ``until``/``from_step``/``sample``/``sandbox``: iterate on one step (SPEC 12, ``run/iterate.py``):
+        ``until`` keeps what it computed in ``kept`` (default: this pipeline's own), ``from_step`` reuses it.
         """
         if diff and not preview:
             raise DiffError("--diff compares the tables with what a preview would write", code="DIFF_NEEDS_PREVIEW",
                             hint="add --preview (after a run: %pipeline diff NAME)")
-        plan = preview_plan(self.plan, diff) if preview else self.plan
+        iteration = Iteration.prepare(self.plan, self.kept if kept is None else kept, until, from_step, sample, sandbox)
+        if preview and iteration is not None and iteration.sandbox is not None:
+            raise IterateError("--preview looks at the real targets, and --sandbox (or --sample) writes elsewhere",
+                               code="ITERATE_PREVIEW", hint="drop --preview, or --sandbox and --sample")
+        plan = iteration.plan if iteration is not None else self.plan
+        plan = preview_plan(plan, diff) if preview else plan
         began, starting = time.time(), spark is None and active_session() is None
         run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
         # the analyst waited for the session too: the run's time includes its start, shown apart
         run.metrics.spark_start = time.time() - began if starting else spark_start
         if on_update is not None:
             run.on_update = on_update
+        if iteration is not None:
+            iteration.attach(run)
         self._run = run
         events = None if preview else run_lineage.attach(run, lineage)
         stream = REGISTRY.claim(self.name, run) if run.plan.spec.mode == "streaming" else None

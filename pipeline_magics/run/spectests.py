@@ -30,7 +30,7 @@ class _NoSettings(Config):
 # ---------------------------------------------------------------- dependencies
 
 
-def _deps(plan: Plan, planned: PlannedStep) -> set[str]:
+def reads(plan: Plan, planned: PlannedStep) -> set[str]:
     """The outputs ``planned`` reads: its inputs, frames named in settings, views its SQL mentions."""
     found = set(planned.inputs)
     config = planned.step.config
@@ -51,7 +51,7 @@ def upstream(plan: Plan, outputs: Iterable[str]) -> set[int]:
         p = todo.pop()
         if p.index not in seen:
             seen.add(p.index)
-            todo += [by_output[d] for d in _deps(plan, p) if d in by_output]
+            todo += [by_output[d] for d in reads(plan, p) if d in by_output]
     return seen
 
 
@@ -224,7 +224,7 @@ def plan_for_test(plan: Plan, test: SpecTest) -> Plan:
             ok = given is not None and p.index in needed
             steps.append(_stand_in(p, _giving(given)) if ok else _stand_in(p, _skip))
         else:
-            ok = p.index in needed and _deps(plan, p) <= runnable
+            ok = p.index in needed and reads(plan, p) <= runnable
             if ok and p.step.type == "load":
                 steps.append(_stand_in(p, lambda ctx, cfg: ctx.input))  # the rows it would write
             else:

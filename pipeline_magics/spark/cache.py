@@ -34,3 +34,51 @@ def conf_get(spark: Any, key: str) -> str | None:
         return spark.conf.get(key, None)
     except Exception:  # noqa: BLE001
         return None
+
+
+
+def hold(spark: Any, frames: list[Any]) -> list[Any]:
+    """Each of ``frames`` computed now and held by the executors as a local checkpoint, whose plan no longer
+    reads the sources (a Delta source moved away since, or changed, is never looked at again). They are cached
+    for the while, so that the sources are read once for all of them, each later frame reading the earlier
+    ones' caches. Where a session has no local checkpoints (Spark Connect 3.5) the caches are what is held."""
+    cached = [persist(spark, df) for df in frames]
+    try:
+        held = [df.localCheckpoint(eager=True) for df in cached]
+    except Exception:  # noqa: BLE001 - no localCheckpoint here: the caches stay
+        return cached
+    for df in cached:
+        df.unpersist()
+    return held
+
+
+def _held_rdd(df: Any) -> Any:
+    """The RDD a local checkpoint's plan reads (classic sessions), else None."""
+    try:
+        plan = df._jdf.queryExecution().analyzed()
+        return plan.rdd() if plan.getClass().getSimpleName() == "LogicalRDD" else None
+    except Exception:  # noqa: BLE001 - no JVM of ours (Spark Connect)
+        return None
+
+
+def held_bytes(spark: Any, df: Any) -> int | None:
+    """The bytes a frame ``hold`` made occupies in the executors (memory and disk); None where Spark will not say."""
+    rdd = _held_rdd(df)
+    try:
+        if rdd is None:  # a cached frame
+            found = spark._jsparkSession.sharedState().cacheManager().lookupCachedData(df._jdf)
+            return None if found.isEmpty() else int(
+                found.get().cachedRepresentation().cacheBuilder().sizeInBytesStats().value())
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        return next((int(i.memSize() + i.diskSize()) for i in infos if i.id() == rdd.id()), None)
+    except Exception:  # noqa: BLE001 - Spark Connect, or a Spark that names these otherwise
+        return None
+
+
+def release(df: Any) -> None:
+    """Frees what ``hold`` made of ``df`` (on Spark Connect the server frees a checkpoint with its DataFrame)."""
+    rdd = _held_rdd(df)
+    try:
+        rdd.unpersist(False) if rdd is not None else df.unpersist()
+    except Exception:  # noqa: BLE001 - a session stopped since: nothing left to free
+        pass
