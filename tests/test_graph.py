@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from pipeline_magics.secrets.credentials import SecurityPolicy
-from pipeline_magics.render.graph import KIND_COLOURS, STATUS_COLOURS, build_graph, frame_rows, tables_read
+from pipeline_magics.render.graph import KIND_COLOURS, build_graph, frame_rows, tables_read
+from pipeline_magics.render.palette import NODE_STATUS_COLOURS
 from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics
 from pipeline_magics.spec.plan import build_plan
 from pipeline_magics.spec.model import parse_spec
@@ -155,15 +156,15 @@ def test_coloured_by_status_and_annotated_with_rows(plan):
     m.steps[3].failed_rows = 3
     g = build_graph(plan, m)
     assert g.status == "failed" and g.title.endswith(": failed")
-    assert g.node("by_country").colours == STATUS_COLOURS["failed"]
-    assert g.node("step8").colours == STATUS_COLOURS["pending"]
-    assert g.node("orders").colours == STATUS_COLOURS["done"]
+    assert g.node("by_country").colours == NODE_STATUS_COLOURS["failed"]
+    assert g.node("step8").colours == NODE_STATUS_COLOURS["pending"]
+    assert g.node("orders").colours == NODE_STATUS_COLOURS["done"]
     assert g.node("checked").outcome == "done · 180 rows · 3 failing"
     assert g.node("step9").outcome == "done · wrote 195 rows"
     # the rows step9 wrote are the rows of its input frame: no second count needed
     assert g.node("enriched").rows_out == 195 and frame_rows(plan, m)["enriched"] == 195
     dot = g.to_dot()
-    assert f'fillcolor="{STATUS_COLOURS["failed"][0]}"' in dot and "penwidth=2" in dot
+    assert f'fillcolor="{NODE_STATUS_COLOURS["failed"][0]}"' in dot and "penwidth=2" in dot
     assert "done · wrote 195 rows" in g.to_mermaid() and "— failed" in g.to_text()
     before = build_graph(plan)
     assert before.node("orders").colours == KIND_COLOURS["extract"]
