@@ -94,9 +94,7 @@ def verdict(goal: float, value: float, span: list | None) -> str:
 def met(latest: dict) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for _label, key, value, span, _detail in figures(latest):
-        goal = GOALS[key] + (1 if "overhead" in key else 0)
-        out[key] = out.get(key, True) and verdict(goal, 1 + value if "overhead" in key else value,
-                                                   [1 + x for x in span] if span and "overhead" in key else span) == "yes"
+        out[key] = out.get(key, True) and verdict(GOALS[key], value, span) == "yes"
     if "interactive" in latest:
         out["interactive.warm_added_ms"] = latest["interactive"]["warm_added_ms"] < GOALS["interactive.warm_added_ms"]
     return out
@@ -108,8 +106,7 @@ def table(latest: dict) -> str:
         overhead = "overhead" in key
         goal = GOALS[key]
         shown = (lambda x: f"{x:+.2%}") if overhead else (lambda x: f"{x:.3f}")
-        ok = verdict(1 + goal if overhead else goal, 1 + value if overhead else value,
-                     [1 + x for x in span] if span and overhead else span)
+        ok = verdict(goal, value, span)
         limit = "≤" + (f"{goal:.0%}" if overhead else f"{goal:.2f}")
         between = f"{shown(span[0])} to {shown(span[1])}" if span else "—"
         out.append(f"{label:<44} {shown(value):>8} {between:>17} {limit:>7}  {ok:<3} {detail}")
