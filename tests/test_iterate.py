@@ -141,6 +141,17 @@ def test_until_then_from_in_the_sandbox_with_the_sources_gone(spark, lake, tmp_p
         assert result.metrics.step(extract).extra["note"].startswith("sample: at most 4 rows; kept")
     assert delta_version(spark, lake / "revenue") == 0
 
+    # forgetting frees what was held in the executors
+    held = persisted(spark)
+    assert len(kept.drop("iter_batch")) == 4 and len(kept) == 0
+    assert len(held - persisted(spark)) == 4
+
+
+def persisted(spark):
+    """The ids of the RDDs the executors hold, other than Delta's own table states."""
+    rdds = spark.sparkContext._jsc.getPersistentRDDs()
+    return {int(k) for k, v in rdds.items() if not (v.name() or "").startswith("Delta Table State")}
+
 
 KINDS = """
 name: iter_kinds
