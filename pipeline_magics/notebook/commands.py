@@ -55,7 +55,7 @@ class Command:
         return self.parser.parse_args(list(words))
 
 
-NAME = ("name", {"nargs": "?", "metavar": "NAME", "help": "a pipeline of this kernel (default: the last run)"})
+NAME = ("name", {"nargs": "?", "metavar": "NAME", "help": "a pipeline of this kernel"})
 NAMES = ("names", {"nargs": "*", "metavar": "NAME", "help": "pipelines of this kernel"})
 TARGET = ("target", {"nargs": "?", "metavar": "NAME|FILE.yaml",
                      "help": "a pipeline of this kernel or a spec file (default: the last %%pipeline cell)"})
@@ -197,7 +197,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _command("uncache", "Frees the outputs --until kept: uncache [NAME] (alone: all); returns what it freed, with "
              "sizes.", uncache_command, NAME),
     _command("sandbox", "Lists the sandbox tables (rows, real target): sandbox [NAME]; removes them: sandbox clear "
-             "NAME.", sandbox_command, ("target", {"nargs": "?", "metavar": "clear|NAME"}), NAME,
+             "NAME.", sandbox_command, ("target", {"nargs": "?", "metavar": "clear|NAME",
+                                            "help": "a pipeline's tables, or 'clear' to remove them"}), NAME,
              dir={"metavar": "DIR", "help": "the sandbox folder (default: $PIPELINE_SANDBOX)"}),
 )}
 
@@ -245,7 +246,9 @@ def complete(text_until_cursor: str, pipelines: Iterable[str] = (), cwd: str | N
     kinds = {"NAME": sorted(set(pipelines)), "FILE.yaml": _spec_files(current, cwd), "KIND[:PATH]": METRICS_KINDS,
              "METHOD": sorted({n for _, n in METHODS}), "TYPE": STEP_TYPES, "SUBCOMMAND": list(COMMANDS),
              "TOPIC": helptext.TOPICS}
-    return sorted({c for c in _candidates(parser, args, kinds) if c.startswith(current)})
+    values, flags, required = _candidates(parser, args, kinds)
+    offered = values + (flags if current.startswith("-") or not required else [])
+    return sorted({c for c in offered if c.startswith(current)})
 
 
 def _values(action: argparse.Action, kinds: dict[str, Sequence[str]]) -> list[str]:
@@ -256,12 +259,13 @@ def _values(action: argparse.Action, kinds: dict[str, Sequence[str]]) -> list[st
     return [w for part in parts for w in (kinds.get(part) or ([part] if part.islower() else []))]
 
 
-def _candidates(parser: argparse.ArgumentParser, args: list[str], kinds: dict[str, Sequence[str]]) -> list[str]:
-    """The option strings not given yet, and the next positional's values (only those where one is required);
-    after an option that takes a value, that value."""
+def _candidates(parser: argparse.ArgumentParser, args: list[str],
+                kinds: dict[str, Sequence[str]]) -> tuple[list[str], list[str], bool]:
+    """After ``args``: the values the next word may take, the options not given yet, and whether a value is
+    required there (a positional, or an option's value)."""
     flags = {s: a for a in parser._actions for s in a.option_strings}
     if args and args[-1] in flags and flags[args[-1]].nargs not in (0, "?"):
-        return _values(flags[args[-1]], kinds)
+        return _values(flags[args[-1]], kinds), [], True
     given, filled, skip = set(), 0, False
     for word in args:
         if skip:
@@ -275,9 +279,9 @@ def _candidates(parser: argparse.ArgumentParser, args: list[str], kinds: dict[st
               for s in a.option_strings[:1]]
     for action in (a for a in parser._actions if not a.option_strings):
         if action.nargs in ("*", "+") or filled == 0:
-            return _values(action, kinds) + ([] if action.nargs is None else unused)
+            return _values(action, kinds), unused, action.nargs is None
         filled -= 1
-    return unused
+    return [], unused, False
 
 
 def _spec_files(prefix: str, cwd: str | None) -> list[str]:

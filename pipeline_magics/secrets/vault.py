@@ -214,15 +214,15 @@ def logout(revoke: bool | None = None) -> str:
 def arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds ``vault login|logout|status [options]``'s arguments to ``parser``."""
     parser.add_argument("action", choices=["login", "logout", "status"])
-    parser.add_argument("--address", "--addr", metavar="URL")
-    parser.add_argument("--method", choices=METHODS)
-    parser.add_argument("--username", metavar="U")
-    parser.add_argument("--role-id", metavar="ID")
-    parser.add_argument("--mount", metavar="PATH")
-    parser.add_argument("--namespace", metavar="NS")
-    parser.add_argument("--token-env", metavar="VAR")
-    parser.add_argument("--password-env", metavar="VAR")
-    parser.add_argument("--secret-id-env", metavar="VAR")
+    parser.add_argument("--address", "--addr", metavar="URL", help="the Vault server (default: VAULT_ADDR)")
+    parser.add_argument("--method", choices=METHODS, help="how to log in (default: from the options given)")
+    parser.add_argument("--username", metavar="U", help="userpass or ldap: the user (the password is asked for)")
+    parser.add_argument("--role-id", metavar="ID", help="approle: the role id")
+    parser.add_argument("--mount", metavar="PATH", help="where the auth method is mounted (default: the method's name)")
+    parser.add_argument("--namespace", metavar="NS", help="the Vault namespace")
+    parser.add_argument("--token-env", metavar="VAR", help="token: the environment variable holding it")
+    parser.add_argument("--password-env", metavar="VAR", help="userpass or ldap: the variable holding the password")
+    parser.add_argument("--secret-id-env", metavar="VAR", help="approle: the variable holding the secret id")
     parser.add_argument("--revoke", action="store_true", help="logout: also revoke the token")
     return parser
 
