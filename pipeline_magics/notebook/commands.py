@@ -187,7 +187,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _command("export", "Writes a spec as a Spark Declarative Pipelines project: export NAME|FILE.yaml --sdp DIR.",
              export_command, fill=export_arguments),
     _command("sdp", "Runs an SDP project with the live view: sdp run|dry-run DIR [--full-refresh T,...].",
-             lambda magics, args: wait(sdp_command(magics, args)), fill=sdp_arguments),
+             lambda magics, args: wait(sdp_command(magics, args)), opts=("no_widgets", "spark"), fill=sdp_arguments),
     _command("doctor", "Checks what the extension depends on, one row each with its fix: doctor [--spark].",
              doctor_command, spark={"action": "store_true", "help": "also start a Spark session and report it"}),
     _command("lineage", "Draws the last run's column lineage: lineage [NAME] [--column C].", lineage_command, NAME,

@@ -3,7 +3,7 @@
 
 Nothing here is written twice: a method's summary is its function's docstring, its
 settings (type, default, required, secret, description) come from its pydantic
-config model, its example from its registration. ``magic.py`` only prints or
+config model, its example from its registration. ``commands.py`` only prints or
 displays what these functions return; tests call them directly.
 """
 from __future__ import annotations

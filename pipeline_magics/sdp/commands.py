@@ -27,7 +27,8 @@ def export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def sdp_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds ``sdp run|dry-run DIR [--full-refresh T,...|--full-refresh-all|--refresh T,...] [--metrics ...]``'s."""
+    """Adds ``sdp run|dry-run DIR [--full-refresh T,...|--full-refresh-all|--refresh T,...] [--metrics ...]``'s
+    arguments to ``p``."""
     p.add_argument("action", choices=["run", "dry-run"])
     p.add_argument("project", metavar="DIR", help="the project folder (or its spark-pipeline.yml)")
     p.add_argument("--full-refresh", type=_tables, action="extend", default=[], metavar="T,...",
@@ -35,7 +36,7 @@ def sdp_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--full-refresh-all", action="store_true", help="reset and recompute every table")
     p.add_argument("--refresh", type=_tables, action="extend", default=[], metavar="T,...",
                    help="update only these tables")
-    return options.add(p, "metrics", "no_widgets", "spark")
+    return options.add(p, "metrics")  # the notebook adds --no-widgets and --spark
 
 
 def sdp_options(args: argparse.Namespace) -> dict[str, Any]:
