@@ -217,14 +217,8 @@ def dispatch(magics: Any, words: Sequence[str]) -> Any:
 
 # --------------------------------------------------------------- completion
 
-#: ``--metrics``' values (a metavar's parts complete to what ``complete`` maps them to; other lowercase parts are
-#: words as they are, other uppercase ones nothing)
-METRICS_KINDS = ("prometheus:", "json:", "log")
-
-
-def cell_parser() -> CommandParser:
-    """A ``%%pipeline`` line's options (the magic declares the same ones through ``magic_arguments``)."""
-    return options.add(CommandParser("%%pipeline"), *options.CELL)  # type: ignore[return-value]
+#: a ``%%pipeline`` line's options, for completion (the magic applies the same ones through ``magic_arguments``)
+CELL_PARSER = options.add(CommandParser("%%pipeline"), *options.CELL)
 
 
 def complete(text_until_cursor: str, pipelines: Iterable[str] = (), cwd: str | None = None) -> list[str]:
@@ -236,31 +230,33 @@ def complete(text_until_cursor: str, pipelines: Iterable[str] = (), cwd: str | N
     if not words:  # still typing the magic's own name
         return []
     if words[0].startswith("%%"):
-        parser, args = cell_parser(), words[1:]
+        parser, args = CELL_PARSER, words[1:]
     elif len(words) == 1:
         return sorted(c for c in COMMANDS if c.startswith(current))
     elif words[1] in COMMANDS:
         parser, args = COMMANDS[words[1]].parser, words[2:]
     else:
         return []
-    kinds = {"NAME": sorted(set(pipelines)), "FILE.yaml": _spec_files(current, cwd), "KIND[:PATH]": METRICS_KINDS,
-             "METHOD": sorted({n for _, n in METHODS}), "TYPE": STEP_TYPES, "SUBCOMMAND": list(COMMANDS),
-             "TOPIC": helptext.TOPICS}
+    kinds: dict[str, Callable[[], Sequence[str]]] = {  # what a metavar's part stands for
+        "NAME": lambda: sorted(set(pipelines)), "FILE.yaml": lambda: _spec_files(current, cwd),
+        "KIND[:PATH]": lambda: ("prometheus:", "json:", "log"), "METHOD": lambda: sorted({n for _, n in METHODS}),
+        "TYPE": lambda: STEP_TYPES, "SUBCOMMAND": lambda: list(COMMANDS), "TOPIC": lambda: helptext.TOPICS}
     values, flags, required = _candidates(parser, args, kinds)
     offered = values + (flags if current.startswith("-") or not required else [])
     return sorted({c for c in offered if c.startswith(current)})
 
 
-def _values(action: argparse.Action, kinds: dict[str, Sequence[str]]) -> list[str]:
-    """What an argument's value may be: its choices, else what its metavar names (``NAME|FILE.yaml``)."""
+def _values(action: argparse.Action, kinds: dict[str, Callable[[], Sequence[str]]]) -> list[str]:
+    """What an argument's value may be: its choices, else what the parts of its metavar name (``NAME|FILE.yaml``:
+    the kernel's pipelines and spec files); a lowercase part is a word as it is (``clear|NAME``)."""
     if action.choices:
         return list(action.choices)
     parts = str(action.metavar or "").split("|")
-    return [w for part in parts for w in (kinds.get(part) or ([part] if part.islower() else []))]
+    return [w for part in parts for w in (kinds[part]() if part in kinds else [part] if part.islower() else [])]
 
 
 def _candidates(parser: argparse.ArgumentParser, args: list[str],
-                kinds: dict[str, Sequence[str]]) -> tuple[list[str], list[str], bool]:
+                kinds: dict[str, Callable[[], Sequence[str]]]) -> tuple[list[str], list[str], bool]:
     """After ``args``: the values the next word may take, the options not given yet, and whether a value is
     required there (a positional, or an option's value)."""
     flags = {s: a for a in parser._actions for s in a.option_strings}
