@@ -1,6 +1,6 @@
 """Headless runs: ``python -m pipeline_magics run SPEC.yaml [--var K=V] [--dry-run] [--metrics KIND[:PATH]]``.
 
-Exit status: 0 done, 1 a run or a spec's test failed, 2 a spec to fix or a usage mistake (``PipelineError.exit_code``).
+Exit status: 0 done, 1 a run or a spec's test failed, 2 a spec to fix or a usage mistake (``errors.exit_status``).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from . import options
 from .doctor import diagnose
-from .errors import PipelineError
+from .errors import PipelineError, SpecTestError, exit_status
 from .spark import jars as spark_jars
 from .spark.versions import local_line, pyspark_version
 from .run.changes import run_diffs
@@ -21,7 +21,7 @@ from .run.diff import DiffSet
 from .run.pipeline import Pipeline
 from .spark.session import get_session
 from .spec.schema import json_schema
-from .sdp.commands import main as sdp_main
+from .sdp.commands import cli_export, cli_sdp, export_arguments, sdp_arguments
 from .spec.model import parse_vars
 
 
@@ -80,7 +80,7 @@ def test(spec_path: str, variables: dict[str, str], junit_xml: str | None = None
     if junit_xml:
         with open(junit_xml, "w", encoding="utf-8") as fh:
             fh.write(report.junit_xml())
-    return 0 if report.ok else 1
+    return 0 if report.ok else SpecTestError.exit_code
 
 
 def diff(name: str, run_id: str | None = None, against: str | None = None, step: str | None = None,
@@ -120,20 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_doctor = sub.add_parser("doctor", help="check what pipeline_magics depends on (exit 1 when something "
                                              "required fails)")
     p_doctor.add_argument("--spark", action="store_true", help="also start a Spark session and report it")
-    sub.add_parser("export", help="write a spec as an SDP project: export SPEC.yaml --sdp DIR", add_help=False)
-    sub.add_parser("sdp", help="run an SDP project: sdp run|dry-run DIR", add_help=False)
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("export", "sdp"):  # their options live in sdp/commands.py
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    export_arguments(sub.add_parser("export", help="write a spec as an SDP project: export SPEC.yaml --sdp DIR"))
+    sdp_arguments(sub.add_parser("sdp", help="run an SDP project: sdp run|dry-run DIR"))
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "doctor":
             report = diagnose(spark=args.spark)
             print(report.to_text())
-            return 0 if report.ok else 1
+            return 0 if report.ok else SpecTestError.exit_code
         if args.command in ("export", "sdp"):
-            argv = list(sys.argv[1:] if argv is None else argv)
-            return sdp_main(args.command, argv[argv.index(args.command) + 1:])
+            return (cli_export if args.command == "export" else cli_sdp)(args)
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2))
             return 0
@@ -146,12 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return test(args.spec, parse_vars(args.var), args.junit_xml, args.test)
         return run(args.spec, parse_vars(args.var), args.dry_run, args.metrics, args.name, args.mode,
                    timeout=args.timeout, lineage=args.lineage, iterate=options.iterate_options(args))
-    except PipelineError as exc:  # one line; the exit status is the error class's (a spec to fix: 2)
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (OSError, ValueError) as exc:  # a file that cannot be read, a usage mistake
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (PipelineError, OSError, ValueError) as exc:  # one line; the status is the error's class's
+        print(f"{type(exc).__name__ if isinstance(exc, PipelineError) else 'error'}: {exc}", file=sys.stderr)
+        return exit_status(exc)
 
 if __name__ == "__main__":
     sys.exit(main())

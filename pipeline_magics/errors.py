@@ -94,6 +94,14 @@ class PipelineError(Exception):
         return lines
 
 
+def exit_status(exc: BaseException) -> int:
+    """The command line's exit status for an error, one rule for every command: the class's ``exit_code`` (a spec
+    to fix 2; a run or a test that failed 1); a file that cannot be read or a usage mistake 2."""
+    if isinstance(exc, PipelineError):
+        return exc.exit_code
+    return 2 if isinstance(exc, (OSError, ValueError)) else 1
+
+
 class SpecError(PipelineError):
     """The YAML or the spec is invalid; carries line and column."""
 

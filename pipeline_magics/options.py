@@ -1,8 +1,8 @@
-"""The options a ``%%pipeline`` cell, ``%pipeline export|sdp`` and ``python -m pipeline_magics`` share.
+"""The options a ``%%pipeline`` cell, the ``%pipeline`` subcommands and ``python -m pipeline_magics`` share.
 
 Each is declared once here, with its help text; ``add`` puts some on an argparse parser
-(the command line, the SDP subcommands), and the magic applies the same ones through
-IPython's ``magic_arguments`` (``magic.shared``).
+(the command line, the subcommands of ``notebook/commands.py``), and the cell magic applies
+the same ones through IPython's ``magic_arguments`` (``magic.shared``).
 """
 from __future__ import annotations
 
@@ -41,7 +41,15 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                          "$PIPELINE_SANDBOX); real targets untouched"}),
     "diff": (("--diff",), {"action": "store_true",
                            "help": "with --preview: compare each table with what its load would leave, row by row"}),
+    "test": (("--test",), {"action": "store_true", "help": "run the spec's tests (tests:) instead of the pipeline"}),
+    "preview": (("--preview",), {"action": "store_true",
+                                 "help": "read and transform, write nothing: what each load would do"}),
+    "export": (("--export",), {"action": "store_true", "help": "bind every named DataFrame as a notebook variable"}),
 }
+
+#: a ``%%pipeline`` cell's options (and ``%pipeline run``'s), in the order ``%pipeline?`` lists them
+CELL = ("mode", "var", "dry_run", "test", "preview", "diff", "no_widgets", "metrics", "export", "timeout", "spark",
+        "lineage", "until", "from_step", "sample", "sandbox")
 
 #: ``%pipeline diff`` and ``python -m pipeline_magics diff``: what a recorded run changed
 DIFF_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {

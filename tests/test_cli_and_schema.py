@@ -61,6 +61,21 @@ def test_command_line_exits_2_for_a_spec_to_fix(code, tmp_path, capsys):
         assert "line 4" in err and "unknown setting 'heder'" in err and "did you mean 'header'" in err
 
 
+@pytest.mark.parametrize("command", [["run"], ["test"], ["diff", "--preview"], ["export", "--sdp", "project"]],
+                         ids=lambda c: c[0])
+def test_every_command_exits_by_the_errors_class(command, tmp_path, capsys):
+    """One rule for every command: a spec to fix exits 2, the same from run, test, diff and export."""
+    from pipeline_magics.__main__ import main
+    from pipeline_magics.errors import DiffError, IterateError, PipelineExecutionError, SpecTestError, exit_status
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SPECS_TO_FIX["DUPLICATE_NAME"])
+    assert main([command[0], str(bad), *command[1:]]) == 2
+    assert "SpecError" in capsys.readouterr().err and not (tmp_path / "project").exists()
+    assert [exit_status(e("x")) for e in (IterateError, PipelineExecutionError, SpecTestError, DiffError)] == [2, 1, 1, 1]
+    assert exit_status(OSError("unreadable")) == exit_status(ValueError("usage")) == 2
+
+
 def test_command_line_exits_1_for_a_run_that_fails(spark, tmp_path, capsys):
     from pipeline_magics.__main__ import main
 

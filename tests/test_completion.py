@@ -5,19 +5,18 @@ import subprocess
 import sys
 
 
-from pipeline_magics.notebook.help import complete
-from pipeline_magics.notebook.magic import SUBCOMMANDS, PipelineMagics
+from pipeline_magics.notebook.commands import COMMANDS, complete
+from pipeline_magics.notebook.magic import PipelineMagics
 
 OPTIONS = [s for a in PipelineMagics.pipeline.parser._actions for s in a.option_strings if s != "-h"]
 
 
 def c(line: str, **kw) -> list[str]:
-    return complete(line, subcommands=SUBCOMMANDS, pipelines=kw.pop("pipelines", ["orders_daily", "clicks"]),
-                    options=OPTIONS, **kw)
+    return complete(line, pipelines=kw.pop("pipelines", ["orders_daily", "clicks"]), **kw)
 
 
 def test_subcommands():
-    assert c("%pipeline ") == sorted(SUBCOMMANDS)
+    assert c("%pipeline ") == sorted(COMMANDS)
     assert c("%pipeline st") == ["status", "stop"]
     assert c("pipeline la") == ["last-error"]  # automagic, without the %
     assert c("%pipeline") == []  # still typing the magic's name

@@ -102,6 +102,28 @@ def test_help_magic(ip, capsys):
         ip.run_line_magic("pipeline", "help toDelt")
 
 
+def test_subcommand_help_and_completion_come_from_the_table(ip, capsys):
+    """Each subcommand's help line, usage, options and Tab completion are read from its entry in the table."""
+    from pipeline_magics.notebook.commands import COMMANDS, complete
+
+    ip.run_line_magic("pipeline", "help")
+    overview = capsys.readouterr().out
+    for name, command in COMMANDS.items():
+        assert f"  {name:<10}  {command.help}" in overview
+        ip.run_line_magic("pipeline", f"help {name}")
+        out = capsys.readouterr().out
+        assert out.startswith(f"%pipeline {name}: {command.help}")
+        flags = [a.option_strings[0] for a in command.parser._actions if a.option_strings]
+        assert all(flag in out for flag in flags), name
+        if command.parser._actions:
+            assert f"usage: %pipeline {name}" in out
+        assert complete(f"%pipeline {name} --") == sorted(flags), name
+    with pytest.raises(UsageError, match=r"(?s)invalid int value: 'x'.*usage: %pipeline history \[--last N\]"):
+        ip.run_line_magic("pipeline", "history --last x")
+    with pytest.raises(UsageError, match="unrecognized arguments: --spork"):
+        ip.run_line_magic("pipeline", "doctor --spork")
+
+
 def test_magic_docstring_is_the_question_mark_help(ip):
     from pipeline_magics.notebook.magic import PipelineMagics
 

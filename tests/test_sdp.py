@@ -275,12 +275,11 @@ def test_a_broken_definition_names_its_file_and_line(spark, ip, tmp_path, name, 
 
 
 def test_sdp_subcommands_complete():
-    from pipeline_magics.notebook.help import complete
-    from pipeline_magics.notebook.magic import SUBCOMMANDS
+    from pipeline_magics.notebook.commands import complete
 
-    assert {"export", "sdp"} <= set(complete("%pipeline ", subcommands=SUBCOMMANDS))
-    assert complete("%pipeline sdp ", subcommands=SUBCOMMANDS)[-2:] == ["dry-run", "run"]
-    assert complete("%pipeline export seg", subcommands=SUBCOMMANDS, pipelines=["segments"]) == ["segments"]
+    assert {"export", "sdp"} <= set(complete("%pipeline "))
+    assert complete("%pipeline sdp ")[-2:] == ["dry-run", "run"]
+    assert complete("%pipeline export seg", pipelines=["segments"]) == ["segments"]
 
 
 def test_headless_sdp_dry_run(spark, tmp_path, capsys):

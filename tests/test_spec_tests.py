@@ -154,7 +154,7 @@ def test_cell_and_line_magic_run_the_tests(spark, lake, tmp_path, capsys):
 
 def test_schema_help_and_completion_know_tests():
     from pipeline_magics.notebook import help as helptext
-    from pipeline_magics.notebook.magic import SUBCOMMANDS
+    from pipeline_magics.notebook.commands import complete
     from pipeline_magics.spec.schema import json_schema
 
     schema = json_schema()
@@ -164,8 +164,7 @@ def test_schema_help_and_completion_know_tests():
     assert set(schema["$defs"]["GivenRows"]["properties"]) == {"schema", "rows"}
     text = helptext.topic_help("tests")
     assert "expectError" in text and "given.NAME.schema" in text and "expect:" in text
-    assert helptext.complete("%pipeline te", subcommands=SUBCOMMANDS) == ["test"]
-    assert helptext.complete("%pipeline help tes", subcommands=SUBCOMMANDS) == ["test", "tests"]
-    assert helptext.complete("%pipeline history ", subcommands=SUBCOMMANDS, pipelines=["shop"]) == ["--last", "shop"]
-    options = ["--test", "--preview", "--dry-run"]
-    assert helptext.complete("%%pipeline --pre", subcommands=SUBCOMMANDS, options=options) == ["--preview"]
+    assert complete("%pipeline te") == ["test"]
+    assert complete("%pipeline help tes") == ["test", "tests"]
+    assert complete("%pipeline history ", pipelines=["shop"]) == ["--last", "shop"]
+    assert complete("%%pipeline --pre") == ["--preview"]

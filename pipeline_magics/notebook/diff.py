@@ -12,15 +12,8 @@ from ..run.diff import DiffSet
 from ..spark.session import get_session
 
 
-def diff_command(magics: Any, rest: list[str]) -> DiffSet:
-    """What a run changed, row by row: diff NAME [--run RUN] [--against RUN] [--step LOAD] [--keys K,...]."""
-    parser = argparse.ArgumentParser(prog="%pipeline diff", add_help=False)
-    parser.add_argument("name", nargs="?")
-    options.add(parser, *options.DIFF_OPTIONS, table=options.DIFF_OPTIONS)
-    try:
-        args = parser.parse_args(rest)
-    except SystemExit:
-        raise UsageError("usage: %pipeline " + options.DIFF_USAGE) from None
+def diff_command(magics: Any, args: argparse.Namespace) -> DiffSet:
+    """What a recorded run changed in its tables, row by row (default: the kernel's last pipeline)."""
     name = args.name or next(reversed(magics.results), None)
     if name is None:
         raise UsageError("usage: %pipeline " + options.DIFF_USAGE + " (no pipeline has run in this kernel)")

@@ -1,10 +1,9 @@
 """``%pipeline doctor [--spark]``: the doctor's table, plus what only a kernel knows (the widget frontend)."""
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 from typing import Any
-
-from IPython.core.error import UsageError
 
 from ..doctor import Check, Report, diagnose
 
@@ -26,8 +25,6 @@ def _widgets(shell: Any) -> Check:
                  "gets the static result (--no-widgets forces it)")
 
 
-def doctor_command(magics: Any, rest: list[str]) -> Report:
-    """Checks what the extension depends on, one row each with its fix: doctor [--spark]."""
-    if any(arg != "--spark" for arg in rest):
-        raise UsageError("usage: %pipeline doctor [--spark]")
-    return diagnose(spark="--spark" in rest, extra=(_widgets(magics.shell),))
+def doctor_command(magics: Any, args: argparse.Namespace) -> Report:
+    """Checks what the extension depends on, one row each with its fix (``--spark``: a session too)."""
+    return diagnose(spark=args.spark, extra=(_widgets(magics.shell),))

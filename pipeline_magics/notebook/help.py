@@ -1,16 +1,15 @@
-"""Help and tab completion built from the code: the method registry and the settings models.
+"""Help built from the code: the method registry and the settings models (the subcommands' own come from
+``commands.py``).
 
 Nothing here is written twice: a method's summary is its function's docstring, its
 settings (type, default, required, secret, description) come from its pydantic
-config model, its example from its registration. ``magic.py`` only prints or
+config model, its example from its registration. ``commands.py`` only prints or
 displays what these functions return; tests call them directly.
 """
 from __future__ import annotations
 
-import glob
 import html
 import json
-import os
 import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -267,70 +266,3 @@ def type_name(annotation: Any) -> str:
     if annotation is Any:
         return "any"
     return getattr(annotation, "__name__", str(annotation))
-
-
-# --------------------------------------------------------------- completion
-
-#: fixed words after some subcommands; the rest complete pipeline names, methods or files
-SUBCOMMAND_WORDS = {"vault": ("login", "logout", "status"), "metrics": ("--format",), "stop": ("--all",),
-                    "audit": ("--pipeline", "--last", "--json"), "history": ("--last",), "test": ("--var",),
-                    "export": ("--sdp",), "doctor": ("--spark",), "diff": ("--run", "--against", "--step", "--keys"),
-                    "sdp": ("run", "dry-run", "--full-refresh", "--full-refresh-all", "--refresh", "--metrics"),
-                    "sandbox": ("clear", "--dir")}
-FORMATS = ("prometheus", "json", "text")
-
-
-def complete(text_until_cursor: str, *, subcommands: Sequence[str], pipelines: Iterable[str] = (),
-             options: Sequence[str] = (), cwd: str | None = None) -> list[str]:
-    """Candidates for the word under the cursor in a ``%pipeline`` or ``%%pipeline`` line."""
-    words = text_until_cursor.split()
-    if not words:
-        return []
-    current = "" if text_until_cursor[-1:].isspace() else words.pop()
-    if not words:  # still typing the magic's own name
-        return []
-    cell, args = words[0].startswith("%%"), words[1:]
-    previous = args[-1] if args else ""
-    names = sorted(set(pipelines))
-    if previous == "--mode":
-        candidates: Iterable[str] = ("batch", "streaming")
-    elif previous == "--metrics":
-        candidates = ("prometheus:", "json:", "log")
-    elif previous == "--format":
-        candidates = FORMATS
-    elif previous == "--pipeline":
-        candidates = names
-    elif cell:
-        candidates = options
-    elif not args:
-        candidates = subcommands
-    else:
-        command = args[0]
-        candidates = list(SUBCOMMAND_WORDS.get(command, ()))
-        if command in ("status", "stop", "metrics", "history", "export", "diff", "uncache", "sandbox") and \
-                (len(args) == 1 or args == ["sandbox", "clear"]):
-            candidates += names
-        elif command in ("explain", "test") and len(args) == 1:
-            candidates += names + _spec_files(current, cwd)
-        elif command == "run":
-            candidates = _spec_files(current, cwd) if len(args) == 1 else list(options)
-        elif command == "help" and len(args) == 1:
-            candidates = sorted({n for _, n in METHODS}) + list(STEP_TYPES) + list(subcommands) + list(TOPICS)
-        elif command == "vault" and len(args) > 1:
-            candidates = []
-        elif command == "audit":
-            candidates = [w for w in candidates if w not in args]
-    return sorted({c for c in candidates if c.startswith(current)})
-
-
-def _spec_files(prefix: str, cwd: str | None) -> list[str]:
-    """Folders and ``.yaml``/``.yml`` files whose path starts with ``prefix``."""
-    base = cwd or os.getcwd()
-    out = []
-    for path in glob.glob(os.path.join(base, glob.escape(os.path.expanduser(prefix)) + "*")):
-        shown = prefix + path[len(os.path.join(base, os.path.expanduser(prefix))):]
-        if os.path.isdir(path):
-            out.append(shown + "/")
-        elif path.endswith((".yaml", ".yml")):
-            out.append(shown)
-    return out

@@ -10,15 +10,8 @@ from ..render.lineage import lineage_graph
 from ..run.lineage import column_lineage
 
 
-def lineage_command(magics: Any, rest: list[str]) -> Any:
-    """Draws the last run's column lineage: lineage [NAME] [--column C]."""
-    parser = argparse.ArgumentParser(prog="%pipeline lineage", add_help=False)
-    parser.add_argument("name", nargs="?")
-    parser.add_argument("--column")
-    try:
-        args = parser.parse_args(rest)
-    except SystemExit:
-        raise UsageError("usage: %pipeline lineage [NAME] [--column C]") from None
+def lineage_command(magics: Any, args: argparse.Namespace) -> Any:
+    """Draws the column lineage of a pipeline's last run (default: the kernel's last run)."""
     name = args.name or next(reversed(magics.results), None)
     result = magics.results.get(name) if name else None
     if result is None or result.plan is None:

@@ -1,29 +1,27 @@
 """``%pipeline export NAME --sdp DIR`` and ``%pipeline sdp run|dry-run DIR`` in a notebook."""
 from __future__ import annotations
 
+import argparse
 import os
-from typing import Any, Sequence
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.display import display
 
 from ..errors import PipelineCancelledError
-from ..sdp.commands import export_parser, parse, sdp_options, sdp_parser
+from ..sdp.commands import sdp_options
 from ..sdp.connect import require_sdp
 from ..sdp.export import Project, export, export_pipeline
 from ..sdp.run import SdpRun, run_project
 from ..spec.model import parse_vars
 from .cells import Background
 from .live import settle
+from .shell import notebook_spark, notebook_vars, wants_widgets
 from .widgets import PipelineView
 
 
-def export_command(magics: Any, rest: Sequence[str]) -> Project:
-    """export NAME|FILE.yaml --sdp DIR: NAME is a pipeline of an earlier ``%%pipeline NAME`` cell."""
-    try:
-        args = parse(export_parser("%pipeline export"), rest)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+def export_command(magics: Any, args: argparse.Namespace) -> Project:
+    """Writes a spec file, or a pipeline of an earlier ``%%pipeline NAME`` cell, as an SDP project."""
     require_sdp()
     if args.spec in magics.pipelines and not os.path.isfile(args.spec):
         return export_pipeline(magics.pipelines[args.spec], args.sdp)
@@ -34,20 +32,19 @@ def export_command(magics: Any, rest: Sequence[str]) -> Project:
         known = ", ".join(sorted(magics.pipelines)) or "none yet"
         raise UsageError(f"%pipeline export: '{args.spec}' is neither a spec file nor a pipeline of this kernel "
                          f"(pipelines: {known})") from None
-    return export(text, args.sdp, parse_vars(args.var), magics._notebook_vars(), args.name, args.mode)
+    return export(text, args.sdp, parse_vars(args.var), notebook_vars(magics.shell), args.name, args.mode)
 
 
-def sdp_command(magics: Any, rest: Sequence[str]) -> Any:
-    """sdp run|dry-run DIR [options]: the run's result, or, with widgets, the run in the background (``cells.wait``)."""
+def sdp_command(magics: Any, args: argparse.Namespace) -> Any:
+    """Runs an SDP project: the run's result, or, with widgets, the run in the background (``cells.wait``)."""
     try:
-        args = parse(sdp_parser("%pipeline sdp"), rest)
+        options = sdp_options(args)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    options = sdp_options(args)
-    spark = magics._spark(args.spark)
+        raise UsageError(f"%pipeline sdp: {exc}") from None
+    spark = notebook_spark(magics.shell, args.spark)
     job = SdpRun(args.project, dry=options["dry"], full_refresh=args.full_refresh,
                  full_refresh_all=args.full_refresh_all, refresh=args.refresh)
-    if not magics._live(args):
+    if not wants_widgets(magics.shell, args.no_widgets):
         try:
             return run_project(args.project, spark, metrics=args.metrics, sdp_run=job)
         except KeyboardInterrupt:

@@ -60,23 +60,16 @@ def audit_text(entries: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ``ValueError`` instead of printing and exiting."""
+def arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds ``audit [--pipeline NAME] [--last N] [--json]``'s arguments to ``parser``."""
+    parser.add_argument("--pipeline", metavar="NAME", help="only this pipeline's reads")
+    parser.add_argument("--last", type=int, metavar="N", help="only the last N reads")
+    parser.add_argument("--json", action="store_true", help="one JSON object a line")
+    return parser
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
-        raise ValueError(message)
 
-
-def audit_command(argv: list[str], policy: SecurityPolicy | None = None) -> str:
+def audit_command(args: argparse.Namespace, policy: SecurityPolicy | None = None) -> str:
     """``%pipeline audit [--pipeline NAME] [--last N] [--json]``: this kernel's audit entries."""
-    parser = _Parser(prog="%pipeline audit", add_help=False)
-    parser.add_argument("--pipeline")
-    parser.add_argument("--last", type=int)
-    parser.add_argument("--json", action="store_true")
-    try:
-        args = parser.parse_args(argv)
-    except ValueError:
-        raise ValueError("usage: %pipeline audit [--pipeline NAME] [--last N] [--json]") from None
     policy = policy or SecurityPolicy.from_env()
     with _AUDIT_LOCK:
         entries = [e for e in AUDIT_ENTRIES if not args.pipeline or e["pipeline"] == args.pipeline]

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .audit import AUDIT_ENTRIES, _Parser, audit, audit_command, audit_text  # noqa: F401  (re-exported)
+from .audit import AUDIT_ENTRIES, audit, audit_command, audit_text  # noqa: F401  (re-exported)
 from ..errors import CredentialError
 from .policy import SecurityPolicy
 from .redaction import register_secret

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .audit import _Parser, audit
+from .audit import audit
 from .. import config
 from ..errors import CredentialError
 from .policy import SecurityPolicy
@@ -211,32 +211,29 @@ def logout(revoke: bool | None = None) -> str:
 # ------------------------------------------------------------ the subcommand
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """``vault login|logout|status [options]``; raises ``ValueError`` with the usage."""
-    usage = ("usage: %pipeline vault login [--address URL] [--method token|userpass|ldap|approle] "
-             "[--username U] [--role-id ID] [--mount PATH] [--namespace NS] [--token-env VAR] "
-             "[--password-env VAR] [--secret-id-env VAR] | vault logout [--revoke] | vault status")
-    parser = _Parser(prog="%pipeline vault", add_help=False)
+def arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds ``vault login|logout|status [options]``'s arguments to ``parser``."""
     parser.add_argument("action", choices=["login", "logout", "status"])
-    parser.add_argument("--address", "--addr")
-    parser.add_argument("--method", choices=METHODS)
-    parser.add_argument("--username")
-    parser.add_argument("--role-id")
-    parser.add_argument("--mount")
-    parser.add_argument("--namespace")
-    parser.add_argument("--token-env", metavar="VAR")
-    parser.add_argument("--password-env", metavar="VAR")
-    parser.add_argument("--secret-id-env", metavar="VAR")
-    parser.add_argument("--revoke", action="store_true")
-    try:
-        args = parser.parse_args(argv)
-    except ValueError as exc:
-        raise ValueError(f"{exc}\n{usage}") from None
+    parser.add_argument("--address", "--addr", metavar="URL", help="the Vault server (default: VAULT_ADDR)")
+    parser.add_argument("--method", choices=METHODS, help="how to log in (default: from the options given)")
+    parser.add_argument("--username", metavar="U", help="userpass or ldap: the user (the password is asked for)")
+    parser.add_argument("--role-id", metavar="ID", help="approle: the role id")
+    parser.add_argument("--mount", metavar="PATH", help="where the auth method is mounted (default: the method's name)")
+    parser.add_argument("--namespace", metavar="NS", help="the Vault namespace")
+    parser.add_argument("--token-env", metavar="VAR", help="token: the environment variable holding it")
+    parser.add_argument("--password-env", metavar="VAR", help="userpass or ldap: the variable holding the password")
+    parser.add_argument("--secret-id-env", metavar="VAR", help="approle: the variable holding the secret id")
+    parser.add_argument("--revoke", action="store_true", help="logout: also revoke the token")
+    return parser
+
+
+def settle(args: argparse.Namespace) -> argparse.Namespace:
+    """Parsed ``vault`` arguments with the login method chosen and ``interactive`` (a login that names no
+    credential: the form, or prompts) set."""
+    args.interactive = args.action == "login" and not any(
+        (args.username, args.role_id, args.token_env, args.password_env, args.secret_id_env, args.method))
     if args.method is None:
         args.method = ("approle" if args.role_id else "userpass" if args.username else "token")
-    args.interactive = args.action == "login" and not any(
-        (args.username, args.role_id, args.token_env, args.password_env, args.secret_id_env,
-         any(a.startswith("--method") for a in argv)))
     return args
 
 
