@@ -219,14 +219,16 @@ def test_join_rename_aggregate_and_sql_column_lineage(spark, lake, tmp_path, cap
 
 CONNECT_RUN = """
 import sys
-from pipeline_magics import Pipeline
 from pipeline_magics.__main__ import main as cli
-Pipeline.from_file(sys.argv[1]).run(lineage="file:" + sys.argv[2])
+sys.exit(cli(["run", sys.argv[1], "--lineage", "file:" + sys.argv[2]]))
 """
 
 
 def test_same_facets_on_spark_connect(spark, connect_server, lake, tmp_path):
-    """The same pipeline on a Spark Connect session sends the same datasets and facets as on a classic one."""
+    """The same pipeline on a Spark Connect session sends the same datasets and facets as on a classic one.
+
+    Run by the command line, which prints the last frame, a ``sql`` step's, after the run dropped its temp
+    views: on Connect that frame carries the frames it reads in its own plan (spark/connect_sql.py)."""
     spec = tmp_path / "segments.yaml"
     spec.write_text(SEGMENTS.format(data=DATA, out=lake / "out"))
     events_file = tmp_path / "connect.jsonl"
@@ -236,6 +238,7 @@ def test_same_facets_on_spark_connect(spark, connect_server, lake, tmp_path):
     done = subprocess.run([sys.executable, "-c", CONNECT_RUN, str(spec), str(events_file)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "RETAIL" in done.stdout.split("segment")[-1]  # the preview of upper(segment) AS segment
     events = read_events(events_file)
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     assert columns(events[-1]) == SEGMENTS_LINEAGE
