@@ -9,13 +9,14 @@ MATRIX ?= 4.1.1 4.0.0 3.5.7
 VENV ?= .venv
 PY := $(VENV)/bin/python
 KAFKA := $(VENV)/share/pipeline_magics/kafka
+OPENLINEAGE := $(VENV)/share/pipeline_magics/openlineage
 # Maven works in pipeline_magics' own local repository: ~/.m2 is neither read nor changed.
 MVN := mvn -q -B -s pipeline_magics/spark/maven/settings.xml -Dmaven.repo.local=$(HOME)/.cache/pipeline_magics/maven
 # Spark and every service stay on loopback.
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup setup-test venv venv-test jars kafka java system client demo lab test test-matrix test-fast lint labextension clean services bench soak
+.PHONY: setup setup-test venv venv-test jars kafka openlineage-spark java system client demo lab test test-matrix test-fast lint labextension clean services bench soak
 
 setup: venv jars
 setup-test: venv-test jars
@@ -57,6 +58,15 @@ $(KAFKA)/.fetched: services/kafka/pom.xml | venv
 	  -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA))
 	touch $@
 
+# The openlineage-spark listener's jar (shaded: nothing else), once, from Maven Central: the reference
+# tests/test_lineage_reference.py compares the column lineage of a pipeline with.
+openlineage-spark: $(OPENLINEAGE)/.fetched
+$(OPENLINEAGE)/.fetched: services/openlineage/pom.xml | venv
+	rm -rf $(OPENLINEAGE) && mkdir -p $(OPENLINEAGE)
+	$(MVN) -f services/openlineage/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(abspath $(OPENLINEAGE))
+	touch $@
+
 # A Kafka broker on 127.0.0.1:9092 in the foreground for local trials; Ctrl-C stops it.
 services: venv-test kafka
 	$(PY) tests/services/kafka.py --port 9092
@@ -94,7 +104,7 @@ $(CLIENT)/.installed-$(SPARK): pyproject.toml
 	$(CLIENT)/bin/python -m pip install -q "pyspark-client==$(SPARK)" -e .
 	touch $@
 
-test: system setup-test kafka client
+test: system setup-test kafka openlineage-spark client
 	PIPELINE_TEST_CLIENT_PYTHON=$(abspath $(CLIENT))/bin/python $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # A representative subset on every other supported Spark, each in its own environment
@@ -120,7 +130,7 @@ test-matrix: system
 	done
 
 # Everything but the notebooks, the Spark clusters, fault injection, load and browser tests.
-test-fast: setup-test kafka
+test-fast: setup-test kafka openlineage-spark
 	$(PY) -m pytest -p no:cacheprovider -m "not browser" --ignore=tests/test_everywhere.py \
 	  --ignore=tests/test_faults.py --ignore=tests/test_load.py tests $(PYTEST_ARGS)
 

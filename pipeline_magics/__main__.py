@@ -15,6 +15,7 @@ from . import options
 from .doctor import diagnose
 from .errors import PipelineError, SpecTestError, exit_status
 from .spark import jars as spark_jars
+from .spark.causes import root_cause
 from .spark.versions import local_line, pyspark_version
 from .run.changes import run_diffs
 from .run.diff import DiffSet
@@ -55,8 +56,12 @@ def run(spec_path: str, variables: dict[str, str], dry_run: bool = False, metric
         signal.signal(signal.SIGTERM, previous)
     print(result.metrics.to_text(reasons=True), file=out)
     last = result.last_frame
-    if last is not None and not last.isStreaming:
-        print(last.limit(20).toPandas().to_string(index=False), file=out)
+    try:
+        if last is not None and not last.isStreaming:
+            print(last.limit(20).toPandas().to_string(index=False), file=out)
+    except Exception as exc:  # noqa: BLE001 - the run is done; a preview that cannot be read does not fail it
+        # e.g. a Spark Connect 3.5 client's sql frame, which reads the temp views the run has dropped
+        print(f"no preview of the last step: {root_cause(exc)[0]}", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .registry import Config, StepContext, register
+from ..spark.connect_sql import run_sql
+from .registry import Config, StepContext, is_default_label, register
 
 
 class SqlConfig(Config):
@@ -18,7 +19,7 @@ class SqlConfig(Config):
           example="inputs: [orders, customers]\nconfig: {query: 'SELECT * FROM orders JOIN customers USING (id)'}")
 def sql(ctx: StepContext, cfg: SqlConfig) -> Any:
     """Runs a Spark SQL query over the pipeline's named DataFrames."""
-    return ctx.spark.sql(cfg.query)
+    return run_sql(ctx.spark, cfg.query, {name: df for name, df in ctx.frames.items() if not is_default_label(name)})
 
 
 class Condition(Config):
