@@ -207,7 +207,7 @@ def test_batch_delta_append_overwrite_table_and_merge(spark, csv_path, lake):
     want = len(big(frame()))
     assert first.metrics.step("out").rows_out == second.metrics.step("out").rows_out == want
     assert spark.read.format("delta").load(str(out)).count() == 2 * want
-    assert second.metrics.step("out").extra["delta_version"] == 1
+    assert second.metrics.step("out").delta_version == 1
     assert first.metrics.step("out").bytes_written + second.metrics.step("out").bytes_written == \
         disk_bytes(out, "*.parquet")
 
@@ -341,7 +341,7 @@ def test_stream_kafka_into_delta_counts_every_batch(spark, kafka, lake):
     assert out.sources == {"rows_in": PROGRESS, "rows_out": DELTA_STREAM_COMMITS, "bytes_written": DELTA_STREAM_COMMITS}
     assert (chk.rows_in, chk.failed_rows, chk.rows_out) == (len(rows), len(rows) - want, want)
     assert chk.sources["failed_rows"] == STREAM_OBSERVATION
-    assert out.extra["progress"]["batch_id"] == commits - 1 and "figures_incomplete" not in out.extra
+    assert out.progress["batch_id"] == commits - 1 and "figures_incomplete" not in out.extra
 
 
 def test_stream_json_files_into_parquet(spark, lake):
@@ -453,15 +453,18 @@ def sample_metrics() -> PipelineMetrics:
     m = PipelineMetrics("orders_daily", "abc123", status="done", start=1000.0, end=1012.5)
     m.steps = [
         StepMetrics(0, "orders", "extract", "fromCsv", "done", 1000.0, 1001.0, attempts=1),
-        StepMetrics(1, "chk", "transform", "expect", "done", 1001.0, 1001.5, 100, 90, failed_rows=10, attempts=1),
-        StepMetrics(2, "out", "load", "toDelta", "done", 1001.5, 1012.0, 90, 90, bytes_written=4096, attempts=1),
+        StepMetrics(1, "chk", "transform", "expect", "done", 1001.0, 1001.5, rows_in=100, rows_out=90,
+                    failed_rows=10, attempts=1),
+        StepMetrics(2, "out", "load", "toDelta", "done", 1001.5, 1012.0, rows_in=90, rows_out=90,
+                    bytes_written=4096, attempts=1),
     ]
     return m
 
 
 def sample_stream() -> PipelineMetrics:
     m = PipelineMetrics("events", "def456", mode="streaming", status="running", start=1000.0)
-    sink = StepMetrics(1, "sink", "load", "toDelta", "running", 1000.5, None, 500, 450, bytes_written=8192, attempts=1)
+    sink = StepMetrics(1, "sink", "load", "toDelta", "running", 1000.5, None, rows_in=500, rows_out=450,
+                       bytes_written=8192, attempts=1)
     sink.query = QueryRecord("events.sink", "q-id", "run-id", batches=5, input_rows=500, output_rows=450,
                               last_batch_id=4, input_rows_per_second=12.5, processed_rows_per_second=40.0,
                               batch_duration_ms=250, active=True)
