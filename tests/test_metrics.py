@@ -27,7 +27,7 @@ import pytest
 from pipeline_magics import Pipeline
 from pipeline_magics.metrics.sources import (ACTION, DELTA_COMMIT, DELTA_STREAM_COMMITS, OBSERVATION, PROGRESS,
                                              SINK_PROGRESS, STREAM_OBSERVATION, TASK_OUTPUT)
-from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics
+from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics, StepRecord
 from pipeline_magics.metrics.queries import QueryRecord, QueryStore
 from pipeline_magics.metrics import export, to_prometheus
 
@@ -552,6 +552,18 @@ def test_json_and_log_exporters(tmp_path, caplog):
     assert data["totals"]["rows_written"] == 90 and data["totals"]["failed_rows"] == 10
     assert [s["rows_out"] for s in data["steps"]] == [None, 90, 90]
     assert data == json.loads(m.to_json())
+    # the facts other layers read are fields; the export keeps them under "extra", with the free-form figures
+    chk, out = m.steps[1], m.steps[2]
+    chk.rule_names, chk.on_fail, chk.failed_rules = ["positive"], "drop", {"positive": 10}
+    out.take(StepRecord(delta_version=3, delta_first_version=3, extra={"task_rows_written": 90}))
+    export(m, f"json:{tmp_path}/m.json")
+    steps = json.loads((tmp_path / "m.json").read_text())["steps"]
+    assert list(steps[1]) == ["index", "step", "type", "method", "status", "start", "end", "rows_in", "rows_out",
+                              "bytes_written", "failed_rows", "attempts", "error", "sources", "query", "extra",
+                              "duration"]
+    assert steps[0]["extra"] == {} and steps[1]["extra"] == {
+        "rule_names": ["positive"], "on_fail": "drop", "failed_rules": {"positive": 10}, "expectation": "positive"}
+    assert steps[2]["extra"] == {"delta_version": 3, "delta_first_version": 3, "task_rows_written": 90}
     export(m, f"prometheus:{tmp_path}/sub/m.prom")
     assert parse((tmp_path / "sub" / "m.prom").read_text())["pipeline_step_output_rows"].type == "counter"
     assert not [f for f in os.listdir(tmp_path / "sub") if f.startswith(".")]  # written atomically
