@@ -51,6 +51,8 @@ class PipelineError(Exception):
         self.params = dict(params or {})
         #: the full technical detail (e.g. a JVM stack trace), for ``%pipeline last-error``
         self.detail = detail
+        #: the result of the run that failed with it (``Pipeline.run``, an SDP project's run), set as the run ends
+        self.result: Any = None
 
     @property
     def where(self) -> str:

@@ -379,7 +379,7 @@ def test_expect_warn_keeps_rows(spark, orders_csv, orders, lake):
     assert result.metrics.status == "done"
     same(pd.read_parquet(out), orders.assign(order_date=pd.to_datetime(orders.order_date).dt.date)
          .astype({"order_date": object}), sort="order_id")
-    assert result.metrics.step("chk").extra["expectation"] == "min_amount"
+    assert result.metrics.step("chk").expectation == "min_amount"
     chk = result.metrics.step("chk")
     assert chk.failed_rows == int((orders.amount < 20).sum()) and chk.rows_out == len(orders)
 
@@ -432,7 +432,7 @@ def test_to_delta_append_and_overwrite(spark, orders_csv, orders, lake):
     same(pdf(read_delta(spark, path)), pd.concat([fr, jp]), sort="order_id")
     assert first.metrics.step("out").rows_out == len(fr)
     assert second.metrics.step("out").rows_out == len(jp)
-    assert second.metrics.step("out").extra["delta_version"] == 1
+    assert second.metrics.step("out").delta_version == 1
     assert second.metrics.rows_written == len(jp)
 
     third = write("overwrite", "amount > 70")

@@ -21,4 +21,4 @@ def test_same_run_writes_once_next_run_writes_again(spark, lake):
     assert spark.read.format("delta").load(str(lake / "t")).count() == 7
     to_delta(context(spark, df, 2000), cfg)  # a later run appends
     assert spark.read.format("delta").load(str(lake / "t")).count() == 14
-    assert first.record["rows_out"] == 7
+    assert first.record.rows_out == 7

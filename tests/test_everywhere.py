@@ -240,10 +240,10 @@ steps:
             "joined": len(joined), "by_country": joined.country.nunique(), "save": joined.country.nunique()}
     if TARGET == "connect" and not observes_any_frame(target_spark):  # a Connect client before 4.2
         want = {name: None if name != "save" else rows for name, rows in want.items()}
-        assert result.metrics.step("big").extra["rows_note"] == OLD_CONNECT
+        assert result.metrics.step("big").rows_note == OLD_CONNECT
     elif TARGET == "connect":  # read only through the sql step's temp view: the figures never reach the client
         want.update(orders=None, big=None)
-        assert result.metrics.step("big").extra["rows_note"] == VIEW
+        assert result.metrics.step("big").rows_note == VIEW
     assert {s.step: s.rows_out for s in result.metrics.steps} == want, result.metrics.to_text(reasons=True)
 
 

@@ -98,7 +98,7 @@ def test_until_then_from_in_the_sandbox_with_the_sources_gone(spark, lake, tmp_p
     joined = ORDERS[ORDERS.amount > 20].merge(CUSTOMERS, on="customer_id")
     assert result.metrics.step("joined").rows_out == len(joined) and len(kept) == 4
     assert kept.table("iter_batch").set_index("step").loc["joined", "rows"] == len(joined)
-    assert result.metrics.step("save").extra["note"] == "not run (--until joined)"
+    assert result.metrics.step("save").note == "not run (--until joined)"
     assert delta_version(spark, lake / "revenue") == 0
 
     # --from starts no job over the sources above it: they are gone
@@ -107,8 +107,8 @@ def test_until_then_from_in_the_sandbox_with_the_sources_gone(spark, lake, tmp_p
     result = Pipeline.from_yaml(spec).run(spark, from_step="per_country", sandbox=str(sandbox), kept=kept)
     assert result.ok, result.error
     steps = {s.step: s for s in result.metrics.steps}
-    assert steps["joined"].status == "skipped" and steps["joined"].extra["note"].startswith("reused: kept at")
-    assert steps["joined"].rows_out == len(joined) and steps["orders"].extra["note"] == "not needed (--from per_country)"
+    assert steps["joined"].status == "skipped" and steps["joined"].note.startswith("reused: kept at")
+    assert steps["joined"].rows_out == len(joined) and steps["orders"].note == "not needed (--from per_country)"
     assert steps["per_country"].status == "done" and steps["save"].status == "done"
     target = str(sandbox / "iter_batch" / "save")
     assert steps["save"].extra["wrote_to"] == target and steps["save"].extra["cloned_from"] == str(lake / "revenue")
@@ -138,7 +138,7 @@ def test_until_then_from_in_the_sandbox_with_the_sources_gone(spark, lake, tmp_p
     assert result.ok, result.error
     for extract in ("orders", "customers"):
         assert 0 < result.metrics.step(extract).rows_out <= 4
-        assert result.metrics.step(extract).extra["note"].startswith("sample: at most 4 rows; kept")
+        assert result.metrics.step(extract).note.startswith("sample: at most 4 rows; kept")
     assert delta_version(spark, lake / "revenue") == 0
 
     # forgetting frees what was held in the executors
@@ -194,7 +194,7 @@ def test_every_load_kind_goes_to_the_sandbox_and_no_real_target_changes(ip, spar
     sandbox = tmp_path / "sandbox"
 
     until = ip.run_cell_magic("pipeline", "--until shaped --no-widgets", spec)
-    assert until.metrics.step("shaped").extra["note"].startswith("kept")
+    assert until.metrics.step("shaped").note.startswith("kept")
     result = ip.run_cell_magic("pipeline", f"--from to_delta --sandbox {sandbox} --no-widgets", spec)
     assert result.ok and result.metrics.step("shaped").status == "skipped"
     listed = ip.run_line_magic("pipeline", f"sandbox iter_kinds --dir {sandbox}").set_index("step")

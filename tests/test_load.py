@@ -304,7 +304,7 @@ def test_streaming_pipelines_side_by_side(spark, tmp_path, capsys):
     report("streaming", snaps, {
         "streams": STREAMS, "seconds": STREAM_SECONDS,
         "rows written per stream (after round 1, after round 2)": list(zip(rows_first, rows)),
-        "batches per stream (round 1)": [r.metrics.step("sink").extra.get("progress", {}).get("batch_id")
+        "batches per stream (round 1)": [(r.metrics.step("sink").progress or {}).get("batch_id")
                                          for r in first],
         "JVM heap growth while running (MB)": round(last_running.jvm_heap_used_mb - warm.jvm_heap_used_mb, 1),
         "python RSS growth while running (MB)": round(last_running.python_rss_mb - warm.python_rss_mb, 1),

@@ -27,7 +27,7 @@ import pytest
 from pipeline_magics import Pipeline
 from pipeline_magics.metrics.sources import (ACTION, DELTA_COMMIT, DELTA_STREAM_COMMITS, OBSERVATION, PROGRESS,
                                              SINK_PROGRESS, STREAM_OBSERVATION, TASK_OUTPUT)
-from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics
+from pipeline_magics.metrics.model import PipelineMetrics, StepMetrics, StepRecord
 from pipeline_magics.metrics.queries import QueryRecord, QueryStore
 from pipeline_magics.metrics import export, to_prometheus
 
@@ -207,7 +207,7 @@ def test_batch_delta_append_overwrite_table_and_merge(spark, csv_path, lake):
     want = len(big(frame()))
     assert first.metrics.step("out").rows_out == second.metrics.step("out").rows_out == want
     assert spark.read.format("delta").load(str(out)).count() == 2 * want
-    assert second.metrics.step("out").extra["delta_version"] == 1
+    assert second.metrics.step("out").delta_version == 1
     assert first.metrics.step("out").bytes_written + second.metrics.step("out").bytes_written == \
         disk_bytes(out, "*.parquet")
 
@@ -341,7 +341,7 @@ def test_stream_kafka_into_delta_counts_every_batch(spark, kafka, lake):
     assert out.sources == {"rows_in": PROGRESS, "rows_out": DELTA_STREAM_COMMITS, "bytes_written": DELTA_STREAM_COMMITS}
     assert (chk.rows_in, chk.failed_rows, chk.rows_out) == (len(rows), len(rows) - want, want)
     assert chk.sources["failed_rows"] == STREAM_OBSERVATION
-    assert out.extra["progress"]["batch_id"] == commits - 1 and "figures_incomplete" not in out.extra
+    assert out.progress["batch_id"] == commits - 1 and "figures_incomplete" not in out.extra
 
 
 def test_stream_json_files_into_parquet(spark, lake):
@@ -453,15 +453,18 @@ def sample_metrics() -> PipelineMetrics:
     m = PipelineMetrics("orders_daily", "abc123", status="done", start=1000.0, end=1012.5)
     m.steps = [
         StepMetrics(0, "orders", "extract", "fromCsv", "done", 1000.0, 1001.0, attempts=1),
-        StepMetrics(1, "chk", "transform", "expect", "done", 1001.0, 1001.5, 100, 90, failed_rows=10, attempts=1),
-        StepMetrics(2, "out", "load", "toDelta", "done", 1001.5, 1012.0, 90, 90, bytes_written=4096, attempts=1),
+        StepMetrics(1, "chk", "transform", "expect", "done", 1001.0, 1001.5, rows_in=100, rows_out=90,
+                    failed_rows=10, attempts=1),
+        StepMetrics(2, "out", "load", "toDelta", "done", 1001.5, 1012.0, rows_in=90, rows_out=90,
+                    bytes_written=4096, attempts=1),
     ]
     return m
 
 
 def sample_stream() -> PipelineMetrics:
     m = PipelineMetrics("events", "def456", mode="streaming", status="running", start=1000.0)
-    sink = StepMetrics(1, "sink", "load", "toDelta", "running", 1000.5, None, 500, 450, bytes_written=8192, attempts=1)
+    sink = StepMetrics(1, "sink", "load", "toDelta", "running", 1000.5, None, rows_in=500, rows_out=450,
+                       bytes_written=8192, attempts=1)
     sink.query = QueryRecord("events.sink", "q-id", "run-id", batches=5, input_rows=500, output_rows=450,
                               last_batch_id=4, input_rows_per_second=12.5, processed_rows_per_second=40.0,
                               batch_duration_ms=250, active=True)
@@ -549,6 +552,18 @@ def test_json_and_log_exporters(tmp_path, caplog):
     assert data["totals"]["rows_written"] == 90 and data["totals"]["failed_rows"] == 10
     assert [s["rows_out"] for s in data["steps"]] == [None, 90, 90]
     assert data == json.loads(m.to_json())
+    # the facts other layers read are fields; the export keeps them under "extra", with the free-form figures
+    chk, out = m.steps[1], m.steps[2]
+    chk.rule_names, chk.on_fail, chk.failed_rules = ["positive"], "drop", {"positive": 10}
+    out.take(StepRecord(delta_version=3, delta_first_version=3, extra={"task_rows_written": 90}))
+    export(m, f"json:{tmp_path}/m.json")
+    steps = json.loads((tmp_path / "m.json").read_text())["steps"]
+    assert list(steps[1]) == ["index", "step", "type", "method", "status", "start", "end", "rows_in", "rows_out",
+                              "bytes_written", "failed_rows", "attempts", "error", "sources", "query", "extra",
+                              "duration"]
+    assert steps[0]["extra"] == {} and steps[1]["extra"] == {
+        "rule_names": ["positive"], "on_fail": "drop", "failed_rules": {"positive": 10}, "expectation": "positive"}
+    assert steps[2]["extra"] == {"delta_version": 3, "delta_first_version": 3, "task_rows_written": 90}
     export(m, f"prometheus:{tmp_path}/sub/m.prom")
     assert parse((tmp_path / "sub" / "m.prom").read_text())["pipeline_step_output_rows"].type == "counter"
     assert not [f for f in os.listdir(tmp_path / "sub") if f.startswith(".")]  # written atomically

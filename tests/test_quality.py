@@ -79,7 +79,7 @@ def test_rule_counts_in_every_exporter(spark, lake, on_fail, tmp_path, caplog):
     m = result.metrics.step("checks")
     assert (m.rows_in, m.failed_rows) == (len(df), len(ref))
     assert m.rows_out == (len(df) - len(ref) if on_fail == "drop" else len(df))
-    assert m.extra["failed_rules"] == per_rule
+    assert m.failed_rules == per_rule
     assert len(spark.read.parquet(f"{lake}/out").collect()) == m.rows_out
     # Prometheus: one sample per rule, with the rule label
     fams = {f.name: f for f in text_string_to_metric_families(to_prometheus(result.metrics))}
@@ -118,7 +118,7 @@ steps:
 """
     result = Pipeline.from_yaml(one).run(spark)
     bad = int((~(df.amount > 0)).sum())
-    assert result.metrics.step("positive_amount").extra["failed_rules"] == {"positive_amount": bad}
+    assert result.metrics.step("positive_amount").failed_rules == {"positive_amount": bad}
 
 
 def test_quarantine_settings_are_checked():
@@ -188,7 +188,7 @@ def test_batch_quarantine_same_pass_and_contents(spark, lake):
     assert sorted(good.id) == sorted(set(df.id) - set(ref)) and "_failed_rules" not in good.columns
     m = result.metrics.step("checks")
     assert (m.rows_in, m.failed_rows, m.rows_out) == (len(df), len(ref), len(df) - len(ref))
-    assert m.extra["failed_rules"] == {n: sum(n in v for v in ref.values()) for n in RULES}
+    assert m.failed_rules == {n: sum(n in v for v in ref.values()) for n in RULES}
     assert set(delta_rows(spark, lake / "rejected")._run_id) == {result.metrics.run_id}
 
 
@@ -204,7 +204,7 @@ def test_streaming_quarantine_each_batch_once_across_restarts(spark, lake, monke
     ref1 = failing(first)
     m = result.metrics.step("checks")
     assert (m.rows_in, m.failed_rows) == (len(first), len(ref1))
-    assert m.extra["failed_rules"] == {n: sum(n in v for v in ref1.values()) for n in RULES}
+    assert m.failed_rules == {n: sum(n in v for v in ref1.values()) for n in RULES}
     assert result.metrics.step("out").rows_out == len(first) - len(ref1)
     write_json(lake / "in", second, "b.json")
     Pipeline.from_yaml(text).run(spark)

@@ -68,7 +68,7 @@ steps:
     assert m.step("big").rows_in == N and m.step("by_country").rows_in == len(joined)
     assert m.step("orders").sources["rows_out"] == m.step("gross").sources["rows_out"] == "observation"
     assert m.step("joined").sources["rows_out"].endswith("Join)")
-    assert "rows_note" not in m.step("orders").extra and "not counted" not in m.to_text(reasons=True)
+    assert m.step("orders").rows_note is None and "not counted" not in m.to_text(reasons=True)
 
 
 def test_a_columnar_extract_shows_the_rows_it_read_and_what_it_skipped(spark, data, tmp_path):
@@ -120,10 +120,10 @@ steps:
     assert m.step("joined").rows_out == len(joined)
     assert m.step("per_segment").rows_out == joined.segment.nunique()
     # Spark's optimizer made the two filters one: counted once, on the second.
-    assert m.step("f1").rows_out is None and m.step("f1").extra["rows_note"] == COMBINED.format(other="f2")
+    assert m.step("f1").rows_out is None and m.step("f1").rows_note == COMBINED.format(other="f2")
     assert m.step("f2").rows_out == int(((orders.amount > 10) & (orders.country != "DE")).sum())
     assert "made this filter and step f2" in steps_table(m)  # the tooltip
-    assert m.step("unused").extra["rows_note"] == NOT_READ
+    assert m.step("unused").rows_note == NOT_READ
     assert m.step("by_sql").rows_out == 5
     # the command line's plain-text table says why too
     assert f"rows not counted: {NOT_READ}" in m.to_text(reasons=True) and "not counted" not in m.to_text()
@@ -144,7 +144,7 @@ steps:
     orders, m = data["orders"], result.metrics
     assert m.step("checks").rows_out == int((orders.amount >= 20).sum())  # the expect's own figure
     assert m.step("orders").rows_out in (None, N)  # never the 0 of a plan that reused the cache
-    assert m.step("orders").rows_out == N or m.step("orders").extra["rows_note"] == CACHED
+    assert m.step("orders").rows_out == N or m.step("orders").rows_note == CACHED
 
 
 def test_no_figures_without_metrics(spark, data, tmp_path):
@@ -154,7 +154,7 @@ steps:
   - {{type: extract, method: fromParquet, config: {{path: "{data['root']}/orders_parquet"}}}}
   - {{type: load, method: toParquet, config: {{path: "{tmp_path}/o", mode: overwrite}}}}
 """).run(spark, collect_metrics=False)
-    assert result.metrics.steps[0].rows_out is None and "rows_note" not in result.metrics.steps[0].extra
+    assert result.metrics.steps[0].rows_out is None and result.metrics.steps[0].rows_note is None
 
 
 # ------------------------------------------------------------------ the walk, on plans written by hand

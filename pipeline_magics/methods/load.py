@@ -33,7 +33,7 @@ def count_stream_rows(ctx: StepContext, df: Any) -> Any:
     from pyspark.sql import functions as F
 
     name = f"pm_rows_{ctx.run_id}_{ctx.index}"
-    ctx.record["observation"] = name
+    ctx.record.observation = name
     return df.observe(name, F.count(F.lit(1)).alias("rows"))
 
 
@@ -44,7 +44,7 @@ def count_passing_rows(ctx: StepContext, df: Any) -> Any:
     from pyspark.sql import functions as F
 
     name = f"pm_rows_{ctx.run_id}_{ctx.index}"
-    ctx.record["observation"] = name
+    ctx.record.observation = name
     return df.observe(name, F.count_if(F.size(FAILED_RULES) == 0).alias("rows"))
 
 
@@ -115,7 +115,7 @@ def to_delta(ctx: StepContext, cfg: DeltaSink) -> None:
     if ctx.input.isStreaming:
         return _stream_to_delta(ctx, cfg)
     marker = f"pipeline_magics:{ctx.pipeline}:{ctx.run_id}:{ctx.index}"
-    ctx.record["target"] = {"kind": "delta", "path": cfg.path, "table": cfg.table, "keys": diff_keys(cfg)}
+    ctx.record.target = {"kind": "delta", "path": cfg.path, "table": cfg.table, "keys": diff_keys(cfg)}
     df = ctx.input
     if cfg.cdc is not None:
         cdc.apply(df, cfg.path, cfg.table, cfg.cdc, marker)
@@ -188,8 +188,8 @@ def _stream_to_delta(ctx: StepContext, cfg: DeltaSink) -> Any:
         return w.partitionBy(*cfg.partitionBy) if cfg.partitionBy else w
 
     if ctx.metrics_enabled:  # the query's own commits after this version give its rows and bytes
-        ctx.record["delta_target"] = {"path": cfg.path, "table": cfg.table,
-                                      "start_version": delta_latest_version(ctx.spark, cfg.path, cfg.table)}
+        ctx.record.delta_target = {"path": cfg.path, "table": cfg.table,
+                                   "start_version": delta_latest_version(ctx.spark, cfg.path, cfg.table)}
     return start(ctx, cfg, count_stream_rows(ctx, ctx.input), configure, path=cfg.path, table=cfg.table,
                  output_mode=mode)
 
@@ -265,7 +265,7 @@ LEFTOVER_STAGING: dict[str, set[str]] = {}
 def to_postgres(ctx: StepContext, cfg: PostgresSink) -> Any:
     """Writes a PostgreSQL table over JDBC, all or nothing (each micro-batch appended, for streams)."""
     opts = cfg.jdbc_options()
-    ctx.record["target"] = {"kind": "postgres", "table": cfg.table, "mode": cfg.mode}
+    ctx.record.target = {"kind": "postgres", "table": cfg.table, "mode": cfg.mode}
     ctx.inputs[0] = contracts.enforce_postgres(ctx, cfg)  # before anything is written
     if cfg.batchSize:
         opts["batchsize"] = str(cfg.batchSize)
@@ -364,7 +364,7 @@ def memory_table_name(ctx: StepContext, cfg: StreamingOptions) -> str:
 def to_memory(ctx: StepContext, cfg: MemorySink) -> Any:
     """Keeps the rows in memory as a table you can query with spark.sql."""
     name = memory_table_name(ctx, cfg)
-    ctx.record["table"] = name
+    ctx.record.extra["table"] = name
     if ctx.input.isStreaming:
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.format("memory"), name=name, durable=False)
     df = persist(ctx.spark, ctx.input, "MEMORY_AND_DISK_DESER")  # DataFrame.persist()'s level
@@ -381,7 +381,7 @@ def display(ctx: StepContext, cfg: Display) -> Any:
     """Shows the first rows in the notebook (a stream fills an in-memory table of that name)."""
     if ctx.input.isStreaming:
         name = memory_table_name(ctx, cfg)
-        ctx.record["table"] = name
+        ctx.record.extra["table"] = name
         return start(ctx, cfg, count_stream_rows(ctx, ctx.input), lambda w: w.format("memory"), name=name, durable=False)
     preview = ctx.input.limit(cfg.n).toPandas()
     note(ctx.record, "rows_out", len(preview), ACTION)

@@ -98,10 +98,10 @@ def _note_counts(ctx: StepContext, names: list[str], figures: dict[str, Any], on
     kept = n if on_fail in ("fail", "warn") else n - bad
     for key, value in (("rows_in", n), ("failed_rows", bad), ("rows_out", kept)):
         note(ctx.record, key, value, source)
-    ctx.record["failed_rules"] = by_rule(names, figures)
+    ctx.record.failed_rules = by_rule(names, figures)
     if bad and on_fail in ("warn", "quarantine"):
         log.warning("pipeline %s, step %s: %s rows failed %s (%s)", ctx.pipeline, ctx.step_name, bad,
-                    ctx.record["failed_rules"], "kept" if on_fail == "warn" else "quarantined")
+                    ctx.record.failed_rules, "kept" if on_fail == "warn" else "quarantined")
 
 
 @register("transform", "expect", Expect,
@@ -112,7 +112,7 @@ def expect(ctx: StepContext, cfg: Expect) -> Any:
 
     rules = cfg.named_rules(ctx.step_name)
     names = list(rules)
-    ctx.record.update(expectation=", ".join(names), rule_names=names, on_fail=cfg.onFail)
+    ctx.record.rule_names, ctx.record.on_fail = names, cfg.onFail
     streaming = ctx.input.isStreaming
     if cfg.onFail == "fail" and not streaming:
         return _gate(ctx, rules)
@@ -149,7 +149,7 @@ def _observe(ctx: StepContext, df: Any, rules: dict[str, str], on_fail: str) -> 
         # An Observation takes no streams: a named observation is reported with every micro-batch
         # and the run sums it (metrics.queries.QueryStore, metrics.sources.update_streaming).
         name = f"pm_expect_{ctx.run_id}_{ctx.index}"
-        ctx.record["observation"] = name
+        ctx.record.observation = name
         return df.observe(name, *rule_counts(rules))
     obs = Observation(f"expect_{ctx.run_id}_{ctx.index}")
     names = list(rules)

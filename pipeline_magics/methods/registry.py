@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
+from ..metrics.model import StepRecord
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
@@ -45,8 +47,8 @@ class StepContext:
     checkpoint_root: str = ""
     #: the same for every attempt of one run and larger for each later run (Delta txnVersion)
     run_version: int = 0
-    #: figures the method knows (rows_out, bytes_written, failed_rows, …) for the metrics
-    record: dict[str, Any] = field(default_factory=dict)
+    #: what the method knows of its step (rows_out, bytes_written, failed_rows, its target, …) for the metrics
+    record: StepRecord = field(default_factory=StepRecord)
     #: called with (kind, payload) for output meant for the notebook, e.g. ("display", pandas frame)
     emit: Callable[[str, Any], None] = lambda kind, payload: None
     #: post-run callbacks (e.g. reading an Observation once the action has run)

@@ -88,8 +88,8 @@ def start(ctx: StepContext, cfg: StreamingOptions, df: Any,
         writer = writer.trigger(processingTime=t.processingTime) if t.processingTime else (
             writer.trigger(availableNow=True) if t.availableNow else writer.trigger(once=True))
     writer = configure(writer)
-    ctx.record["checkpoint"] = checkpoint
-    ctx.record["finite"] = bool(cfg.trigger and cfg.trigger.finite)
+    ctx.record.extra["checkpoint"] = checkpoint
+    ctx.record.finite = bool(cfg.trigger and cfg.trigger.finite)
     if table:
         return writer.toTable(table)
     return writer.start(path) if path else writer.start()

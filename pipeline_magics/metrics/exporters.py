@@ -47,7 +47,7 @@ def metric_families(metrics: PipelineMetrics) -> list[Any]:
               s.bytes_written)
         f.add("counter", "pipeline_step_failed_expectation_rows", "Rows failing the step's expectation.", lv,
               s.failed_rows)
-        for rule, failed in (s.extra.get("failed_rules") or {}).items():
+        for rule, failed in (s.failed_rules or {}).items():
             f.add("counter", "pipeline_expectation_failed_rows", "Rows failing one expectation rule.",
                   {**lv, "rule": rule}, failed)
         f.add("counter", "pipeline_step_attempts", "Attempts the step took (retries + 1).", lv, s.attempts)

@@ -7,10 +7,11 @@ something the run does anyway, and ``StepMetrics.sources`` says from what
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from .queries import QueryRecord  # the record of a streaming query run, also the panel's
@@ -19,8 +20,78 @@ from .status import STATUSES
 log = logging.getLogger("pipeline_magics.metrics")
 
 
+#: the figures a step's record holds besides its facts (the rest goes under ``extra`` in an export)
+FIGURES = ("rows_in", "rows_out", "bytes_written", "failed_rows", "sources")
+
+
+@dataclass(kw_only=True)
+class StepRecord:
+    """What a step's method and the figures' sources report about it; a ``StepMetrics`` holds the same.
+
+    A method writes into ``StepContext.record``; the engine copies what is set into the step's
+    metrics (``StepMetrics.take``). The facts other layers read are fields; ``extra`` holds the other
+    figures, shown as they are (a merge's ``numTargetRows*``, the files a read skipped, …).
+    """
+
+    rows_in: int | None = None
+    rows_out: int | None = None
+    bytes_written: int | None = None
+    failed_rows: int | None = None
+    #: where each figure came from, e.g. {"rows_out": "observation", "bytes_written": "task output metrics"}
+    sources: dict[str, str] = field(default_factory=dict)
+    #: the Observation the step's rows are counted by (a load, an ``expect``; in a stream, a named one)
+    observation: str | None = None
+    #: the Observation ``run/step_rows.py`` put on the step's output, read from a stream's progress
+    rows_observation: str | None = None
+    #: why Spark counted no rows for the step (a tooltip; ``to_text(reasons=True)``)
+    rows_note: str | None = None
+    #: what a run that iterates did with the step (reused, kept, sampled, sandboxed), shown under it
+    note: str | None = None
+    #: loads: where the rows went ({"kind": "delta" | "postgres", …}), for the history
+    target: dict[str, Any] | None = None
+    #: batch Delta loads: the table's version after the write, and the first version it made
+    delta_version: int | None = None
+    delta_first_version: int | None = None
+    #: streaming Delta loads: the table the query commits to ({"path", "table", "start_version"})
+    delta_target: dict[str, Any] | None = None
+    #: streaming loads: the trigger ends by itself (``availableNow``, ``once``), so a run waits for it
+    finite: bool | None = None
+    #: ``expect`` steps: the rules' names, what a failing row does, and the rows failing each rule
+    rule_names: list[str] | None = None
+    on_fail: str | None = None
+    failed_rules: dict[str, int] | None = None
+    #: streaming loads: the query's last progress figures
+    progress: dict[str, Any] | None = None
+    #: other figures, free-form
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def expectation(self) -> str | None:
+        """An ``expect`` step's rules, as one label."""
+        return None if self.rule_names is None else ", ".join(self.rule_names)
+
+    def facts(self) -> dict[str, Any]:
+        """The facts that are set and the free-form figures: what an export shows under ``extra``."""
+        set_ = {f.name: getattr(self, f.name) for f in fields(StepRecord)
+                if f.name not in FIGURES and f.name != "extra" and getattr(self, f.name) is not None}
+        if self.rule_names is not None:
+            set_["expectation"] = self.expectation
+        return {**set_, **self.extra}
+
+    def take(self, record: "StepRecord") -> None:
+        """Copies what ``record`` has set: figures as ints, facts as they are, sources and free-form figures added."""
+        for f in fields(StepRecord):
+            value = getattr(record, f.name)
+            if f.name == "sources":
+                self.sources.update(value)
+            elif f.name == "extra":
+                self.extra.update(value)
+            elif value is not None:
+                setattr(self, f.name, int(value) if f.name in FIGURES else value)
+
+
 @dataclass
-class StepMetrics:
+class StepMetrics(StepRecord):
     """Figures for one step."""
 
     index: int
@@ -30,17 +101,10 @@ class StepMetrics:
     status: str = "pending"
     start: float | None = None
     end: float | None = None
-    rows_in: int | None = None
-    rows_out: int | None = None
-    bytes_written: int | None = None
-    failed_rows: int | None = None
     attempts: int = 0
     error: str | None = None
-    #: where each figure came from, e.g. {"rows_out": "observation", "bytes_written": "task output metrics"}
-    sources: dict[str, str] = field(default_factory=dict)
     #: streaming loads: their query's record (the one its live panel shows)
     query: QueryRecord | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -49,8 +113,13 @@ class StepMetrics:
         return (self.end or time.time()) - self.start
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(replace(self, query=None))
+        """The step as the JSON export has it: figures and status, the facts under ``extra``."""
+        keys = ("index", "step", "type", "method", "status", "start", "end", "rows_in", "rows_out",
+                "bytes_written", "failed_rows", "attempts", "error")
+        d: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        d["sources"] = dict(self.sources)
         d["query"] = None if self.query is None else self.query.to_dict()
+        d["extra"] = copy.deepcopy(self.facts())
         d["duration"] = self.duration
         return d
 
@@ -135,10 +204,10 @@ class PipelineMetrics:
         for s in self.steps:
             rows.append(f"  {s.index + 1:>2} {s.step:<20} {s.type + '.' + s.method:<26} {s.status:<9} "
                         f"{fmt_count(s.rows_out):>10} rows {fmt_seconds(s.duration):>8}")
-            if s.extra.get("note"):  # what an iterating run did with it: reused, kept, sampled, sandboxed
-                rows.append(f"     {s.extra['note']}")
-            if reasons and s.rows_out is None and s.extra.get("rows_note"):
-                rows.append(f"     rows not counted: {s.extra['rows_note']}")
+            if s.note:  # what an iterating run did with it: reused, kept, sampled, sandboxed
+                rows.append(f"     {s.note}")
+            if reasons and s.rows_out is None and s.rows_note:
+                rows.append(f"     rows not counted: {s.rows_note}")
             if s.failed_rows is not None:
                 rows.append(f"     failed {fmt_count(s.failed_rows)}{fmt_rules(s)}")
             if s.query is not None:
@@ -164,7 +233,7 @@ def fmt_count(value: int | None) -> str:
 
 def fmt_rules(s: StepMetrics) -> str:
     """`` (rule: n, rule: n)``: each expectation rule's failing rows, or ""."""
-    rules = s.extra.get("failed_rules") or {}
+    rules = s.failed_rules or {}
     return " (" + ", ".join(f"{k}: {v:,}" for k, v in rules.items()) + ")" if rules else ""
 
 

@@ -23,6 +23,7 @@ import logging
 import threading
 from typing import Any, Callable, Iterator
 
+from .model import StepRecord
 from .queries import QUERIES
 from .queries import progress_dict, progress_figures, recent_progress  # noqa: F401
 from ..spark.observation import observed  # noqa: F401  (methods read it from here)
@@ -45,18 +46,18 @@ DELTA_STREAM_COMMITS = "delta commits of the query (operationMetrics)"
 DELTA_LOOKBACK = 50
 
 
-def note(record: dict[str, Any], key: str, value: Any, source: str) -> None:
-    """Sets ``record[key]`` and remembers where the figure came from."""
+def note(record: StepRecord, key: str, value: Any, source: str) -> None:
+    """Sets the figure ``key`` of ``record`` and remembers where it came from."""
     if value is None:
         return
-    record[key] = int(value)
-    record.setdefault("sources", {})[key] = source
+    setattr(record, key, int(value))
+    record.sources[key] = source
 
 
 # ------------------------------------------------------------ batch observations
 
 
-def observe_rows(df: Any, name: str, record: dict[str, Any], after: list[Any], keys: tuple[str, ...]) -> Any:
+def observe_rows(df: Any, name: str, record: StepRecord, after: list[Any], keys: tuple[str, ...]) -> Any:
     """``df`` with an Observation counting its rows; once an action has run, ``after`` fills ``keys``."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
@@ -67,7 +68,7 @@ def observe_rows(df: Any, name: str, record: dict[str, Any], after: list[Any], k
         figures = observed(obs)
         if "rows" in figures:
             for key in keys:
-                if key not in record:
+                if getattr(record, key) is None:
                     note(record, key, figures["rows"], OBSERVATION)
         return bool(figures)
 
@@ -79,7 +80,7 @@ def observe_rows(df: Any, name: str, record: dict[str, Any], after: list[Any], k
 
 
 @contextlib.contextmanager
-def tagged_write(spark: Any, tag: str, record: dict[str, Any], enabled: bool = True) -> Iterator[None]:
+def tagged_write(spark: Any, tag: str, record: StepRecord, enabled: bool = True) -> Iterator[None]:
     """Tags the jobs run inside the block; after it, their tasks' output metrics give the bytes written.
 
     Rows written are kept too (``task_rows_written``), as a cross-check of the Observation.
@@ -97,7 +98,7 @@ def tagged_write(spark: Any, tag: str, record: dict[str, Any], enabled: bool = T
     if size:
         note(record, "bytes_written", size, TASK_OUTPUT)
     if rows:
-        record["task_rows_written"] = rows
+        record.extra["task_rows_written"] = rows
 
 
 def drain_listener_bus(spark: Any, timeout_ms: int = 5_000) -> None:
@@ -216,21 +217,21 @@ def _ints(metrics: dict[str, Any] | None) -> dict[str, int]:
     return {k: int(v) for k, v in (metrics or {}).items() if str(v).lstrip("-").isdigit()}
 
 
-def delta_write_figures(record: dict[str, Any], m: dict[str, int]) -> None:
+def delta_write_figures(record: StepRecord, m: dict[str, int]) -> None:
     """Rows in/out and bytes of one batch Delta commit (its operationMetrics and version) into ``record``."""
     if "numTargetRowsInserted" in m:  # a merge: rows inserted or updated; its source rows came in
         note(record, "rows_out", m["numTargetRowsInserted"] + m.get("numTargetRowsUpdated", 0), DELTA_COMMIT)
         note(record, "rows_in", m.get("numSourceRows"), DELTA_COMMIT)
         for key in ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted", "numSourceRows"):
             if key in m:
-                record[key] = m[key]
+                record.extra[key] = m[key]
     elif "numOutputRows" in m:
         note(record, "rows_out", m["numOutputRows"], DELTA_COMMIT)
         note(record, "rows_in", m["numOutputRows"], DELTA_COMMIT)
     note(record, "bytes_written", m.get("numOutputBytes", m.get("numTargetBytesAdded")), DELTA_COMMIT)
     if "version" in m:
-        record["delta_version"] = m["version"]
-        record["delta_first_version"] = m.get("first_version", m["version"])  # the table before it: one less
+        record.delta_version = m["version"]
+        record.delta_first_version = m.get("first_version", m["version"])  # the table before it: one less
 
 
 # ------------------------------------------------------------ streaming queries
@@ -294,10 +295,9 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
             qm.active = False
         if not t.batches:
             continue
-        sm.extra["progress"] = dict(t.last)
+        sm.progress = dict(t.last)
         sm.rows_in, sm.sources["rows_in"] = t.input_rows, PROGRESS
-        target = sm.extra.get("delta_target")
-        observation = sm.extra.get("observation")
+        target, observation = sm.delta_target, sm.observation
         if enabled and target and is_classic(run.spark):  # Connect: the log is out of reach, see below
             delta_stream_commits(run.spark, t, target.get("path"), target.get("table"),
                                  int(target.get("start_version", -1)))
@@ -318,13 +318,13 @@ def update_streaming(run: Any, queries: list[tuple[int, Any]]) -> None:
     _step_rows(run, observations, last)
     # Steps counted by a named observation inside a query (a streaming ``expect``).
     for sm in run.metrics.steps:
-        sums = observations.get(sm.extra.get("observation") or "")
+        sums = observations.get(sm.observation or "")
         if sm.type == "load" or sums is None:
             continue
         n, bad = sums.get("n", 0), sums.get("bad", 0)
         sm.rows_in, sm.failed_rows = n, bad
-        sm.rows_out = n - bad if sm.extra.get("on_fail") in ("drop", "quarantine") else n
-        sm.extra["failed_rules"] = {r: sums.get(f"r{i}", 0) for i, r in enumerate(sm.extra.get("rule_names") or [])}
+        sm.rows_out = n - bad if sm.on_fail in ("drop", "quarantine") else n
+        sm.failed_rules = {r: sums.get(f"r{i}", 0) for i, r in enumerate(sm.rule_names or [])}
         sm.sources.update(rows_in=STREAM_OBSERVATION, rows_out=STREAM_OBSERVATION, failed_rows=STREAM_OBSERVATION)
 
 
@@ -334,7 +334,7 @@ def _step_rows(run: Any, observations: dict[str, dict[str, int]],
     rows in from the step before."""
     steps = run.metrics.steps
     for sm in steps:
-        name = sm.extra.get("rows_observation")
+        name = sm.rows_observation
         if name not in observations:
             continue
         sm.rows_out, sm.sources["rows_out"] = observations[name].get("rows", 0), STREAM_OBSERVATION

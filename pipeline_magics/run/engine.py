@@ -14,7 +14,7 @@ from ..secrets.credentials import Resolver, SecurityPolicy
 from ..errors import PipelineCancelledError, PipelineError, PipelineExecutionError, RetryableError
 from ..methods import StepContext
 from ..methods.registry import step_label
-from ..metrics.model import PipelineMetrics, StepMetrics
+from ..metrics.model import PipelineMetrics, StepMetrics, StepRecord
 from ..metrics.queries import QUERIES
 from ..spec.plan import Plan, PlannedStep
 from ..secrets.redaction import mask_text
@@ -26,6 +26,10 @@ from .step_rows import LoadJobs
 from .streaming import is_query, stop_queries
 
 log = logging.getLogger("pipeline_magics")
+
+
+def ignore_update(run: "Run") -> None:
+    """What a run calls on each change when nobody watches it."""
 
 
 @dataclass
@@ -47,7 +51,8 @@ class Run:
     metrics: PipelineMetrics = field(init=False)
     #: the only writer of the run's and its steps' status (``metrics.status``)
     state: RunStatus = field(init=False)
-    on_update: Callable[["Run"], None] = lambda run: None
+    #: called after each change of a step (the live view redraws)
+    on_update: Callable[["Run"], None] = ignore_update
     emit: Callable[[str, Any], None] | None = None
     policy: SecurityPolicy = field(default_factory=SecurityPolicy.from_env)
     resolver: Resolver = field(init=False)
@@ -61,9 +66,12 @@ class Run:
     #: None) and the note its row in the step table shows
     skip: dict[int, tuple[Any, str]] = field(default_factory=dict)
 
+    #: seconds the caller spent starting the SparkSession for this run (``PipelineMetrics.spark_start``)
+    spark_start: float | None = None
+
     def __post_init__(self) -> None:
         spec = self.plan.spec
-        self.metrics = PipelineMetrics(spec.name, self.run_id, spec.mode, steps=[
+        self.metrics = PipelineMetrics(spec.name, self.run_id, spec.mode, spark_start=self.spark_start, steps=[
             StepMetrics(p.index, p.label, p.step.type, p.step.method) for p in self.plan.steps])
         self.state = RunStatus(self.metrics)
         self.resolver = Resolver(self.policy, spec.name)
@@ -135,92 +143,143 @@ def execute(run: Run) -> None:
 
 
 def _run_step(run: Run, planned: PlannedStep) -> None:
-    spec, step = run.plan.spec, planned.step
+    """Runs one step: its method (retried when a service is away), then its output kept and its figures read."""
     sm = run.metrics.steps[planned.index]
-    run.state.step_started(planned.index)
-    if step.type == "load" and run.load_jobs is not None:
-        run.load_jobs.load_started()
-    sm.start = time.time()
-    run.on_update(run)
-    context = dict(pipeline=spec.name, step_index=planned.index, step_name=step.name, step_type=step.type,
-                   method=step.method, config=step.config)
-    line, column = spec.line_of("steps", planned.index)
-    method_policy = policy_for(step, spec.mode)
-    ctx: StepContext | None = None
-    config: Any = None
+    _step_started(run, planned)
+    attempt = _Attempt(run, planned)
     try:
-        attempt = 0
-        while True:  # credentials are read, then the method runs; a transient failure of either is retried
-            attempt += 1
-            sm.attempts = attempt
-            ctx = None
-            try:
-                if config is None:
-                    config = planned.config(run.resolver.resolve(step.config, planned.label))
-                ctx = StepContext(
-                    spark=run.spark, pipeline=spec.name, run_id=run.run_id, step=step, index=planned.index,
-                    mode=spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
-                    emit=lambda kind, payload: _emit(run, planned, kind, payload),
-                    metrics_enabled=run.metrics_enabled, cached=run.cached,
-                    run_version=int((run.metrics.start or time.time()) * 1000),
-                )
-                out = planned.method.func(ctx, config)
-                break
-            except Exception as exc:  # noqa: BLE001 - classified below
-                policy = method_policy if config is not None else resolve_policy(step)
-                transient = is_transient(exc) and not run.cancelled.is_set()
-                if not transient or attempt >= policy.attempts:
-                    if transient and attempt > 1:
-                        raise _retries_exhausted(run, exc, attempt, line, column) from None
-                    raise
-                delay = backoff_delay(policy, attempt)
-                log.warning("%s step %s: attempt %d of %d failed (%s); retrying in %.1fs", spec.name,
-                            planned.label, attempt, policy.attempts, run.mask(root_cause(exc)[0]), delay)
-                if ctx is not None:  # Observations of the failed attempt never fill
-                    ctx.after.clear()
-                if run.cancelled.wait(delay):
-                    raise PipelineCancelledError("the run was cancelled") from None
-        out = step_rows.observe(run, planned, ctx, out)
-        if ctx.after:
-            run.pending.append((planned, ctx))
-        if is_query(out):
-            run.queries.append((planned.index, out))
-            sm.extra["query"] = out.name
-        elif out is not None:
-            if step.cache:
-                out = persist(run.spark, out, step.cacheStorageLevel or "MEMORY_AND_DISK")
-                run.cached.append(out)
-            run.frames[planned.output] = out
-            if step.name and not out.isStreaming:
-                out.createOrReplaceTempView(step.name)
-                run.views.append(step.name)
-        _fill_rows(run, planned, sm, ctx.record)
-        if step.type == "load" and run.load_jobs is not None:
-            run.load_jobs.load_done(planned.index)
-        run.state.step_finished(planned.index, query=is_query(out))
-        read_pending(run)
+        out = _call_with_retries(attempt)
+        out = _keep_output(run, planned, attempt.ctx, out)
+        _fill_rows(run, planned, sm, attempt.ctx.record)
+        _step_finished(run, planned, query=is_query(out))
     except PipelineError as exc:
-        if ctx is not None:
-            _fill_rows(run, planned, sm, ctx.record)
-        exc.with_context(**context, line=line, column=column)
-        exc.message = run.mask(exc.message)
-        exc.hint = run.mask(exc.hint) if exc.hint else exc.hint
-        run.state.step_failed(planned.index, str(exc), cancelled=run.cancelled.is_set())
+        _step_failed(run, planned, attempt.ctx, exc)
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a PipelineExecutionError
-        cause, detail = root_cause(exc)
-        run.state.step_failed(planned.index, run.mask(cause), cancelled=run.cancelled.is_set())
-        raise PipelineExecutionError(run.mask(cause), detail=run.mask(detail), line=line, column=column,
-                                     **context) from None
+        raise _execution_error(run, planned, exc) from None
     finally:
         sm.end = time.time()
         run.on_update(run)
 
 
+def _step_started(run: Run, planned: PlannedStep) -> None:
+    run.state.step_started(planned.index)
+    if planned.step.type == "load" and run.load_jobs is not None:
+        run.load_jobs.load_started()
+    run.metrics.steps[planned.index].start = time.time()
+    run.on_update(run)
+
+
+@dataclass
+class _Attempt:
+    """One try of a step's method: its settings (credentials read once, kept for the retries) and its context."""
+
+    run: Run
+    planned: PlannedStep
+    config: Any = None
+    #: the context of the latest try (None until its settings are read); a failure records its figures
+    ctx: StepContext | None = None
+
+    def __call__(self) -> Any:
+        run, planned = self.run, self.planned
+        self.ctx = None
+        if self.config is None:
+            self.config = planned.config(run.resolver.resolve(planned.step.config, planned.label))
+        self.ctx = StepContext(
+            spark=run.spark, pipeline=run.plan.spec.name, run_id=run.run_id, step=planned.step, index=planned.index,
+            mode=run.plan.spec.mode, inputs=[run.frames[n] for n in planned.inputs], frames=run.frames,
+            emit=lambda kind, payload: _emit(run, planned, kind, payload),
+            metrics_enabled=run.metrics_enabled, cached=run.cached,
+            run_version=int((run.metrics.start or time.time()) * 1000),
+        )
+        return planned.method.func(self.ctx, self.config)
+
+
+def _call_with_retries(attempt: _Attempt) -> Any:
+    """Reads the credentials, then runs the method; a transient failure of either is tried again after a
+    backoff, up to the step's retry policy (the credentials' own policy while they are not read)."""
+    run, planned = attempt.run, attempt.planned
+    sm = run.metrics.steps[planned.index]
+    method_policy = policy_for(planned.step, run.plan.spec.mode)
+    tries = 0
+    while True:
+        tries += 1
+        sm.attempts = tries
+        try:
+            return attempt()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            policy = method_policy if attempt.config is not None else resolve_policy(planned.step)
+            transient = is_transient(exc) and not run.cancelled.is_set()
+            if not transient or tries >= policy.attempts:
+                if transient and tries > 1:
+                    raise _retries_exhausted(run, planned, exc, tries) from None
+                raise
+            delay = backoff_delay(policy, tries)
+            log.warning("%s step %s: attempt %d of %d failed (%s); retrying in %.1fs", run.plan.spec.name,
+                        planned.label, tries, policy.attempts, run.mask(root_cause(exc)[0]), delay)
+            if attempt.ctx is not None:  # Observations of the failed attempt never fill
+                attempt.ctx.after.clear()
+            if run.cancelled.wait(delay):
+                raise PipelineCancelledError("the run was cancelled") from None
+
+
+def _keep_output(run: Run, planned: PlannedStep, ctx: StepContext, out: Any) -> Any:
+    """What the method returned, counted: a streaming query joins the run's queries; a frame is the step's
+    output (cached if the step asks, a temp view by the step's name)."""
+    step = planned.step
+    out = step_rows.observe(run, planned, ctx, out)
+    if ctx.after:
+        run.pending.append((planned, ctx))
+    if is_query(out):
+        run.queries.append((planned.index, out))
+        ctx.record.extra["query"] = out.name
+    elif out is not None:
+        if step.cache:
+            out = persist(run.spark, out, step.cacheStorageLevel or "MEMORY_AND_DISK")
+            run.cached.append(out)
+        run.frames[planned.output] = out
+        if step.name and not out.isStreaming:
+            out.createOrReplaceTempView(step.name)
+            run.views.append(step.name)
+    return out
+
+
+def _step_finished(run: Run, planned: PlannedStep, query: bool) -> None:
+    if planned.step.type == "load" and run.load_jobs is not None:
+        run.load_jobs.load_done(planned.index)
+    run.state.step_finished(planned.index, query=query)
+    read_pending(run)
+
+
+def _place(run: Run, planned: PlannedStep) -> dict[str, Any]:
+    """Where a step's error happened: the pipeline, the step and its line in the spec."""
+    step = planned.step
+    line, column = run.plan.spec.line_of("steps", planned.index)
+    return dict(pipeline=run.plan.spec.name, step_index=planned.index, step_name=step.name, step_type=step.type,
+                method=step.method, config=step.config, line=line, column=column)
+
+
+def _step_failed(run: Run, planned: PlannedStep, ctx: StepContext | None, exc: PipelineError) -> None:
+    """The step failed with ``exc``: the figures its try recorded are kept, the error told where, secrets masked."""
+    if ctx is not None:
+        _fill_rows(run, planned, run.metrics.steps[planned.index], ctx.record)
+    exc.with_context(**_place(run, planned))
+    exc.message = run.mask(exc.message)
+    exc.hint = run.mask(exc.hint) if exc.hint else exc.hint
+    run.state.step_failed(planned.index, str(exc), cancelled=run.cancelled.is_set())
+
+
+def _execution_error(run: Run, planned: PlannedStep, exc: Exception) -> PipelineExecutionError:
+    """The step failed with an error of Spark's or Python's: its root cause, masked, as a ``PipelineError``."""
+    cause, detail = root_cause(exc)
+    run.state.step_failed(planned.index, run.mask(cause), cancelled=run.cancelled.is_set())
+    return PipelineExecutionError(run.mask(cause), detail=run.mask(detail), **_place(run, planned))
+
+
 def _left_out(run: Run, planned: PlannedStep, frame: Any, note: str) -> None:
     """A step the run does not run; a kept output (``frame``) stands in for its own, view included."""
     run.state.step_left_out(planned.index, SKIPPED)
-    run.metrics.steps[planned.index].extra["note"] = note
+    run.metrics.steps[planned.index].note = note
     if frame is not None:
         run.frames[planned.output] = frame
         if planned.step.name:
@@ -244,13 +303,10 @@ def _count_steps(run: Run) -> None:
         log.debug("step rows from SQL metrics: %s", exc)
 
 
-def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str, Any]) -> None:
-    for key in ("rows_in", "rows_out", "bytes_written", "failed_rows"):
-        if record.get(key) is not None:
-            setattr(sm, key, int(record[key]))
-    sm.sources.update(record.get("sources") or {})
-    sm.extra.update({k: v for k, v in record.items() if k not in ("rows_in", "rows_out", "bytes_written",
-                                                                  "failed_rows", "sources")})
+def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: StepRecord) -> None:
+    """Copies what the step's method recorded into its metrics; its rows in, if none, are the rows out of its
+    one input."""
+    sm.take(record)
     if sm.rows_in is None and planned.inputs:
         upstream = [s for s in run.metrics.steps if s.step in planned.inputs or
                     step_label(s.index) in planned.inputs]
@@ -259,10 +315,10 @@ def _fill_rows(run: Run, planned: PlannedStep, sm: StepMetrics, record: dict[str
             sm.sources.setdefault("rows_in", f"rows out of step {upstream[0].step}")
 
 
-def _retries_exhausted(run: Run, exc: Exception, attempts: int, line: int | None,
-                       column: int | None) -> RetryableError:
+def _retries_exhausted(run: Run, planned: PlannedStep, exc: Exception, attempts: int) -> RetryableError:
     """The error of a step whose service stayed unreachable for all its attempts."""
     cause, detail = (exc.message, exc.detail) if isinstance(exc, PipelineError) else root_cause(exc)
+    line, column = run.plan.spec.line_of("steps", planned.index)
     return RetryableError(
         f"failed after {attempts} attempts: {run.mask(cause)}", detail=run.mask(detail or ""),
         params={"attempts": attempts, "cause": run.mask(cause), "cause_code": getattr(exc, "code", None)},

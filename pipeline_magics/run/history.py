@@ -53,9 +53,9 @@ def lines_of(run: Any) -> list[dict[str, Any]]:
     digest = spec_hash(spec)
     out = []
     for s in m.steps:
-        rules = s.extra.get("failed_rules")
+        rules = s.failed_rules
         if not isinstance(rules, dict):
-            label = s.extra.get("expectation")
+            label = s.expectation
             rules = {str(label): s.failed_rows} if label and s.failed_rows is not None else {}
         out.append({
             "run_id": m.run_id, "pipeline": m.pipeline, "spec_hash": digest, "mode": spec.mode,
@@ -65,8 +65,8 @@ def lines_of(run: Any) -> list[dict[str, Any]]:
             "failed_rules": {str(k): v for k, v in rules.items()},
             "error": run.mask(s.error) if s.error else None,
             # a load's target and the Delta versions before and after its commits (``%pipeline diff``)
-            "target": s.extra.get("target"), "delta_after": s.extra.get("delta_version"),
-            "delta_before": s.extra["delta_first_version"] - 1 if "delta_first_version" in s.extra else None,
+            "target": s.target, "delta_after": s.delta_version,
+            "delta_before": s.delta_first_version - 1 if s.delta_first_version is not None else None,
         })
     return out
 

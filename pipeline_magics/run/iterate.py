@@ -230,14 +230,14 @@ class Iteration:
             sm = self._metrics.steps[p.index]
             note = "kept" + (f" ({_size(kept.bytes)})" if kept.bytes is not None else "")
             if p.index == ctx.index:  # the engine fills the step's figures from its record
-                ctx.record.update(rows_out=rows, sources={"rows_out": "counted when kept"})
-                ctx.record["note"] = "; ".join(filter(None, (sm.extra.get("note"), note)))
+                ctx.record.rows_out, ctx.record.sources["rows_out"] = rows, "counted when kept"
+                ctx.record.note = "; ".join(filter(None, (sm.note, note)))
                 out = df
                 continue
             if sm.rows_out is None:
                 sm.rows_out = rows
                 sm.sources["rows_out"] = "counted when kept"
-            sm.extra["note"] = "; ".join(filter(None, (sm.extra.get("note"), note)))
+            sm.note = "; ".join(filter(None, (sm.note, note)))
         return func(ctx, cfg) if ctx.step.type == "load" else out
 
 
@@ -246,8 +246,8 @@ class Iteration:
         df = func(ctx, cfg)
         kind, value = self.sample or ("rows", 0)
         # the step's note, not its record: the record is read again when the step's Observation reports
-        self._metrics.steps[ctx.index].extra["note"] = (f"sample: at most {int(value):,} rows" if kind == "rows"
-                                                        else f"sample: {value:.0%}")
+        self._metrics.steps[ctx.index].note = (f"sample: at most {int(value):,} rows" if kind == "rows"
+                                               else f"sample: {value:.0%}")
         return df.limit(int(value)) if kind == "rows" else df.sample(fraction=value, seed=SEED)
 
 

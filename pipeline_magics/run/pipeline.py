@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from . import history, lineage as run_lineage
-from .engine import Run, execute, release
+from .engine import Run, execute, ignore_update, release
 from ..errors import DiffError, IterateError, PipelineError
 from ..render.graph import build_graph, frame_rows
 from ..render.palette import STATUS_COLOURS
@@ -139,13 +139,13 @@ def steps_table(metrics: PipelineMetrics) -> str:
 
 def _note(step: StepMetrics) -> str:
     """What an iterating run did with the step (reused, kept, sampled, where it wrote), under its name."""
-    note = step.extra.get("note")
+    note = step.note
     return f"<br><small>{html.escape(note)}</small>" if note else ""
 
 
 def _why(step: StepMetrics, figure: str) -> str:
     """A cell's tooltip: where its figure came from, or why Spark counted none."""
-    why = step.sources.get(figure) or (step.extra.get("rows_note") if getattr(step, figure) is None else None)
+    why = step.sources.get(figure) or (step.rows_note if getattr(step, figure) is None else None)
     return f" title='{html.escape(why, quote=True)}'" if why else ""
 
 
@@ -280,19 +280,15 @@ class Pipeline:
         plan = iteration.plan if iteration is not None else self.plan
         plan = preview_plan(plan, diff) if preview else plan
         began, starting = time.time(), spark is None and active_session() is None
-        run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics)
-        # the analyst waited for the session too: the run's time includes its start, shown apart
-        run.metrics.spark_start = time.time() - began if starting else spark_start
-        if on_update is not None:
-            run.on_update = on_update
+        run = Run(plan, get_session(spark), policy=self.policy, emit=emit, metrics_enabled=collect_metrics,
+                  on_update=on_update or ignore_update,
+                  # the analyst waited for the session too: the run's time includes its start, shown apart
+                  spark_start=time.time() - began if starting else spark_start)
         if iteration is not None:
             iteration.attach(run)
         self._run = run
         events = None if preview else run_lineage.attach(run, lineage)
         stream = REGISTRY.claim(self.name, run) if run.plan.spec.mode == "streaming" else None
-        if stream is not None:
-            stream.queries = run.queries
-            run.metrics.refresher = stream.refresh  # exporters bring the query figures up to date
         self.stream = stream
         error: PipelineError | None = None
         try:
@@ -300,7 +296,7 @@ class Pipeline:
             if events is not None and stream is not None:
                 events.prepare()  # the plans are read once, before the micro-batches report
             if stream is not None and run.queries:
-                finite = all(run.metrics.steps[i].extra.get("finite") for i, _ in run.queries)
+                finite = all(run.metrics.steps[i].finite for i, _ in run.queries)
                 if timeout is not None or finite:
                     stream.await_termination(timeout)
                 stream.refresh()
@@ -312,22 +308,18 @@ class Pipeline:
         finally:
             if stream is None or not stream.active:
                 release(run)
-        result = PipelineResult(self.name, run.metrics, dict(run.frames),
-                                [q for _, q in run.queries], error, run.displays)
-        result.stream = stream
-        result.plan = self.plan
-        result.lineage = events
-        if preview:
-            result.loads = loads_of(run.metrics)
-        elif stream is not None:
+        result = PipelineResult(self.name, run.metrics, dict(run.frames), [q for _, q in run.queries], error,
+                                run.displays, stream=stream, plan=self.plan, lineage=events,
+                                loads=loads_of(run.metrics) if preview else None)
+        if stream is not None and not preview:
             stream.record()  # again when the run ends
-        else:
+        elif not preview:
             history.record(run)  # written by a background thread
         if collect_metrics and not preview:
             for target in metrics:
                 export(run.metrics, target)
         if error is not None:
-            error.result = result  # type: ignore[attr-defined]
+            error.result = result
             if raise_on_error:
                 raise error
         return result

@@ -50,14 +50,14 @@ def figures(ctx: StepContext, target: str, action: str, **values: Any) -> dict[s
 
 
 def preview_load(ctx: StepContext, cfg: Any, diff: bool = False) -> None:
-    """The stand-in of a load step: records what it would do in ``ctx.record['preview']`` (``diff``: with
+    """The stand-in of a load step: records what it would do in ``ctx.record.extra['preview']`` (``diff``: with
     the rows it would change, under ``'diff'``)."""
     mode = getattr(cfg, "mode", None)
     func = PREVIEWS.get((ctx.step.method, mode)) or PREVIEWS.get((ctx.step.method, None))
     if func is None:
         raise ValueError(f"{ctx.step.method} with mode {mode} cannot be previewed")
     sides: dict[str, Any] = {}
-    ctx.record["preview"] = out = func(ctx, cfg, sides)
+    ctx.record.extra["preview"] = out = func(ctx, cfg, sides)
     if diff and sides:
         out["diff"] = compare(sides["before"], sides["after"], diff_keys(cfg), target=out["target"],
                               labels=("now", "after the load"), step=ctx.step_name)

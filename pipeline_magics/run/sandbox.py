@@ -91,12 +91,13 @@ def _write(ctx: StepContext, cfg: Any, *, real: Step, root: str, checkpoint: str
         path, table = real.config.get("path"), real.config.get("table")
         if real.method == "toDelta" and delta.exists(ctx.spark, path, table):
             ctx.spark.sql(f"CREATE TABLE {delta.table_ref(cfg.path, None)} SHALLOW CLONE {delta.table_ref(path, table)}")
-            ctx.record["cloned_from"] = table or path
+            ctx.record.extra["cloned_from"] = table or path
     out = to_delta(ctx, cfg)
     _index(root, ctx.pipeline, ctx.step_name, {"target": target, "method": real.method, "path": cfg.path,
                                                "written": dt.datetime.now().isoformat(timespec="seconds")})
-    how = "on a shallow clone of" if "cloned_from" in ctx.record else "instead of"
-    ctx.record.update(wrote_to=cfg.path, real_target=target, note=f"sandbox: wrote {cfg.path} {how} {target} (untouched)")
+    how = "on a shallow clone of" if "cloned_from" in ctx.record.extra else "instead of"
+    ctx.record.extra.update(wrote_to=cfg.path, real_target=target)
+    ctx.record.note = f"sandbox: wrote {cfg.path} {how} {target} (untouched)"
     return out
 
 

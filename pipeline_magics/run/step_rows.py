@@ -60,12 +60,12 @@ def observe(run: Any, planned: Any, ctx: Any, out: Any) -> Any:
     """``out`` with an Observation counting its rows where the executed plan cannot (runs with metrics):
     a named one in a streaming run, reported with each micro-batch."""
     if not run.metrics_enabled or not hasattr(out, "observe") or ctx.after or planned.step.type == "load" \
-            or "rows_out" in ctx.record or "observation" in ctx.record:
+            or ctx.record.rows_out is not None or ctx.record.observation is not None:
         return out
     if run.plan.spec.mode == "streaming":  # a named observation: reported with every micro-batch's progress
         from pyspark.sql import functions as F
 
-        ctx.record["rows_observation"] = name = marker(run, planned.index)
+        ctx.record.rows_observation = name = marker(run, planned.index)
         return out.observe(name, F.count(F.lit(1)).alias("rows"))
     if run.load_jobs is None or not (run.load_jobs.on or observes_any_frame(run.spark)):
         return out
@@ -103,8 +103,8 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
         by_view = set().union(*query_inputs(run.plan).values())
         for s in steps:
             if s.rows_out is None and s.type != "load" and s.status == "done":
-                s.extra["rows_note"] = (STREAMING if loads is None else OLD_CONNECT if not observes_any_frame(run.spark)
-                                        else VIEW if s.index in by_view else CONNECT)
+                s.rows_note = (STREAMING if loads is None else OLD_CONNECT if not observes_any_frame(run.spark)
+                               else VIEW if s.index in by_view else CONNECT)
         return
     shapes = _shapes(run)
     drain_listener_bus(run.spark)
@@ -133,7 +133,7 @@ def fill(run: Any, loads: LoadJobs | None) -> None:
     read = set().union(*(upstream(by_index, load) for load in loads.by_load)) if loads.by_load else set()
     for shape, s in zip(shapes, steps):
         if s.rows_out is None and s.type != "load" and s.status == "done":
-            s.extra["rows_note"] = reasons.get(shape.index) or (
+            s.rows_note = reasons.get(shape.index) or (
                 NOT_READ if shape.index not in read else
                 NO_COUNT.format(method=s.method) if shape.counts is None else UNMATCHED)
 

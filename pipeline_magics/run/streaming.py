@@ -33,9 +33,16 @@ class StreamingRun:
 
     pipeline: str
     run: Any  # engine.Run
-    queries: list[tuple[int, Any]] = field(default_factory=list)  # (step index, StreamingQuery)
     started: float = field(default_factory=time.time)
     _recorded: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.run.metrics.refresher = self.refresh  # exporters bring the query figures up to date first
+
+    @property
+    def queries(self) -> list[tuple[int, Any]]:
+        """The run's queries, as its loads start them: (step index, StreamingQuery)."""
+        return self.run.queries
 
     @property
     def active(self) -> bool:
@@ -136,7 +143,7 @@ class StreamingRun:
             exc = _exception(q)
             out.append({"query": q.name, "id": str(q.id), "step": self.run.metrics.steps[index].step,
                         "active": _is_active(q), "error": None if exc is None else str(exc).splitlines()[0],
-                        **self.run.metrics.steps[index].extra.get("progress", {})})
+                        **(self.run.metrics.steps[index].progress or {})})
         return out
 
 

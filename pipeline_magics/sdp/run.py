@@ -214,7 +214,7 @@ class SdpRun:
             if rows is not None:
                 step.rows_out, step.sources["rows_out"] = rows, "SQL metrics of the flow's write"
         else:
-            step.extra["rows_note"] = CONNECT
+            step.rows_note = CONNECT
 
     def run(self, spark: Any) -> PipelineMetrics:
         """Registers the definitions and runs the graph on ``spark``'s Spark; returns the metrics."""
@@ -312,6 +312,6 @@ def run_project(project: str | Path, spark: Any = None, *, dry: bool = False, fu
         export(job.metrics, target)
     result = PipelineResult(job.spec.name, job.metrics, error=error)
     if error is not None:
-        error.result = result  # type: ignore[attr-defined]
+        error.result = result
         raise error
     return result
